@@ -1,0 +1,23 @@
+"""Store-level failures; the HTTP layer maps each to a status and stable code."""
+
+
+class StoreError(Exception):
+    code = "store_error"
+
+
+class UnknownTask(StoreError):
+    code = "unknown_task"
+
+
+class InvalidTaskId(StoreError):
+    code = "invalid_task_id"
+
+
+class HeadRejected(StoreError):
+    """An uploaded or stored head failed validation; the message says why."""
+
+    code = "head_rejected"
+
+
+class FingerprintMismatch(HeadRejected):
+    code = "fingerprint_mismatch"

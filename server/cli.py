@@ -1,0 +1,152 @@
+"""`hra` command line: data, training, evaluation, transcription.
+
+    hra data               generate the synthetic corpora
+    hra build-default      the whole recipe behind models/default (one command)
+    hra train-head         a head for a new task from a manifest, registered in a store
+    hra evaluate           the WER table (prints Markdown, writes JSON)
+    hra transcribe         files -> text with a task's head
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from server.config import get_settings
+
+logger = logging.getLogger("server.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="hra", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=settings.model_dir)
+    parser.add_argument("--work-dir", type=Path, default=settings.work_dir)
+    parser.add_argument("--fsdd-root", type=Path, default=settings.fsdd_root)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="generate synthetic train/test corpora")
+    p.add_argument("--scale", type=float, default=1.0)
+
+    p = sub.add_parser("build-default", help="train everything behind the model dir")
+    p.add_argument("--quick", action="store_true", help="tiny data and steps (smoke test)")
+
+    p = sub.add_parser("train-head", help="train a head for a new task, controller frozen")
+    p.add_argument("--task-id", required=True)
+    p.add_argument("--manifest", type=Path, required=True,
+                   help="JSON lines of {audio, text}; audio paths relative to the manifest")
+    p.add_argument("--head-type", choices=["linear", "ffn"], default="linear")
+    p.add_argument("--rank", type=int, default=32, help="FFN hidden size")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
+    p.add_argument("--owner")
+
+    p = sub.add_parser("evaluate", help="WER per task and variant")
+    p.add_argument("--json", type=Path, default=Path("results/evaluation.json"))
+
+    p = sub.add_parser("transcribe", help="transcribe audio files")
+    p.add_argument("--task", default="base", help="task id; 'base' = backbone only")
+    p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
+    p.add_argument("files", nargs="+", type=Path)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    return COMMANDS[args.command](args)
+
+
+def _data(args) -> int:
+    from server.data.synthetic import generate_all
+
+    generate_all(args.work_dir / "data", scale=args.scale)
+    return 0
+
+
+def _build_default(args) -> int:
+    from server.training.recipes import Recipe, build_default
+
+    recipe = Recipe.quick() if args.quick else Recipe()
+    work = args.work_dir / ("quick" if args.quick else "default")
+    began = time.time()
+    summary = build_default(args.model_dir, work, args.fsdd_root, recipe)
+    logger.info("built %s in %.1f min, fingerprint %s", args.model_dir,
+                (time.time() - began) / 60, summary["fingerprint"])
+    return 0
+
+
+def _train_head(args) -> int:
+    from adapters_store.disk_store import DiskStore
+    from adapters_store.head_format import HeadType
+    from server.data.manifest import read_manifest
+    from server.model.checkpoint import load_model
+    from server.training.data import FeatureSet
+    from server.training.recipes import train_heads
+    from server.training.trainer import TrainConfig
+
+    model, fp = load_model(args.model_dir / "model.safetensors")
+    rows = read_manifest(args.manifest, task=args.task_id)
+    rows = [r.__class__(r.audio, r.text, args.task_id) for r in rows]
+    data = FeatureSet.build(rows, model.backbone.featurize)
+    head_type = HeadType(args.head_type)
+    rank = args.rank if head_type == HeadType.FFN else 0
+    config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
+    pools = train_heads(model, data, head_type, rank, config)
+    (record,) = pools.records(fp, rank)
+    store = DiskStore(args.store or args.model_dir / "heads")
+    stored = store.put(record.with_meta(owner=args.owner))
+    logger.info("registered %s version %d (%d parameters)", args.task_id,
+                stored.meta.version, stored.num_parameters)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from server.training.evaluate import evaluate, format_table
+
+    results = evaluate(args.model_dir, args.work_dir / "default" / "data", args.fsdd_root)
+    print(format_table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    logger.info("wrote %s", args.json)
+    return 0
+
+
+def _transcribe(args) -> int:
+    from adapters_store.disk_store import DiskStore
+    from adapters_store.head_format import validate_head
+    from server.data.manifest import load_audio
+    from server.model.checkpoint import head_spec, load_model
+    from server.model.inference import transcribe_features
+
+    model, fp = load_model(args.model_dir / "model.safetensors")
+    head = None
+    if args.task != "base":
+        head = DiskStore(args.store or args.model_dir / "heads").get(args.task)
+        validate_head(head, head_spec(model, fp))
+    feats = [model.backbone.featurize(load_audio(f)) for f in args.files]
+    for path, decoded in zip(args.files, transcribe_features(model, feats, [head] * len(feats))):
+        print(f"{path}\t{decoded.text}")
+    return 0
+
+
+COMMANDS = {
+    "data": _data,
+    "build-default": _build_default,
+    "train-head": _train_head,
+    "evaluate": _evaluate,
+    "transcribe": _transcribe,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

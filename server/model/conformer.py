@@ -1,0 +1,117 @@
+"""Our embedded backbone: log-mel -> conv subsampling -> Conformer layers -> CTC.
+
+The layers are torchaudio's ConformerLayer; we step through their parts here
+so padding frames are zeroed before every time convolution. Without that, the
+depthwise convolution smears padding into the last real frames and an
+utterance's output would depend on what it was batched with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torchaudio.models import Conformer
+
+from server.model.backbone import padding_mask
+from server.model.features import LogMelFrontend
+
+
+@dataclass(frozen=True)
+class ConformerConfig:
+    n_mels: int = 64
+    hidden_dim: int = 144
+    num_layers: int = 6
+    num_heads: int = 4
+    ffn_dim: int = 576
+    conv_kernel: int = 15
+    subsample_channels: int = 32
+    vocab_size: int = 29
+    dropout: float = 0.1
+
+
+class ConvSubsampling(nn.Module):
+    """Two stride-2 3x3 convolutions: 100 frames/s in, 25 frames/s out."""
+
+    def __init__(self, n_mels: int, channels: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        freq = (((n_mels + 1) // 2) + 1) // 2
+        self.proj = nn.Linear(channels * freq, out_dim)
+
+    @staticmethod
+    def out_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        for _ in range(2):
+            lengths = (lengths + 1) // 2
+        return lengths
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
+        x = feats.unsqueeze(1)  # [B, 1, T, F]
+        x = x * ~padding_mask(lengths, x.shape[2])[:, None, :, None]
+        for conv in (self.conv1, self.conv2):
+            x = torch.relu(conv(x))
+            lengths = (lengths + 1) // 2
+            x = x * ~padding_mask(lengths, x.shape[2])[:, None, :, None]
+        b, c, t, f = x.shape
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(b, t, c * f))  # [B, T, D]
+        return x, lengths
+
+
+class ConformerCTC(nn.Module):
+    """Implements server.model.backbone.Backbone."""
+
+    def __init__(self, config: ConformerConfig = ConformerConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.hidden_dim = config.hidden_dim
+        self.num_layers = config.num_layers
+        self.vocab_size = config.vocab_size
+        self.frontend = LogMelFrontend(config.n_mels)
+        self.subsample = ConvSubsampling(
+            config.n_mels, config.subsample_channels, config.hidden_dim
+        )
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.layers = Conformer(
+            input_dim=config.hidden_dim,
+            num_heads=config.num_heads,
+            ffn_dim=config.ffn_dim,
+            num_layers=config.num_layers,
+            depthwise_conv_kernel_size=config.conv_kernel,
+            dropout=config.dropout,
+        ).conformer_layers
+        self.ctc = nn.Linear(config.hidden_dim, config.vocab_size)
+
+    def config_dict(self) -> dict:
+        return {"type": "conformer_ctc", **asdict(self.config)}
+
+    def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.frontend(waveform)
+
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor):
+        x, lengths = self.subsample(inputs, lengths)
+        return self.input_dropout(x), lengths
+
+    def layer(self, index: int, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        layer = self.layers[index]
+        x = x.transpose(0, 1)  # torchaudio layers are time-major: [T, B, D]
+        x = x + 0.5 * layer.ffn1(x)
+        residual = x
+        a = layer.self_attn_layer_norm(x)
+        a, _ = layer.self_attn(a, a, a, key_padding_mask=pad_mask, need_weights=False)
+        x = residual + layer.self_attn_dropout(a)
+        x = x + self._convolution(layer.conv_module, x, pad_mask)
+        x = x + 0.5 * layer.ffn2(x)
+        return layer.final_layer_norm(x).transpose(0, 1)
+
+    @staticmethod
+    def _convolution(module: nn.Module, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        pointwise_in, glu, depthwise, norm, act, pointwise_out, dropout = module.sequential
+        y = module.layer_norm(x).permute(1, 2, 0)  # [B, D, T]
+        y = glu(pointwise_in(y)) * ~pad_mask[:, None, :]
+        y = dropout(pointwise_out(act(norm(depthwise(y)))))
+        return y.permute(2, 0, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ctc(x)

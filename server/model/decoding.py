@@ -1,0 +1,61 @@
+"""Greedy CTC decoding with the frame alignment kept, for timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from server.model.tokenizer import BLANK, CharTokenizer
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    word: str
+    start_frame: int
+    end_frame: int  # exclusive
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    words: list[WordTiming]
+    num_frames: int
+
+
+def greedy_decode(
+    logits: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer
+) -> list[Decoded]:
+    """Best path per utterance: argmax, collapse repeats, drop blanks.
+
+    logits  # [B, T, V]
+    lengths # [B] valid frames per utterance
+    Word boundaries come from the frames on which each word's first and last
+    characters were emitted, which is what CTC alignment gives for free.
+    """
+    best = logits.argmax(dim=-1).cpu()  # [B, T]
+    results = []
+    for b, n in enumerate(lengths.tolist()):
+        path = best[b, :n].tolist()
+        chars: list[tuple[str, int]] = []
+        prev = BLANK
+        for t, token in enumerate(path):
+            if token != prev and token != BLANK:
+                chars.append((tokenizer.symbols[token], t))
+            prev = token
+        results.append(_words_from_chars(chars, n))
+    return results
+
+
+def _words_from_chars(chars: list[tuple[str, int]], num_frames: int) -> Decoded:
+    words: list[WordTiming] = []
+    current: list[tuple[str, int]] = []
+    for ch, t in chars + [(" ", num_frames)]:
+        if ch == " ":
+            if current:
+                word = "".join(c for c, _ in current)
+                words.append(WordTiming(word, current[0][1], current[-1][1] + 1))
+            current = []
+        else:
+            current.append((ch, t))
+    return Decoded(text=" ".join(w.word for w in words), words=words, num_frames=num_frames)

@@ -1,0 +1,101 @@
+"""In-memory training sets of features, and length-bucketed batch sampling.
+
+Features are computed once per utterance up front (a few hundred MB for the
+default recipe) so a training step is pure model compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from tqdm import tqdm
+
+from server.data.manifest import Utterance, load_audio
+from server.model.features import pad_features
+from server.model.tokenizer import CharTokenizer
+
+
+@dataclass
+class FeatureSet:
+    features: list[torch.Tensor]  # each [T_i, F]
+    labels: list[torch.Tensor]  # each [U_i] CTC label ids
+    tasks: list[int]  # index into task_ids
+    texts: list[str]
+    task_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @cached_property
+    def length_order(self) -> list[int]:
+        return sorted(range(len(self)), key=lambda i: self.features[i].shape[0])
+
+    @classmethod
+    def build(
+        cls,
+        utterances: list[Utterance],
+        featurize,
+        task_ids: list[str] | None = None,
+        desc: str = "features",
+    ) -> FeatureSet:
+        tokenizer = CharTokenizer()
+        task_ids = task_ids or sorted({u.task for u in utterances})
+        index = {t: i for i, t in enumerate(task_ids)}
+        feats, labels, tasks, texts = [], [], [], []
+        for u in tqdm(utterances, desc=desc, leave=False):
+            feats.append(featurize(load_audio(u.audio)))
+            labels.append(torch.tensor(tokenizer.encode(u.text), dtype=torch.long))
+            tasks.append(index[u.task])
+            texts.append(tokenizer.normalize(u.text))
+        return cls(feats, labels, tasks, texts, task_ids)
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # [B, T, F]
+    lengths: torch.Tensor  # [B]
+    targets: torch.Tensor  # [sum U]
+    target_lengths: torch.Tensor  # [B]
+    tasks: torch.Tensor  # [B]
+    indices: list[int]
+
+
+def collate(data: FeatureSet, indices: list[int]) -> Batch:
+    inputs, lengths = pad_features([data.features[i] for i in indices])
+    labels = [data.labels[i] for i in indices]
+    return Batch(
+        inputs=inputs,
+        lengths=lengths,
+        targets=torch.cat(labels),
+        target_lengths=torch.tensor([len(x) for x in labels]),
+        tasks=torch.tensor([data.tasks[i] for i in indices]),
+        indices=indices,
+    )
+
+
+def sample_batch(data: FeatureSet, step: int, seed: int, max_frames: int) -> Batch:
+    """Batch for training step `step`, a pure function of (step, seed): resumable.
+
+    A random anchor utterance plus its neighbours in length order, up to
+    `max_frames` padded input frames, so padding stays small. Tasks mix freely.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    order = data.length_order
+    pos = int(torch.randint(len(order), (), generator=g))
+    count = max(1, max_frames // data.features[order[pos]].shape[0])
+    start = max(0, min(pos - count // 2, len(order) - count))
+    return collate(data, order[start : start + count])
+
+
+def iterate_batches(data: FeatureSet, max_frames: int):
+    """Every utterance once, in length order (for evaluation)."""
+    order = data.length_order
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * data.features[order[end]].shape[0] <= max_frames:
+            end += 1
+        yield collate(data, order[start:end])
+        start = end

@@ -1,0 +1,96 @@
+"""WER per task for backbone-only, HRA linear, HRA FFN and the residual adapter.
+
+Test sets: each synthetic domain's held-out split (regenerated from its seed
+if absent) and FSDD takes 30-39 per speaker. The table this prints is the
+README's; the JSON it writes is the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+from tqdm import tqdm
+
+from adapters_store.disk_store import DiskStore
+from server.data import synthetic
+from server.data.fsdd import TEST_TAKES, load_fsdd
+from server.data.manifest import Utterance, read_manifest
+from server.model.checkpoint import load_model
+from server.model.inference import transcribe_features
+from server.training.data import FeatureSet
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = {  # column name -> head store folder under the model dir (None: no head)
+    "backbone": None,
+    "hra_linear": "heads",
+    "hra_ffn": "baselines/ffn",
+    "residual": "baselines/residual",
+}
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    utterances: int
+    wer: dict[str, float]  # variant -> WER
+    params: dict[str, int]  # variant -> per-task parameters
+
+
+def test_utterances(data_dir: Path, fsdd_root: Path) -> list[Utterance]:
+    synthetic_dir = data_dir
+    missing = [
+        d for d in synthetic.ADAPTATION_DOMAINS if not (synthetic_dir / d / "test.jsonl").exists()
+    ]
+    for domain in missing:
+        synthetic.generate_domain(synthetic_dir, domain, "test", synthetic.split_size(domain, "test"))
+    rows = []
+    for domain in synthetic.ADAPTATION_DOMAINS:
+        rows += read_manifest(synthetic_dir / domain / "test.jsonl")
+    return rows + load_fsdd(fsdd_root, TEST_TAKES)
+
+
+def evaluate(model_dir: Path, data_dir: Path, fsdd_root: Path, batch_size: int = 32) -> list[TaskResult]:
+    model, _ = load_model(model_dir / "model.safetensors")
+    stores = {v: DiskStore(model_dir / f) for v, f in VARIANTS.items() if f is not None}
+    utterances = test_utterances(data_dir, fsdd_root)
+    data = FeatureSet.build(utterances, model.backbone.featurize, desc="test features")
+    results = []
+    for task_index, task in enumerate(tqdm(data.task_ids, desc="evaluate")):
+        idx = [i for i, t in enumerate(data.tasks) if t == task_index]
+        refs = [data.texts[i] for i in idx]
+        wer, params = {}, {}
+        for variant in VARIANTS:
+            head = stores[variant].get(task) if variant in stores else None
+            params[variant] = head.num_parameters if head else 0
+            hyps = []
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                decoded = transcribe_features(
+                    model, [data.features[i] for i in chunk], [head] * len(chunk)
+                )
+                hyps += [d.text for d in decoded]
+            wer[variant] = jiwer.wer(refs, hyps)
+        results.append(TaskResult(task, len(idx), wer, params))
+    return results
+
+
+def format_table(results: list[TaskResult]) -> str:
+    cols = list(VARIANTS)
+    lines = [
+        "| task | n | " + " | ".join(f"WER {c}" for c in cols) + " | rel. reduction (linear) |",
+        "|---|---|" + "---|" * len(cols) + "---|",
+    ]
+    for r in results:
+        base = r.wer["backbone"]
+        reduction = (base - r.wer["hra_linear"]) / base if base > 0 else 0.0
+        cells = " | ".join(f"{100 * r.wer[c]:.1f}%" for c in cols)
+        lines.append(f"| {r.task} | {r.utterances} | {cells} | {100 * reduction:.0f}% |")
+    means = " | ".join(f"{100 * sum(r.wer[c] for r in results) / len(results):.1f}%" for c in cols)
+    lines.append(f"| **mean** | | {means} | |")
+    params = " | ".join(str(results[0].params[c]) for c in cols)
+    lines.append(f"| params per task | | {params} | |")
+    return "\n".join(lines)

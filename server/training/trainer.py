@@ -1,0 +1,144 @@
+"""One CTC training loop for every stage, resumable from safetensors checkpoints.
+
+Each stage differs only in which parameters train, which head each utterance
+uses, and whether the backbone runs in train mode; those are arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torchaudio.transforms import FrequencyMasking, TimeMasking
+from tqdm import tqdm
+
+from server.model.adapters import HeadBatch
+from server.model.hra import HRAModel
+from server.training.data import Batch, FeatureSet, sample_batch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    lr: float
+    warmup: int = 100
+    max_frames: int = 5000  # padded input frames per batch (100 frames = 1 s)
+    weight_decay: float = 0.0
+    spec_augment: bool = False
+    seed: int = 0
+    checkpoint_every: int = 200
+
+
+def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # [T, B, V]
+    return F.ctc_loss(
+        log_probs, batch.targets, lengths, batch.target_lengths, blank=0, zero_infinity=True
+    )
+
+
+def train(
+    model: HRAModel,
+    params: dict[str, torch.nn.Parameter],
+    data: FeatureSet,
+    heads_for: Callable[[Batch], HeadBatch | None],
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    backbone_trains: bool = False,
+    desc: str = "train",
+) -> dict:
+    """Train `params` only; returns a summary (steps, final loss, seconds)."""
+    torch.manual_seed(config.seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    model.train(backbone_trains)
+    optimizer = torch.optim.AdamW(
+        list(params.values()), lr=config.lr, weight_decay=config.weight_decay
+    )
+    start = _resume(checkpoint, params, optimizer) if checkpoint else 0
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config), last_epoch=start - 1)
+    augment = torch.nn.Sequential(FrequencyMasking(12), TimeMasking(20)) if config.spec_augment else None
+    began, losses = time.time(), []
+    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps)
+    for step in bar:
+        batch = sample_batch(data, step, config.seed, config.max_frames)
+        inputs = augment(batch.inputs.transpose(1, 2)).transpose(1, 2) if augment else batch.inputs
+        logits, lengths = model(inputs, batch.lengths, heads_for(batch))
+        loss = ctc_loss(logits, lengths, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), 5.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+            _save(checkpoint, params, optimizer, step + 1)
+    model.eval()
+    for p in params.values():
+        p.requires_grad_(False)
+    tail = losses[-50:] or [float("nan")]
+    summary = {
+        "stage": desc,
+        "steps": config.steps,
+        "resumed_at": start,
+        "final_loss": sum(tail) / len(tail),
+        "seconds": round(time.time() - began, 1),
+    }
+    logger.info("%s done: %s", desc, summary)
+    return summary
+
+
+def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _save(path: Path, params: dict, optimizer: torch.optim.Optimizer, step: int) -> None:
+    tensors = {f"param/{k}": v.detach().contiguous() for k, v in params.items()}
+    for name, p in params.items():
+        state = optimizer.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                tensors[f"{key}/{name}"] = state[key].contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step)})
+    tmp.replace(path)
+
+
+def _resume(path: Path, params: dict, optimizer: torch.optim.Optimizer) -> int:
+    if not path.exists():
+        return 0
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        step = int(f.metadata()["step"])
+    tensors = load_file(str(path))
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors[f"param/{name}"])
+            if f"exp_avg/{name}" in tensors:
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(step)),
+                    "exp_avg": tensors[f"exp_avg/{name}"].clone(),
+                    "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].clone(),
+                }
+    logger.info("resumed %s at step %d", path, step)
+    return step

@@ -1,0 +1,94 @@
+"""Head files: round trip, and every malformed or mismatched head refused."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save
+
+from adapters_store.errors import FingerprintMismatch, HeadRejected, InvalidTaskId
+from adapters_store.head_format import (
+    HeadMetadata,
+    HeadRecord,
+    HeadSpec,
+    decode_head,
+    encode_head,
+    validate_task_id,
+)
+
+SPEC = HeadSpec(fingerprint="abc123", hidden_dim=6, controller_dim=4, num_layers=2)
+
+
+def _record(**changes) -> HeadRecord:
+    meta = HeadMetadata(task_id="t1", head_type="linear", fingerprint="abc123", owner="acme")
+    return HeadRecord(meta, {"V": torch.randn(6, 4)}).with_meta(**changes)
+
+
+def test_encode_decode_round_trips_tensors_and_metadata():
+    record = _record(description="call centre")
+    back = decode_head(encode_head(record), SPEC)
+    assert back.meta == record.meta
+    torch.testing.assert_close(back.tensors["V"], record.tensors["V"])
+
+
+def test_ffn_and_residual_shapes_are_checked_against_the_spec():
+    ffn = HeadRecord(HeadMetadata("t", "ffn", "abc123", rank=3),
+                     {"V1": torch.randn(3, 4), "V2": torch.randn(6, 3)})
+    decode_head(encode_head(ffn), SPEC)
+    residual = HeadRecord(HeadMetadata("t", "residual", "abc123", rank=3),
+                          {"down": torch.randn(2, 3, 6), "up": torch.randn(2, 6, 3)})
+    decode_head(encode_head(residual), SPEC)
+    wrong = HeadRecord(residual.meta, {"down": torch.randn(3, 3, 6), "up": torch.randn(3, 6, 3)})
+    with pytest.raises(HeadRejected, match="shape"):
+        decode_head(encode_head(wrong), SPEC)
+
+
+@pytest.mark.parametrize(
+    "tensors,match",
+    [
+        ({"W": torch.randn(6, 4)}, "needs tensors"),
+        ({"V": torch.randn(4, 6)}, "shape"),
+        ({"V": torch.randn(6, 4).double()}, "dtype"),
+        ({"V": torch.full((6, 4), float("nan"))}, "NaN"),
+        ({"V": torch.full((6, 4), float("inf"))}, "NaN or infinite"),
+    ],
+)
+def test_bad_tensors_are_rejected(tensors, match):
+    with pytest.raises(HeadRejected, match=match):
+        decode_head(encode_head(HeadRecord(_record().meta, tensors)), SPEC)
+
+
+def test_other_fingerprint_is_rejected_with_both_fingerprints_named():
+    with pytest.raises(FingerprintMismatch, match="ffff.*abc123"):
+        decode_head(encode_head(_record(fingerprint="ffff")), SPEC)
+
+
+def test_pickle_and_garbage_are_rejected_without_unpickling():
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    for data in (pickle.dumps(Boom()), b"", b"\x00" * 3, b"not a safetensors file at all"):
+        with pytest.raises(HeadRejected):
+            decode_head(data, SPEC)
+
+
+def test_safetensors_without_head_metadata_or_with_oversized_metadata_is_rejected():
+    with pytest.raises(HeadRejected, match="hra_head"):
+        decode_head(save({"V": torch.randn(6, 4)}), SPEC)
+    big = _record(description="x" * 20_000)
+    with pytest.raises(HeadRejected, match="limit"):
+        decode_head(encode_head(big), SPEC)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "a..b", "x" * 129, "sp ace"])
+def test_task_ids_with_path_characters_are_refused(bad):
+    with pytest.raises(InvalidTaskId):
+        validate_task_id(bad)
+
+
+def test_ordinary_task_ids_are_accepted():
+    for ok in ("fsdd-george", "synth-accent-de", "Tenant_7.v2"):
+        assert validate_task_id(ok) == ok
