@@ -10,11 +10,12 @@ A per-task lock file serialises concurrent registrations across processes.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -120,3 +121,60 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class AsyncDiskStore:
+    """DiskStore behind the async HeadStore interface (file I/O in a thread).
+
+    Change notifications reach watchers in this process only: a disk store is
+    the single-replica embedded default; replicas share a RedisStore.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.disk = DiskStore(root)
+        self._watchers: list[asyncio.Queue[str]] = []
+
+    async def put(self, record: HeadRecord) -> HeadRecord:
+        stored = await asyncio.to_thread(self.disk.put, record)
+        self._notify(stored.meta.task_id)
+        return stored
+
+    async def get_bytes(self, task_id: str, version: int | None = None) -> bytes:
+        return await asyncio.to_thread(self.disk.get_bytes, task_id, version)
+
+    async def current_version(self, task_id: str) -> int:
+        return await asyncio.to_thread(self.disk.current_version, task_id)
+
+    async def versions(self, task_id: str) -> list[int]:
+        return await asyncio.to_thread(self.disk.versions, task_id)
+
+    async def set_current(self, task_id: str, version: int) -> None:
+        await asyncio.to_thread(self.disk.set_current, task_id, version)
+        self._notify(task_id)
+
+    async def delete(self, task_id: str) -> None:
+        await asyncio.to_thread(self.disk.delete, task_id)
+        self._notify(task_id)
+
+    async def list_tasks(self, offset: int, limit: int) -> tuple[list[str], int]:
+        ids = await asyncio.to_thread(self.disk.task_ids)
+        return ids[offset : offset + limit], len(ids)
+
+    async def ping(self) -> bool:
+        return await asyncio.to_thread(self.disk.root.is_dir)
+
+    async def watch(self) -> AsyncIterator[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._watchers.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.remove(queue)
+
+    async def close(self) -> None:
+        return None
+
+    def _notify(self, task_id: str) -> None:
+        for queue in self._watchers:
+            queue.put_nowait(task_id)

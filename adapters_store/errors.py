@@ -21,3 +21,9 @@ class HeadRejected(StoreError):
 
 class FingerprintMismatch(HeadRejected):
     code = "fingerprint_mismatch"
+
+
+class StoreUnavailable(StoreError):
+    """The backing store (Redis) cannot be reached; cached heads still serve."""
+
+    code = "store_unavailable"

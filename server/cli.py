@@ -1,5 +1,6 @@
 """`hra` command line: data, training, evaluation, transcription.
 
+    hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
     hra data               generate the synthetic corpora
     hra build-default      the whole recipe behind models/default (one command)
     hra train-head         a head for a new task from a manifest, registered in a store
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("serve", help="run the HTTP server on HRA_HOST:HRA_PORT")
+
     p = sub.add_parser("data", help="generate synthetic train/test corpora")
     p.add_argument("--scale", type=float, default=1.0)
 
@@ -65,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     return COMMANDS[args.command](args)
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("server.api.app:create_app", factory=True, host=settings.host,
+                port=settings.port, log_level="info")
+    return 0
 
 
 def _data(args) -> int:
@@ -141,6 +153,7 @@ def _transcribe(args) -> int:
 
 
 COMMANDS = {
+    "serve": _serve,
     "data": _data,
     "build-default": _build_default,
     "train-head": _train_head,

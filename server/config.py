@@ -1,30 +1,92 @@
-"""All configuration, read once from environment variables prefixed `HRA_`."""
+"""All configuration, read once from environment variables prefixed `HRA_`.
+
+Nested groups use a double underscore: `HRA_BATCH__MAX_BATCH_SIZE=16`.
+Every knob has a default that serves the embedded model on this machine.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class StoreKind(StrEnum):
+    DISK = "disk"
+    REDIS = "redis"
+
+
+class BatchSettings(BaseModel):
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    """Most utterances in one fused forward pass."""
+    max_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
+    """How long the first request of a batch may wait for company, in milliseconds."""
+    max_queue: int = Field(default=256, ge=1)
+    """Admitted requests waiting for a batch; beyond this, 503 with Retry-After."""
+    max_batch_audio_s: float = Field(default=240.0, gt=0)
+    """Padded audio seconds per batch, bounding memory for long utterances."""
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """Deadline from admission to result; past it the request fails with 504."""
+
+
+class CacheSettings(BaseModel):
+    device_slots: int = Field(default=64, ge=1)
+    """Heads resident in the device slot pool (per head type)."""
+    host_heads: int = Field(default=1024, ge=1)
+    """Heads kept decoded in host memory."""
+
+
+class AudioSettings(BaseModel):
+    max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
+    max_duration_s: float = Field(default=60.0, gt=0)
+    """Longest audio accepted, in seconds."""
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HRA_")
+    model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    """Interface `make run` binds."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port `make run` listens on."""
 
     model_dir: Path = REPO_ROOT / "models" / "default"
     """Folder with model.safetensors (backbone + controller) and heads/ (default store)."""
+    device: str = "auto"
+    """torch device for the engine: auto (cuda if available), cpu, cuda, cuda:1 ..."""
+    torch_threads: int = Field(default=0, ge=0)
+    """Intra-op threads for torch; 0 keeps torch's default (one per core)."""
+
+    store: StoreKind = StoreKind.DISK
+    """Where heads live: disk (embedded default) or redis (shared by replicas)."""
+    disk_store_path: Path | None = None
+    """DiskStore folder; default <model_dir>/heads."""
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """Redis connection URL (may hold a password, hence secret)."""
+    redis_prefix: str = "hra"
+    """Key prefix, so several deployments can share one Redis."""
+
+    batch: BatchSettings = BatchSettings()
+    cache: CacheSettings = CacheSettings()
+    audio: AudioSettings = AudioSettings()
+
+    busiest_tasks_tracked: int = Field(default=20, ge=0)
+    """Tasks with their own metric label; all others count under `other`."""
 
     fsdd_root: Path = REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
     """FSDD recordings, for training and evaluation only."""
-
     work_dir: Path = REPO_ROOT / "build"
     """Generated data and resumable training checkpoints (not committed)."""
 
-    torch_threads: int = Field(default=0, ge=0)
-    """Intra-op threads for torch; 0 keeps torch's default (one per core)."""
+    @property
+    def heads_path(self) -> Path:
+        return self.disk_store_path or self.model_dir / "heads"
 
 
 @lru_cache

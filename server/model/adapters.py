@@ -56,6 +56,11 @@ _POOL_FIELDS = {
 }
 
 
+def pool_fields(head_type: HeadType) -> tuple[tuple[str, str], ...]:
+    """(tensor name, HeadBatch field) pairs of one head type."""
+    return _POOL_FIELDS[head_type]
+
+
 @dataclass
 class HeadBatch:
     """Which head each utterance of a fused batch uses (one entry per family).

@@ -66,7 +66,7 @@ def train(
         list(params.values()), lr=config.lr, weight_decay=config.weight_decay
     )
     start = _resume(checkpoint, params, optimizer) if checkpoint else 0
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config), last_epoch=start - 1)
+    lr_factor = _lr_lambda(config)
     augment = torch.nn.Sequential(FrequencyMasking(12), TimeMasking(20)) if config.spec_augment else None
     began, losses = time.time(), []
     bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps)
@@ -78,9 +78,10 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), 5.0)
+        for group in optimizer.param_groups:  # a pure function of step: resumes exactly
+            group["lr"] = config.lr * lr_factor(step)
         optimizer.step()
-        schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):

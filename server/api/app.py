@@ -1,0 +1,55 @@
+"""create_app(settings): the FastAPI app; its lifespan owns the AsrService.
+
+    uvicorn --factory server.api.app:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from server.api import errors
+from server.api.limits import BodySizeLimit
+from server.api.routes import health, tasks, transcription
+from server.config import Settings, get_settings
+from server.service import AsrService, set_threads
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        set_threads(settings)
+        service = AsrService(settings)
+        await service.start()
+        app.state.service = service
+        logger.info("serving on %s:%d", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="HRA-ASR", version="0.1.0", lifespan=lifespan,
+                  description="Multi-tenant speech recognition with per-task HRA heads.")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.audio.max_bytes + 64 * 1024)
+    errors.install(app)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        service = getattr(request.app.state, "service", None)
+        if service is not None:
+            service.metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    app.include_router(transcription.router)
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,81 @@
+"""The one place domain errors become HTTP: status, stable code, message.
+
+Body shape follows OpenAI's so their clients surface our messages:
+    {"error": {"code": "unknown_task", "message": "...", "type": "not_found"}}
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server import errors as e
+
+logger = logging.getLogger(__name__)
+
+# Most specific first: the first matching class decides.
+STATUS: list[tuple[type[Exception], int]] = [
+    (e.UnknownTask, 404),
+    (e.InvalidTaskId, 422),
+    (e.HeadRejected, 422),
+    (e.AudioTooLong, 413),
+    (e.PayloadTooLarge, 413),
+    (e.AudioDecodeError, 400),
+    (e.InvalidRequest, 400),
+    (e.Overloaded, 503),
+    (e.StoreUnavailable, 503),
+    (e.DeadlineExceeded, 504),
+    (e.BatchFailed, 500),
+]
+
+UNSUPPORTED_MEDIA = "unsupported_media_type"
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None):
+    kind = {400: "invalid_request", 404: "not_found", 413: "too_large", 415: "invalid_request",
+            422: "invalid_request", 503: "unavailable", 504: "timeout"}.get(status, "server_error")
+    body = {"error": {"code": code, "message": message, "type": kind}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _status_for(exc: Exception) -> int:
+    return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    status = _status_for(exc)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.Overloaded) else None
+    if status >= 500 and status not in (503, 504):
+        logger.error("request %s failed: %s", request.url.path, exc)
+    return error_response(status, exc.code, str(exc), headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return error_response(422, "validation_error", details or "invalid request")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed", 415: UNSUPPORTED_MEDIA}.get(
+        exc.status_code, "http_error"
+    )
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s", request.url.path)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.StoreError, _domain_error)
+    app.add_exception_handler(e.ServingError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

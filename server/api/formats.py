@@ -1,0 +1,82 @@
+"""OpenAI transcription response formats built from the CTC alignment.
+
+Segments split where the pause between two words exceeds SEGMENT_GAP_S; word
+times are the frames on which a word's first and last characters fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.service import Transcription
+
+SEGMENT_GAP_S = 0.6
+FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+def words(t: Transcription) -> list[Word]:
+    return [Word(w.word, round(w.start_frame * t.frame_s, 3),
+                 round(min(w.end_frame * t.frame_s, t.duration_s), 3)) for w in t.words]
+
+
+def segments(t: Transcription) -> list[list[Word]]:
+    groups: list[list[Word]] = []
+    for w in words(t):
+        if groups and w.start - groups[-1][-1].end <= SEGMENT_GAP_S:
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return groups
+
+
+def verbose_json(t: Transcription, with_words: bool) -> dict:
+    body = {
+        "task": "transcribe",
+        "language": "english",
+        "duration": round(t.duration_s, 3),
+        "text": t.text,
+        "segments": [
+            {
+                "id": i, "seek": 0, "start": seg[0].start, "end": seg[-1].end,
+                "text": " ".join(w.word for w in seg), "tokens": [], "temperature": 0.0,
+                "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0,
+            }
+            for i, seg in enumerate(segments(t))
+        ],
+    }
+    if with_words:
+        body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in words(t)]
+    return body
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def srt(t: Transcription) -> str:
+    blocks = [
+        f"{i}\n{_stamp(seg[0].start, ',')} --> {_stamp(seg[-1].end, ',')}\n"
+        + " ".join(w.word for w in seg) + "\n"
+        for i, seg in enumerate(segments(t), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def vtt(t: Transcription) -> str:
+    cues = [
+        f"{_stamp(seg[0].start, '.')} --> {_stamp(seg[-1].end, '.')}\n"
+        + " ".join(w.word for w in seg) + "\n"
+        for seg in segments(t)
+    ]
+    return "WEBVTT\n\n" + "\n".join(cues)

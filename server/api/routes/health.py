@@ -1,0 +1,31 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from server.api.deps import get_service
+from server.service import AsrService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(service: Annotated[AsrService, Depends(get_service)]):
+    """200 when ready; 503 with status "degraded" while the store is unreachable."""
+    report = await service.readiness()
+    return JSONResponse(report, status_code=200 if report["store_reachable"] else 503)
+
+
+@router.get("/metrics")
+async def metrics(service: Annotated[AsrService, Depends(get_service)]) -> Response:
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,115 @@
+"""Task heads: register/replace, list, inspect, download, roll back, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from adapters_store.head_format import HeadRecord
+from server.api.deps import get_service
+from server.errors import InvalidRequest
+from server.service import AsrService
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+TaskId = Annotated[str, Path(min_length=1, max_length=128)]
+MAX_METADATA_FIELD = 8192
+
+
+class HeadInfo(BaseModel):
+    task_id: str
+    version: int
+    head_type: str
+    rank: int
+    parameters: int
+    dtype: str
+    fingerprint: str
+    created_at: float
+    owner: str | None
+    description: str | None
+    extra: dict
+
+
+class TaskInfo(HeadInfo):
+    versions: list[int]
+
+
+class TaskPage(BaseModel):
+    tasks: list[str]
+    total: int
+    offset: int
+    limit: int
+
+
+def _info(record: HeadRecord) -> dict:
+    m = record.meta
+    return dict(task_id=m.task_id, version=m.version, head_type=m.head_type, rank=m.rank,
+                parameters=record.num_parameters, dtype=str(next(iter(record.tensors.values())).dtype).removeprefix("torch."),
+                fingerprint=m.fingerprint, created_at=m.created_at, owner=m.owner,
+                description=m.description, extra=m.extra)
+
+
+@router.put("/{task_id}", response_model=HeadInfo)
+async def register(
+    task_id: TaskId,
+    service: Annotated[AsrService, Depends(get_service)],
+    file: Annotated[UploadFile, File(description="head as safetensors")],
+    metadata: Annotated[str | None, Form(max_length=MAX_METADATA_FIELD)] = None,
+) -> HeadInfo:
+    """Register a new head, or a new version of an existing task's head."""
+    extra = None
+    if metadata:
+        try:
+            extra = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"metadata is not JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise InvalidRequest("metadata must be a JSON object")
+    stored = await service.register_head(task_id, await file.read(), extra)
+    return HeadInfo(**_info(stored))
+
+
+@router.get("", response_model=TaskPage)
+async def list_tasks(
+    service: Annotated[AsrService, Depends(get_service)],
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TaskPage:
+    ids, total = await service.store.list_tasks(offset, limit)
+    return TaskPage(tasks=ids, total=total, offset=offset, limit=limit)
+
+
+@router.get("/{task_id}", response_model=TaskInfo)
+async def inspect(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]) -> TaskInfo:
+    record, versions = await service.head_info(task_id)
+    return TaskInfo(**_info(record), versions=versions)
+
+
+@router.get("/{task_id}/head", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def download(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]):
+    """The current version's safetensors file, metadata included: uploads again as is."""
+    data = await service.head_bytes(task_id)
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{task_id}.safetensors"'})
+
+
+class RollbackRequest(BaseModel):
+    version: int
+
+
+@router.post("/{task_id}/rollback", response_model=TaskInfo)
+async def rollback(task_id: TaskId, body: RollbackRequest,
+                   service: Annotated[AsrService, Depends(get_service)]) -> TaskInfo:
+    await service.rollback(task_id, body.version)
+    record, versions = await service.head_info(task_id)
+    return TaskInfo(**_info(record), versions=versions)
+
+
+@router.delete("/{task_id}", status_code=204, response_class=Response)
+async def delete(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]):
+    await service.delete_head(task_id)
+    return Response(status_code=204)

@@ -1,0 +1,98 @@
+"""POST /v1/transcribe (ours) and POST /v1/audio/transcriptions (OpenAI's shape)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from server.api import formats
+from server.api.deps import get_service
+from server.errors import InvalidRequest
+from server.service import BASE_TASK, AsrService
+
+router = APIRouter(tags=["transcription"])
+RAW_AUDIO_TYPES = ("audio/", "application/octet-stream")
+
+
+class Timings(BaseModel):
+    queue_ms: float
+    compute_ms: float
+
+
+class TranscribeResponse(BaseModel):
+    task_id: str
+    head_version: int | None
+    text: str
+    duration_s: float
+    timings: Timings
+
+
+@router.post("/v1/transcribe", response_model=TranscribeResponse,
+             openapi_extra={"requestBody": {"content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"},
+                     "task_id": {"type": "string"}}, "required": ["file"]}},
+                 "audio/wav": {"schema": {"type": "string", "format": "binary"}}}}})
+async def transcribe(
+    request: Request,
+    service: Annotated[AsrService, Depends(get_service)],
+    task_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> TranscribeResponse:
+    """Audio as a multipart `file` or as the raw body; `task_id` omitted means `base`."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidRequest("multipart request needs a 'file' part with the audio")
+        task_id = task_id or form.get("task_id") or None
+        audio = await upload.read()
+    elif content_type.startswith(RAW_AUDIO_TYPES) or not content_type:
+        audio = await request.body()
+    else:
+        raise InvalidRequest(f"content type {content_type!r} is not audio; send audio/* "
+                             "or multipart/form-data with a 'file' part")
+    result = await service.transcribe(audio, str(task_id or BASE_TASK))
+    return TranscribeResponse(
+        task_id=result.task_id, head_version=result.head_version, text=result.text,
+        duration_s=round(result.duration_s, 3),
+        timings=Timings(queue_ms=round(result.queue_ms, 2), compute_ms=round(result.compute_ms, 2)),
+    )
+
+
+@router.post("/v1/audio/transcriptions")
+async def openai_transcriptions(
+    service: Annotated[AsrService, Depends(get_service)],
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str, Form()] = BASE_TASK,
+    response_format: Annotated[str, Form()] = "json",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
+    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+    stream: Annotated[bool, Form()] = False,
+):
+    """OpenAI-compatible: `model` is the task id. Decoding is greedy CTC, so
+    `temperature` and `prompt` are accepted and have no effect."""
+    if response_format not in formats.FORMATS:
+        raise InvalidRequest(f"response_format must be one of {', '.join(formats.FORMATS)}")
+    if language not in (None, "", "en", "english"):
+        raise InvalidRequest(f"language {language!r} is not supported; this model is English")
+    if stream:
+        raise InvalidRequest("stream=true is not supported")
+    granularities = set(timestamp_granularities or ["segment"])
+    if not granularities <= {"word", "segment"}:
+        raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
+    result = await service.transcribe(await file.read(), model)
+    if response_format == "text":
+        return PlainTextResponse(result.text + "\n")
+    if response_format == "srt":
+        return PlainTextResponse(formats.srt(result), media_type="application/x-subrip")
+    if response_format == "vtt":
+        return PlainTextResponse(formats.vtt(result), media_type="text/vtt")
+    if response_format == "verbose_json":
+        return JSONResponse(formats.verbose_json(result, with_words="word" in granularities))
+    return JSONResponse({"text": result.text})

@@ -1,0 +1,63 @@
+"""The engine: one per device, run from its own thread, one fused forward per batch.
+
+It knows nothing of queues or HTTP: it takes a list of (features, head) and
+returns transcripts. Heads are placed in the device slot pool and the whole
+mixed-task batch runs as one forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from adapters_store.head_format import HeadRecord
+from server.model.decoding import Decoded, greedy_decode
+from server.model.features import pad_features
+from server.model.hra import HRAModel
+from server.model.tokenizer import CharTokenizer
+from server.slot_pool import DeviceSlotPool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    features: torch.Tensor  # [T, F] from the backbone's featurize()
+    head: HeadRecord | None  # None: backbone only (task "base")
+
+
+class Engine:
+    def __init__(self, model: HRAModel, slots: DeviceSlotPool) -> None:
+        self.model = model.eval()
+        self.slots = slots
+        self.device = slots.device
+        self.tokenizer = CharTokenizer()
+        # Seconds of audio per output frame, for timestamps.
+        self.frame_seconds = 0.04
+        self.forward_passes = 0
+
+    def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.model.backbone.featurize(waveform)
+
+    @torch.inference_mode()
+    def run(self, batch: list[EngineInput]) -> list[Decoded]:
+        inputs, lengths = pad_features([item.features for item in batch])
+        head_batch = self.slots.head_batch([item.head for item in batch])
+        logits, out_lengths = self.model(
+            inputs.to(self.device), lengths.to(self.device), head_batch
+        )
+        self.forward_passes += 1
+        return greedy_decode(logits, out_lengths, self.tokenizer)
+
+    def warm_up(self) -> None:
+        """One tiny forward so the first request does not pay for lazy init."""
+        self.run([EngineInput(self.featurize(torch.zeros(16_000)), None)])
+        self.forward_passes = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,62 @@
+"""Domain errors raised in the core; server/api/errors.py maps them to HTTP once.
+
+Each carries a stable `code` that clients may switch on; messages are for humans.
+"""
+
+from __future__ import annotations
+
+from adapters_store.errors import (  # re-exported: store errors are domain errors too
+    FingerprintMismatch,
+    HeadRejected,
+    InvalidTaskId,
+    StoreError,
+    StoreUnavailable,
+    UnknownTask,
+)
+
+
+class ServingError(Exception):
+    code = "internal_error"
+
+
+class AudioDecodeError(ServingError):
+    code = "invalid_audio"
+
+
+class EmptyAudio(AudioDecodeError):
+    code = "empty_audio"
+
+
+class AudioTooLong(ServingError):
+    code = "audio_too_long"
+
+
+class PayloadTooLarge(ServingError):
+    code = "payload_too_large"
+
+
+class InvalidRequest(ServingError):
+    code = "invalid_request"
+
+
+class Overloaded(ServingError):
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ServingError):
+    code = "deadline_exceeded"
+
+
+class BatchFailed(ServingError):
+    code = "batch_failed"
+
+
+__all__ = [
+    "AudioDecodeError", "AudioTooLong", "BatchFailed", "DeadlineExceeded", "EmptyAudio",
+    "FingerprintMismatch", "HeadRejected", "InvalidRequest", "InvalidTaskId", "Overloaded",
+    "PayloadTooLarge", "ServingError", "StoreError", "StoreUnavailable", "UnknownTask",
+]

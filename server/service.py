@@ -1,0 +1,156 @@
+"""The ASR service: everything that lives as long as the process, wired once.
+
+Routes call one method each; this is where store, caches, engine, batcher
+and metrics meet. Built and torn down by the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from adapters_store.base import HeadStore
+from adapters_store.cache import HostHeadCache
+from adapters_store.disk_store import AsyncDiskStore
+from adapters_store.head_format import HeadRecord, decode_head, validate_task_id
+from adapters_store.redis_store import RedisStore
+from server.audio import decode_audio, duration_s
+from server.batcher import Batcher, Work
+from server.config import Settings, StoreKind
+from server.engine import Engine, pick_device
+from server.errors import InvalidRequest
+from server.metrics import Metrics
+from server.model.checkpoint import head_spec, load_model
+from server.model.decoding import WordTiming
+from server.slot_pool import DeviceSlotPool
+
+logger = logging.getLogger(__name__)
+BASE_TASK = "base"
+
+
+@dataclass(frozen=True)
+class Transcription:
+    task_id: str
+    head_version: int | None
+    text: str
+    words: list[WordTiming]
+    duration_s: float
+    frame_s: float
+    queue_ms: float
+    compute_ms: float
+
+
+class AsrService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(settings.busiest_tasks_tracked)
+        device = pick_device(settings.device)
+        model, fp = load_model(settings.model_dir / "model.safetensors", device)
+        self.spec = head_spec(model, fp)
+        self.store = make_store(settings)
+        self.cache = HostHeadCache(
+            self.store, self.spec, settings.cache.host_heads,
+            on_event=self.metrics.cache_event, on_load=self.metrics.head_loaded,
+            source_name=settings.store.value,
+        )
+        slots = DeviceSlotPool(self.spec, settings.cache.device_slots, device,
+                               on_event=self.metrics.cache_event)
+        self.engine = Engine(model, slots)
+        self.batcher = Batcher(self.engine, self.resolve_head, settings.batch,
+                               settings.cache.device_slots, observer=self.metrics)
+        logger.info("model %s on %s (fingerprint %s), store %s", settings.model_dir, device, fp,
+                    settings.store.value)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.engine.warm_up)
+        self.cache.start_watching()
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        await self.cache.stop()
+        await self.store.close()
+
+    async def resolve_head(self, task_id: str) -> HeadRecord | None:
+        if task_id == BASE_TASK:
+            return None
+        return await self.cache.resolve(validate_task_id(task_id))
+
+    async def transcribe(self, audio: bytes, task_id: str) -> Transcription:
+        began = time.monotonic()
+        if task_id != BASE_TASK:
+            validate_task_id(task_id)
+        waveform = await asyncio.to_thread(decode_audio, audio, self.settings.audio)
+        features = await asyncio.to_thread(self.engine.featurize, waveform)
+        deadline = began + self.settings.batch.request_timeout_s
+        result = await self.batcher.submit(Work(features, task_id, deadline))
+        seconds = duration_s(waveform)
+        self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
+        return Transcription(
+            task_id=task_id,
+            head_version=result.head.meta.version if result.head else None,
+            text=result.decoded.text,
+            words=result.decoded.words,
+            duration_s=seconds,
+            frame_s=self.engine.frame_seconds,
+            queue_ms=1000 * result.queue_s,
+            compute_ms=1000 * result.compute_s,
+        )
+
+    async def register_head(self, task_id: str, data: bytes, metadata: dict | None) -> HeadRecord:
+        if task_id == BASE_TASK:
+            raise InvalidRequest("'base' is reserved for the backbone without a head")
+        validate_task_id(task_id)
+        record = await asyncio.to_thread(decode_head, data, self.spec)
+        changes: dict = {"task_id": task_id, "created_at": time.time()}
+        for key, value in (metadata or {}).items():
+            if key in ("owner", "description"):
+                changes[key] = None if value is None else str(value)
+            else:
+                changes.setdefault("extra", dict(record.meta.extra))[key] = value
+        stored = await self.store.put(HeadRecord(replace(record.meta, **changes), record.tensors))
+        self.cache.invalidate(task_id)
+        logger.info("registered %s version %d", task_id, stored.meta.version)
+        return stored
+
+    async def rollback(self, task_id: str, version: int) -> None:
+        await self.store.set_current(task_id, version)
+        self.cache.invalidate(task_id)
+
+    async def delete_head(self, task_id: str) -> None:
+        await self.store.delete(task_id)
+        self.cache.invalidate(task_id)
+
+    async def head_info(self, task_id: str) -> tuple[HeadRecord, list[int]]:
+        version = await self.store.current_version(task_id)
+        record = await self.cache.get(task_id, version)
+        return record, await self.store.versions(task_id)
+
+    async def head_bytes(self, task_id: str) -> bytes:
+        return await self.store.get_bytes(task_id)
+
+    async def readiness(self) -> dict:
+        store_ok = await self.store.ping()
+        return {
+            "model_loaded": True,
+            "store": self.settings.store.value,
+            "store_reachable": store_ok,
+            "status": "ready" if store_ok else "degraded",
+            "cached_heads": len(self.cache),
+            "queue_depth": self.batcher.queue_depth,
+        }
+
+
+def make_store(settings: Settings) -> HeadStore:
+    if settings.store == StoreKind.REDIS:
+        return RedisStore(settings.redis_url.get_secret_value(), settings.redis_prefix)
+    return AsyncDiskStore(settings.heads_path)
+
+
+def set_threads(settings: Settings) -> None:
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
