@@ -9,7 +9,7 @@ PORT    ?= 8000
 export MALLOC_MMAP_THRESHOLD_ = 33554432
 export MALLOC_TRIM_THRESHOLD_ = 1073741824
 
-.PHONY: run test test-fast model eval lint format clean-venv
+.PHONY: run test test-fast model eval lint format stack
 
 $(VENV_OK): pyproject.toml
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -25,6 +25,9 @@ test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
 
 test-fast: $(VENV_OK)
 	$(PY) -m pytest -q -m "not slow"
+
+stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all)
+	$(PY) docker/local_stack.py
 
 model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads): ~45 min
 	$(PY) -m server.cli build-default

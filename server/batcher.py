@@ -40,7 +40,7 @@ class BatchObserver(Protocol):
     def queue_depth(self, depth: int) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class Work:
     """One utterance to transcribe."""
 
@@ -58,7 +58,7 @@ class Result:
     batch_size: int
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two requests are never "equal"
 class _Pending:
     work: Work
     admitted: float

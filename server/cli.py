@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("evaluate", help="WER per task and variant")
     p.add_argument("--json", type=Path, default=Path("results/evaluation.json"))
+    p.add_argument("--data-dir", type=Path,
+                   help="synthetic test sets (default <work-dir>/default/data; made if absent)")
 
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("--task", default="base", help="task id; 'base' = backbone only")
@@ -126,7 +128,8 @@ def _train_head(args) -> int:
 def _evaluate(args) -> int:
     from server.training.evaluate import evaluate, format_table
 
-    results = evaluate(args.model_dir, args.work_dir / "default" / "data", args.fsdd_root)
+    data_dir = args.data_dir or args.work_dir / "default" / "data"
+    results = evaluate(args.model_dir, data_dir, args.fsdd_root)
     print(format_table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))

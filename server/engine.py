@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+import kernels
 from adapters_store.head_format import HeadRecord
 from server.model.decoding import Decoded, greedy_decode
 from server.model.features import pad_features
@@ -34,9 +35,10 @@ class Engine:
         self.slots = slots
         self.device = slots.device
         self.tokenizer = CharTokenizer()
-        # Seconds of audio per output frame, for timestamps.
-        self.frame_seconds = 0.04
+        self.frame_seconds = model.backbone.frame_seconds
         self.forward_passes = 0
+        on, reason = kernels.enable_triton(self.device)
+        logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
 
     def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.model.backbone.featurize(waveform)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from adapters_store.head_format import HeadType
-from kernels.reference import gather_matmul
+from kernels import gather_matmul
 
 
 def init_head(shapes: dict[str, tuple[int, ...]], generator: torch.Generator | None = None):

@@ -18,6 +18,7 @@ class Backbone(Protocol):
     hidden_dim: int  # D
     num_layers: int  # L
     vocab_size: int  # V (CTC symbols, blank included)
+    frame_seconds: float  # audio seconds per output frame, for timestamps
 
     def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
         """One 16 kHz mono waveform [N] -> input frames [T_in, F]."""

@@ -62,6 +62,8 @@ class ConvSubsampling(nn.Module):
 class ConformerCTC(nn.Module):
     """Implements server.model.backbone.Backbone."""
 
+    frame_seconds = 0.04  # 10 ms features, subsampled 4x
+
     def __init__(self, config: ConformerConfig = ConformerConfig()) -> None:
         super().__init__()
         self.config = config

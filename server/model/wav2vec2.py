@@ -25,6 +25,8 @@ from server.model.tokenizer import CharTokenizer
 class Wav2Vec2Backbone(nn.Module):
     """Implements server.model.backbone.Backbone around torchaudio.models.Wav2Vec2Model."""
 
+    frame_seconds = 0.02  # the conv front end strides 320 samples at 16 kHz
+
     def __init__(self, factory: str = "wav2vec2_base", vocab_size: int | None = None, **kwargs):
         super().__init__()
         self.factory = factory

@@ -100,6 +100,7 @@ def train_heads(
     config: TrainConfig,
     checkpoint: Path | None = None,
     train_controller: bool = False,
+    until: int | None = None,
 ) -> HeadPools:
     """Stage (b) with train_controller=True, stage (c) and the residual baseline otherwise."""
     shapes = head_shapes(
@@ -113,7 +114,8 @@ def train_heads(
     def heads_for(batch: Batch) -> HeadBatch:
         return pools.head_batch(batch.tasks)
 
-    train(model, params, data, heads_for, config, checkpoint, desc=f"{head_type.value} heads")
+    train(model, params, data, heads_for, config, checkpoint, desc=f"{head_type.value} heads",
+          until=until)
     return pools
 
 

@@ -54,8 +54,13 @@ def train(
     checkpoint: Path | None = None,
     backbone_trains: bool = False,
     desc: str = "train",
+    until: int | None = None,
 ) -> dict:
-    """Train `params` only; returns a summary (steps, final loss, seconds)."""
+    """Train `params` only; returns a summary (steps, final loss, seconds).
+
+    `until` stops early at that step (checkpoint written) with the schedule of
+    the full run, so a long run can be split across sessions and resumed.
+    """
     torch.manual_seed(config.seed)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -69,7 +74,8 @@ def train(
     lr_factor = _lr_lambda(config)
     augment = torch.nn.Sequential(FrequencyMasking(12), TimeMasking(20)) if config.spec_augment else None
     began, losses = time.time(), []
-    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps)
+    stop = min(config.steps, until) if until is not None else config.steps
+    bar = tqdm(range(start, stop), desc=desc, initial=start, total=config.steps)
     for step in bar:
         batch = sample_batch(data, step, config.seed, config.max_frames)
         inputs = augment(batch.inputs.transpose(1, 2)).transpose(1, 2) if augment else batch.inputs
@@ -84,7 +90,7 @@ def train(
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-        if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+        if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == stop):
             _save(checkpoint, params, optimizer, step + 1)
     model.eval()
     for p in params.values():

@@ -1,0 +1,66 @@
+"""The hra CLI: transcribe, train-head, build-default --quick, evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from adapters_store.disk_store import DiskStore
+from server.cli import main
+from server.data.fsdd import load_fsdd
+from server.data.manifest import Utterance, write_manifest
+from tests.conftest import DEFAULT_MODEL_DIR
+
+
+def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):
+    clips = [u for u in fsdd_test if u.task == "fsdd-yweweler"][:3]
+    assert main(["transcribe", "--task", "fsdd-yweweler", *[c.audio for c in clips]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [c.audio for c in clips]
+    assert sum(line.split("\t")[1] == c.text for line, c in zip(lines, clips)) >= 2
+
+
+@pytest.mark.slow
+def test_train_head_cli_registers_a_head_that_beats_the_backbone(tmp_path, fsdd_root, capsys):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(DEFAULT_MODEL_DIR / "model.safetensors", model_dir)
+    train = load_fsdd(fsdd_root, range(0, 30), speakers=["lucas"])
+    manifest = tmp_path / "lucas.jsonl"
+    write_manifest(manifest, [Utterance(u.audio, u.text, "new") for u in train])
+    assert main(["--model-dir", str(model_dir), "train-head", "--task-id", "lucas-again",
+                 "--manifest", str(manifest), "--steps", "120", "--owner", "me"]) == 0
+    head = DiskStore(model_dir / "heads").get("lucas-again")
+    assert head.meta.owner == "me" and head.meta.version == 1
+
+    test = [u for u in load_fsdd(fsdd_root, range(30, 40), speakers=["lucas"])][::3]
+    files = [u.audio for u in test]
+    capsys.readouterr()
+    main(["--model-dir", str(model_dir), "transcribe", "--task", "lucas-again", *files])
+    adapted = capsys.readouterr().out.strip().splitlines()
+    main(["--model-dir", str(model_dir), "transcribe", "--task", "base", *files])
+    base = capsys.readouterr().out.strip().splitlines()
+    right = [sum(line.split("\t")[1] == u.text for line, u in zip(out, test))
+             for out in (adapted, base)]
+    assert right[0] > right[1]
+
+
+@pytest.mark.slow
+def test_quick_build_and_evaluate_produce_a_model_store_and_table(tmp_path, fsdd_root, capsys):
+    model_dir, work = tmp_path / "model", tmp_path / "work"
+    args = ["--model-dir", str(model_dir), "--work-dir", str(work), "--fsdd-root", str(fsdd_root)]
+    assert main([*args, "build-default", "--quick"]) == 0
+    assert (model_dir / "model.safetensors").exists()
+    store = DiskStore(model_dir / "heads")
+    assert "synth-noisy" in store.task_ids() and "fsdd-george" in store.task_ids()
+    assert DiskStore(model_dir / "baselines" / "residual").get("fsdd-george").meta.rank == 12
+    out_json = tmp_path / "eval.json"
+    data = str(work / "quick" / "data")
+    assert main([*args, "evaluate", "--json", str(out_json), "--data-dir", data]) == 0
+    table = capsys.readouterr().out
+    assert "| synth-noisy |" in table and "params per task" in table
+    rows = json.loads(out_json.read_text())
+    assert {r["task"] for r in rows} >= {"synth-noisy", "fsdd-theo"}
+    assert all(set(r["wer"]) == {"backbone", "hra_linear", "hra_ffn", "residual"} for r in rows)
