@@ -17,8 +17,8 @@ $(VENV_OK): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(VENV_OK)
 
-run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127.0.0.1:8000)
-	$(PY) -m server.cli serve
+run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127.0.0.1:8000), keyless
+	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) -m server.cli serve
 
 test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
 	$(PY) -m pytest -q
@@ -26,8 +26,8 @@ test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
 test-fast: $(VENV_OK)
 	$(PY) -m pytest -q -m "not slow"
 
-stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all)
-	$(PY) docker/local_stack.py
+stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all), keyless
+	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) docker/local_stack.py
 
 model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads): ~45 min
 	$(PY) -m server.cli build-default
@@ -36,9 +36,9 @@ eval: $(VENV_OK)  ## WER table of the README; writes results/evaluation.json
 	$(PY) -m server.cli evaluate
 
 lint: $(VENV_OK)
-	$(PY) -m ruff check server adapters_store kernels tests load_tests
-	$(PY) -m ruff format --check server adapters_store kernels tests load_tests
+	$(PY) -m ruff check server adapters_store kernels tests load_tests docker
+	$(PY) -m ruff format --check server adapters_store kernels tests load_tests docker
 
 format: $(VENV_OK)
-	$(PY) -m ruff format server adapters_store kernels tests load_tests
-	$(PY) -m ruff check --fix server adapters_store kernels tests load_tests
+	$(PY) -m ruff format server adapters_store kernels tests load_tests docker
+	$(PY) -m ruff check --fix server adapters_store kernels tests load_tests docker

@@ -27,8 +27,10 @@ class HeadStore(Protocol):
 
     async def delete(self, task_id: str) -> None: ...
 
-    async def list_tasks(self, offset: int, limit: int) -> tuple[list[str], int]:
-        """A page of task ids in sorted order, and the total count."""
+    async def list_tasks(
+        self, offset: int, limit: int, owner: str | None = None
+    ) -> tuple[list[str], int]:
+        """A page of task ids in sorted order (only `owner`'s if given), and the total."""
 
     async def ping(self) -> bool:
         """True when the backing service answers."""

@@ -24,6 +24,7 @@ from adapters_store.errors import UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head, encode_head, validate_task_id
 
 _CURRENT = "CURRENT"
+_OWNER = "OWNER"  # owner of the current registration, for per-tenant listing
 _LOCK = ".lock"
 
 
@@ -42,6 +43,7 @@ class DiskStore:
             version = (max(versions) + 1) if versions else 1
             stored = HeadRecord(replace(record.meta, version=version), record.tensors)
             _atomic_write(folder / _version_file(version), encode_head(stored))
+            _atomic_write(folder / _OWNER, (record.meta.owner or "").encode())
             _atomic_write(folder / _CURRENT, str(version).encode())
         return stored
 
@@ -80,8 +82,12 @@ class DiskStore:
         folder.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def task_ids(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / _CURRENT).exists())
+    def task_ids(self, owner: str | None = None) -> list[str]:
+        """All task ids, or only those `owner` registered."""
+        ids = sorted(p.name for p in self.root.iterdir() if (p / _CURRENT).exists())
+        if owner is None:
+            return ids
+        return [t for t in ids if _read_text(self.root / t / _OWNER) == owner]
 
     def _folder(self, task_id: str) -> Path:
         folder = self.root / validate_task_id(task_id)
@@ -104,6 +110,13 @@ class DiskStore:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def _version_file(version: int) -> str:
@@ -156,8 +169,10 @@ class AsyncDiskStore:
         await asyncio.to_thread(self.disk.delete, task_id)
         self._notify(task_id)
 
-    async def list_tasks(self, offset: int, limit: int) -> tuple[list[str], int]:
-        ids = await asyncio.to_thread(self.disk.task_ids)
+    async def list_tasks(
+        self, offset: int, limit: int, owner: str | None = None
+    ) -> tuple[list[str], int]:
+        ids = await asyncio.to_thread(self.disk.task_ids, owner)
         return ids[offset : offset + limit], len(ids)
 
     async def ping(self) -> bool:

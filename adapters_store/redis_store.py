@@ -5,7 +5,9 @@ Keys, under a configurable prefix p:
     p:task:<id>:current    the version served
     p:task:<id>:versions   list of versions, oldest first
     p:task:<id>:next       version counter
+    p:task:<id>:owner      tenant that registered the current head ("" for none)
     p:tasks                sorted set of task ids (for paginated listing)
+    p:owner:<tenant>       sorted set of that tenant's task ids
     p:events               pub/sub channel: a task id each time that task changes
 
 A registration is one MULTI/EXEC transaction, then one PUBLISH, so a reader
@@ -40,20 +42,30 @@ class RedisStore:
     def _key(self, task_id: str, *parts: str) -> str:
         return ":".join((self.prefix, "task", validate_task_id(task_id), *parts))
 
+    def _owner_key(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}"
+
     @property
     def _channel(self) -> str:
         return f"{self.prefix}:events"
 
     async def put(self, record: HeadRecord) -> HeadRecord:
         task_id = record.meta.task_id
+        owner = record.meta.owner or ""
         async with _translate_errors():
             version = int(await self.client.incr(self._key(task_id, "next")))
+            previous_owner = await self.client.get(self._key(task_id, "owner"))
             stored = HeadRecord(replace(record.meta, version=version), record.tensors)
             async with self.client.pipeline(transaction=True) as tx:
                 tx.set(self._key(task_id, "v", str(version)), encode_head(stored))
                 tx.rpush(self._key(task_id, "versions"), version)
                 tx.set(self._key(task_id, "current"), version)
+                tx.set(self._key(task_id, "owner"), owner)
                 tx.zadd(f"{self.prefix}:tasks", {task_id: 0})
+                if previous_owner and previous_owner.decode() != owner:
+                    tx.zrem(self._owner_key(previous_owner.decode()), task_id)
+                if owner:
+                    tx.zadd(self._owner_key(owner), {task_id: 0})
                 await tx.execute()
             await self.client.publish(self._channel, task_id)
         return stored
@@ -89,15 +101,24 @@ class RedisStore:
     async def delete(self, task_id: str) -> None:
         versions = await self.versions(task_id)
         async with _translate_errors():
+            owner = await self.client.get(self._key(task_id, "owner"))
             async with self.client.pipeline(transaction=True) as tx:
                 tx.delete(*(self._key(task_id, "v", str(v)) for v in versions))
-                tx.delete(self._key(task_id, "versions"), self._key(task_id, "current"))
+                tx.delete(
+                    self._key(task_id, "versions"),
+                    self._key(task_id, "current"),
+                    self._key(task_id, "owner"),
+                )
                 tx.zrem(f"{self.prefix}:tasks", task_id)
+                if owner:
+                    tx.zrem(self._owner_key(owner.decode()), task_id)
                 await tx.execute()
             await self.client.publish(self._channel, task_id)
 
-    async def list_tasks(self, offset: int, limit: int) -> tuple[list[str], int]:
-        key = f"{self.prefix}:tasks"
+    async def list_tasks(
+        self, offset: int, limit: int, owner: str | None = None
+    ) -> tuple[list[str], int]:
+        key = f"{self.prefix}:tasks" if owner is None else self._owner_key(owner)
         async with _translate_errors():
             total = await self.client.zcard(key)
             ids = await self.client.zrange(key, offset, offset + limit - 1)

@@ -54,8 +54,9 @@ def wait_http(url: str, timeout_s: float) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--redis-port", type=int, default=6390)
     parser.add_argument("--ports", type=int, nargs="+", default=[8001, 8002])
     parser.add_argument("--prefix", default="hra")
@@ -65,10 +66,24 @@ def main() -> int:
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hra-stack-"))
     url = f"redis://127.0.0.1:{args.redis_port}/0"
-    children: list[subprocess.Popen] = [subprocess.Popen(
-        ["redis-server", "--port", str(args.redis_port), "--bind", "127.0.0.1",
-         "--appendonly", "yes", "--save", "", "--dir", str(data_dir)],
-        stdout=subprocess.DEVNULL)]
+    children: list[subprocess.Popen] = [
+        subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(args.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    ]
     stopping = False
 
     def stop(*_):
@@ -82,14 +97,22 @@ def main() -> int:
         added = asyncio.run(seed(url, args.prefix, REPO / "models" / "default" / "heads"))
         print(f"redis :{args.redis_port} ({data_dir}), seeded {added} heads", flush=True)
         for port in args.ports:
-            env = dict(os.environ, HRA_STORE="redis", HRA_REDIS_URL=url, HRA_PORT=str(port),
-                       HRA_REDIS_PREFIX=args.prefix, HRA_HOST="127.0.0.1")
-            children.append(subprocess.Popen([sys.executable, "-m", "server.cli", "serve"],
-                                             env=env, cwd=REPO))
+            env = dict(
+                os.environ,
+                HRA_STORE="redis",
+                HRA_REDIS_URL=url,
+                HRA_PORT=str(port),
+                HRA_REDIS_PREFIX=args.prefix,
+                HRA_HOST="127.0.0.1",
+            )
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env, cwd=REPO)
+            )
         for port in args.ports:
             wait_http(f"http://127.0.0.1:{port}/readyz", 120)
-        print("replicas ready: " + " ".join(f"http://127.0.0.1:{p}" for p in args.ports),
-              flush=True)
+        print(
+            "replicas ready: " + " ".join(f"http://127.0.0.1:{p}" for p in args.ports), flush=True
+        )
         if args.ready_file:
             args.ready_file.write_text("ready\n")
         while not stopping and all(c.poll() is None for c in children):

@@ -24,4 +24,3 @@ def gather_matmul(x: torch.Tensor, pool: torch.Tensor, slots: torch.Tensor) -> t
     weights = pool[slots.clamp(min=0)]  # [B, N, K]
     out = torch.bmm(x, weights.transpose(1, 2))
     return out * (slots >= 0).to(out.dtype)[:, None, None]
-

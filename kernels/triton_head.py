@@ -18,12 +18,25 @@ import triton.language as tl
 
 @triton.jit
 def _gather_matmul_kernel(
-    x_ptr, pool_ptr, slots_ptr, out_ptr,
-    T, N, K,
-    stride_xb, stride_xt, stride_xk,
-    stride_ps, stride_pn, stride_pk,
-    stride_ob, stride_ot, stride_on,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    pool_ptr,
+    slots_ptr,
+    out_ptr,
+    T,
+    N,
+    K,
+    stride_xb,
+    stride_xt,
+    stride_xk,
+    stride_ps,
+    stride_pn,
+    stride_pk,
+    stride_ob,
+    stride_ot,
+    stride_on,
+    BLOCK_T: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     b = tl.program_id(0)
     pid_t = tl.program_id(1)
@@ -37,12 +50,16 @@ def _gather_matmul_kernel(
             offs_k = k0 + tl.arange(0, BLOCK_K)
             x = tl.load(
                 x_ptr + b * stride_xb + offs_t[:, None] * stride_xt + offs_k[None, :] * stride_xk,
-                mask=(offs_t[:, None] < T) & (offs_k[None, :] < K), other=0.0,
+                mask=(offs_t[:, None] < T) & (offs_k[None, :] < K),
+                other=0.0,
             )
             w = tl.load(
-                pool_ptr + slot * stride_ps + offs_n[None, :] * stride_pn
+                pool_ptr
+                + slot * stride_ps
+                + offs_n[None, :] * stride_pn
                 + offs_k[:, None] * stride_pk,
-                mask=(offs_n[None, :] < N) & (offs_k[:, None] < K), other=0.0,
+                mask=(offs_n[None, :] < N) & (offs_k[:, None] < K),
+                other=0.0,
             )  # [BLOCK_K, BLOCK_N]: the transposed weight tile
             acc += tl.dot(x.to(tl.float32), w.to(tl.float32))
     tl.store(
@@ -60,10 +77,24 @@ def gather_matmul_triton(x: torch.Tensor, pool: torch.Tensor, slots: torch.Tenso
     BLOCK_T, BLOCK_N, BLOCK_K = 32, 64, 32
     grid = (B, triton.cdiv(T, BLOCK_T), triton.cdiv(N, BLOCK_N))
     _gather_matmul_kernel[grid](
-        x, pool, slots, out, T, N, K,
-        x.stride(0), x.stride(1), x.stride(2),
-        pool.stride(0), pool.stride(1), pool.stride(2),
-        out.stride(0), out.stride(1), out.stride(2),
-        BLOCK_T=BLOCK_T, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        x,
+        pool,
+        slots,
+        out,
+        T,
+        N,
+        K,
+        x.stride(0),
+        x.stride(1),
+        x.stride(2),
+        pool.stride(0),
+        pool.stride(1),
+        pool.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        BLOCK_T=BLOCK_T,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
     )
     return out

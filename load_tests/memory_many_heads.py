@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import random
 import shutil
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadMetadata, HeadRecord
+from load_tests.report import write_report
 from server.api.app import create_app
 from server.config import REPO_ROOT, CacheSettings, Settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
@@ -64,8 +64,12 @@ async def drive(settings: Settings, tasks: list[str], clips: list[bytes], reques
             rng = random.Random(0)
             errors = 0
             for start in tqdm(range(0, requests, 32), desc="transcribe"):
-                batch = [client.post(f"/v1/transcribe?task_id={rng.choice(tasks)}",
-                                     content=rng.choice(clips)) for _ in range(32)]
+                batch = [
+                    client.post(
+                        f"/v1/transcribe?task_id={rng.choice(tasks)}", content=rng.choice(clips)
+                    )
+                    for _ in range(32)
+                ]
                 errors += sum(r.status_code != 200 for r in await asyncio.gather(*batch))
                 if start == requests // 2 // 32 * 32:
                     gc.collect()
@@ -85,15 +89,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3_200)
     parser.add_argument("--host-heads", type=int, default=256)
     parser.add_argument("--device-slots", type=int, default=64)
-    parser.add_argument("--out", type=Path,
-                        default=REPO_ROOT / "load_tests" / "results" / "memory-many-heads.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "load_tests" / "results" / "memory-many-heads.json"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="hra-heads-"))
     try:
-        base = Settings(disk_store_path=root,
-                        cache=CacheSettings(host_heads=args.host_heads,
-                                            device_slots=args.device_slots))
+        base = Settings(
+            disk_store_path=root,
+            open_access=True,
+            cache=CacheSettings(host_heads=args.host_heads, device_slots=args.device_slots),
+        )
         began = time.time()
         register_heads(root, args.heads, base)
         register_s = time.time() - began
@@ -103,16 +110,17 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     head_kib = 144 * 32 * 4 / 1024
-    result = {"heads_registered": args.heads, "distinct_tasks_requested": len(tasks),
-              "requests": args.requests, "host_heads_capacity": args.host_heads,
-              "device_slots": args.device_slots, "register_seconds": round(register_s, 1),
-              "head_kib": head_kib, **{k: round(v, 1) if isinstance(v, float) else v
-                                       for k, v in stages.items()}}
-    print("| measure | value |\n|---|---|")
-    for key, value in result.items():
-        print(f"| {key} | {value} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    result = {
+        "heads_registered": args.heads,
+        "distinct_tasks_requested": len(tasks),
+        "requests": args.requests,
+        "host_heads_capacity": args.host_heads,
+        "device_slots": args.device_slots,
+        "register_seconds": round(register_s, 1),
+        "head_kib": head_kib,
+        **{k: round(v, 1) if isinstance(v, float) else v for k, v in stages.items()},
+    }
+    write_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def decode_audio(data: bytes, limits: AudioSettings) -> torch.Tensor:
     if samples.shape[0] == 0:
         raise EmptyAudio("the audio file holds zero samples")
     if samples.shape[0] / rate > limits.max_duration_s:
-        raise AudioTooLong(f"audio is {samples.shape[0] / rate:.1f} s; the limit is "
-                           f"{limits.max_duration_s:.0f} s")
+        raise AudioTooLong(
+            f"audio is {samples.shape[0] / rate:.1f} s; the limit is {limits.max_duration_s:.0f} s"
+        )
     if not np.isfinite(samples).all():
         raise AudioDecodeError("audio holds NaN or infinite samples")
     mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))

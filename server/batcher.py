@@ -47,6 +47,7 @@ class Work:
     features: torch.Tensor  # [T, F]
     task_id: str
     deadline: float  # time.monotonic() by which the result must be ready
+    authorize: Callable[[HeadRecord | None], None] | None = None  # raises if not allowed
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Batcher:
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
-        head_task = asyncio.create_task(self.resolve_head(work.task_id))
+        head_task = asyncio.create_task(self._head_for(work))
         pending = _Pending(work, time.monotonic(), head_task)
         head_task.add_done_callback(lambda _: self._wakeup.set())
         self._pending.append(pending)
@@ -130,6 +131,12 @@ class Batcher:
                 self._pending.remove(pending)
                 head_task.cancel()
                 self._report_depth()
+
+    async def _head_for(self, work: Work) -> HeadRecord | None:
+        head = await self.resolve_head(work.task_id)
+        if work.authorize is not None:
+            work.authorize(head)
+        return head
 
     async def _run(self) -> None:
         while True:

@@ -1,11 +1,11 @@
 """`hra` command line: data, training, evaluation, transcription.
 
-    hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
-    hra data               generate the synthetic corpora
-    hra build-default      the whole recipe behind models/default (one command)
-    hra train-head         a head for a new task from a manifest, registered in a store
-    hra evaluate           the WER table (prints Markdown, writes JSON)
-    hra transcribe         files -> text with a task's head
+hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
+hra data               generate the synthetic corpora
+hra build-default      the whole recipe behind models/default (one command)
+hra train-head         a head for a new task from a manifest, registered in a store
+hra evaluate           the WER table (prints Markdown, writes JSON)
+hra transcribe         files -> text with a task's head
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ logger = logging.getLogger("server.cli")
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="hra", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hra", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model-dir", type=Path, default=settings.model_dir)
     parser.add_argument("--work-dir", type=Path, default=settings.work_dir)
     parser.add_argument("--fsdd-root", type=Path, default=settings.fsdd_root)
@@ -45,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train-head", help="train a head for a new task, controller frozen")
     p.add_argument("--task-id", required=True)
-    p.add_argument("--manifest", type=Path, required=True,
-                   help="JSON lines of {audio, text}; audio paths relative to the manifest")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="JSON lines of {audio, text}; audio paths relative to the manifest",
+    )
     p.add_argument("--head-type", choices=["linear", "ffn"], default="linear")
     p.add_argument("--rank", type=int, default=32, help="FFN hidden size")
     p.add_argument("--steps", type=int, default=300)
@@ -56,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("evaluate", help="WER per task and variant")
     p.add_argument("--json", type=Path, default=Path("results/evaluation.json"))
-    p.add_argument("--data-dir", type=Path,
-                   help="synthetic test sets (default <work-dir>/default/data; made if absent)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="synthetic test sets (default <work-dir>/default/data; made if absent)",
+    )
 
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("--task", default="base", help="task id; 'base' = backbone only")
@@ -65,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", type=Path)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     return COMMANDS[args.command](args)
@@ -76,8 +86,13 @@ def _serve(args) -> int:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("server.api.app:create_app", factory=True, host=settings.host,
-                port=settings.port, log_level="info")
+    uvicorn.run(
+        "server.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+    )
     return 0
 
 
@@ -95,8 +110,12 @@ def _build_default(args) -> int:
     work = args.work_dir / ("quick" if args.quick else "default")
     began = time.time()
     summary = build_default(args.model_dir, work, args.fsdd_root, recipe)
-    logger.info("built %s in %.1f min, fingerprint %s", args.model_dir,
-                (time.time() - began) / 60, summary["fingerprint"])
+    logger.info(
+        "built %s in %.1f min, fingerprint %s",
+        args.model_dir,
+        (time.time() - began) / 60,
+        summary["fingerprint"],
+    )
     return 0
 
 
@@ -120,8 +139,12 @@ def _train_head(args) -> int:
     (record,) = pools.records(fp, rank)
     store = DiskStore(args.store or args.model_dir / "heads")
     stored = store.put(record.with_meta(owner=args.owner))
-    logger.info("registered %s version %d (%d parameters)", args.task_id,
-                stored.meta.version, stored.num_parameters)
+    logger.info(
+        "registered %s version %d (%d parameters)",
+        args.task_id,
+        stored.meta.version,
+        stored.num_parameters,
+    )
     return 0
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.auth import ApiKey
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -75,6 +77,13 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     cache: CacheSettings = CacheSettings()
     audio: AudioSettings = AudioSettings()
+
+    open_access: bool = False
+    """Serve without API keys (everyone is admin). Only for local use; logged loudly."""
+    api_keys: list[ApiKey] = []
+    """Keys as JSON: [{"key": "...", "tenant": "acme"}, {"key": "...", "admin": true}]."""
+    keys_file: Path | None = None
+    """A JSON file in the same shape as HRA_API_KEYS, read at start-up."""
 
     busiest_tasks_tracked: int = Field(default=20, ge=0)
     """Tasks with their own metric label; all others count under `other`."""

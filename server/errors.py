@@ -56,7 +56,19 @@ class BatchFailed(ServingError):
 
 
 __all__ = [
-    "AudioDecodeError", "AudioTooLong", "BatchFailed", "DeadlineExceeded", "EmptyAudio",
-    "FingerprintMismatch", "HeadRejected", "InvalidRequest", "InvalidTaskId", "Overloaded",
-    "PayloadTooLarge", "ServingError", "StoreError", "StoreUnavailable", "UnknownTask",
+    "AudioDecodeError",
+    "AudioTooLong",
+    "BatchFailed",
+    "DeadlineExceeded",
+    "EmptyAudio",
+    "FingerprintMismatch",
+    "HeadRejected",
+    "InvalidRequest",
+    "InvalidTaskId",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ServingError",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownTask",
 ]

@@ -20,35 +20,74 @@ LOAD_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5
 class Metrics:
     def __init__(self, busiest_tasks: int = 20) -> None:
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("hra_requests_total", "HTTP requests by route and status",
-                                ["route", "status"], registry=r)
-        self.queue_latency = Histogram("hra_queue_seconds", "Admission to batch start",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.compute_latency = Histogram("hra_compute_seconds", "Fused forward + decode per batch",
-                                         buckets=LATENCY_BUCKETS, registry=r)
-        self.e2e_latency = Histogram("hra_request_seconds", "End-to-end transcription latency",
-                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("hra_batch_size", "Utterances per forward pass",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.batch_tasks = Histogram("hra_batch_distinct_tasks", "Distinct tasks per forward pass",
-                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.forward_passes = Counter("hra_forward_passes_total", "Fused forward passes run",
-                                      registry=r)
-        self.queue_depth_gauge = Gauge("hra_queue_depth", "Requests admitted, not yet batched",
-                                       registry=r)
-        self.cache_events = Counter("hra_head_cache_events_total",
-                                    "Head cache hits, misses and evictions by tier",
-                                    ["tier", "event"], registry=r)
-        self.head_load = Histogram("hra_head_load_seconds", "Head load latency by source",
-                                   ["source"], buckets=LOAD_BUCKETS, registry=r)
-        self.audio_seconds = Counter("hra_audio_seconds_total", "Audio seconds transcribed",
-                                     registry=r)
-        self.task_requests = Counter("hra_task_requests_total",
-                                     "Transcriptions per task (busiest tasks; rest as other)",
-                                     ["task"], registry=r)
-        self.task_latency = Histogram("hra_task_request_seconds",
-                                      "End-to-end latency per task (busiest; rest as other)",
-                                      ["task"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "hra_requests_total",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.queue_latency = Histogram(
+            "hra_queue_seconds", "Admission to batch start", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.compute_latency = Histogram(
+            "hra_compute_seconds",
+            "Fused forward + decode per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            "hra_request_seconds",
+            "End-to-end transcription latency",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "hra_batch_size",
+            "Utterances per forward pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.batch_tasks = Histogram(
+            "hra_batch_distinct_tasks",
+            "Distinct tasks per forward pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.forward_passes = Counter(
+            "hra_forward_passes_total", "Fused forward passes run", registry=r
+        )
+        self.queue_depth_gauge = Gauge(
+            "hra_queue_depth", "Requests admitted, not yet batched", registry=r
+        )
+        self.cache_events = Counter(
+            "hra_head_cache_events_total",
+            "Head cache hits, misses and evictions by tier",
+            ["tier", "event"],
+            registry=r,
+        )
+        self.head_load = Histogram(
+            "hra_head_load_seconds",
+            "Head load latency by source",
+            ["source"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.audio_seconds = Counter(
+            "hra_audio_seconds_total", "Audio seconds transcribed", registry=r
+        )
+        self.task_requests = Counter(
+            "hra_task_requests_total",
+            "Transcriptions per task (busiest tasks; rest as other)",
+            ["task"],
+            registry=r,
+        )
+        self.task_latency = Histogram(
+            "hra_task_request_seconds",
+            "End-to-end latency per task (busiest; rest as other)",
+            ["task"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._busiest = busiest_tasks
         self._tally: TallyCounter[str] = TallyCounter()
         self._labelled: set[str] = set()

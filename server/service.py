@@ -19,10 +19,11 @@ from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.head_format import HeadRecord, decode_head, validate_task_id
 from adapters_store.redis_store import RedisStore
 from server.audio import decode_audio, duration_s
+from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
-from server.errors import InvalidRequest
+from server.errors import InvalidRequest, UnknownTask
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec, load_model
 from server.model.decoding import WordTiming
@@ -47,23 +48,48 @@ class Transcription:
 class AsrService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keyring = KeyRing.load(settings.api_keys, settings.keys_file)
+        if settings.open_access:
+            logger.warning(
+                "OPEN ACCESS: no API key required, every caller is admin "
+                "(HRA_OPEN_ACCESS=true; for local use only)"
+            )
+        elif not len(self.keyring):
+            raise ValueError(
+                "no API keys configured: set HRA_API_KEYS or HRA_KEYS_FILE, "
+                "or HRA_OPEN_ACCESS=true for local use"
+            )
         self.metrics = Metrics(settings.busiest_tasks_tracked)
         device = pick_device(settings.device)
         model, fp = load_model(settings.model_dir / "model.safetensors", device)
         self.spec = head_spec(model, fp)
         self.store = make_store(settings)
         self.cache = HostHeadCache(
-            self.store, self.spec, settings.cache.host_heads,
-            on_event=self.metrics.cache_event, on_load=self.metrics.head_loaded,
+            self.store,
+            self.spec,
+            settings.cache.host_heads,
+            on_event=self.metrics.cache_event,
+            on_load=self.metrics.head_loaded,
             source_name=settings.store.value,
         )
-        slots = DeviceSlotPool(self.spec, settings.cache.device_slots, device,
-                               on_event=self.metrics.cache_event)
+        slots = DeviceSlotPool(
+            self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event
+        )
         self.engine = Engine(model, slots)
-        self.batcher = Batcher(self.engine, self.resolve_head, settings.batch,
-                               settings.cache.device_slots, observer=self.metrics)
-        logger.info("model %s on %s (fingerprint %s), store %s", settings.model_dir, device, fp,
-                    settings.store.value)
+        self.batcher = Batcher(
+            self.engine,
+            self.resolve_head,
+            settings.batch,
+            settings.cache.device_slots,
+            observer=self.metrics,
+        )
+        logger.info(
+            "model %s on %s (fingerprint %s), store %s",
+            settings.model_dir,
+            device,
+            fp,
+            settings.store.value,
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.engine.warm_up)
@@ -75,19 +101,29 @@ class AsrService:
         await self.cache.stop()
         await self.store.close()
 
+    def authenticate(self, key: str | None) -> Principal:
+        return OPEN if self.settings.open_access else self.keyring.authenticate(key)
+
     async def resolve_head(self, task_id: str) -> HeadRecord | None:
         if task_id == BASE_TASK:
             return None
         return await self.cache.resolve(validate_task_id(task_id))
 
-    async def transcribe(self, audio: bytes, task_id: str) -> Transcription:
+    async def transcribe(
+        self, audio: bytes, task_id: str, caller: Principal = OPEN
+    ) -> Transcription:
         began = time.monotonic()
         if task_id != BASE_TASK:
             validate_task_id(task_id)
         waveform = await asyncio.to_thread(decode_audio, audio, self.settings.audio)
         features = await asyncio.to_thread(self.engine.featurize, waveform)
         deadline = began + self.settings.batch.request_timeout_s
-        result = await self.batcher.submit(Work(features, task_id, deadline))
+
+        def authorize(head: HeadRecord | None) -> None:
+            if head is not None:
+                caller.check_owner(task_id, head.meta.owner)
+
+        result = await self.batcher.submit(Work(features, task_id, deadline, authorize))
         seconds = duration_s(waveform)
         self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
         return Transcription(
@@ -101,37 +137,61 @@ class AsrService:
             compute_ms=1000 * result.compute_s,
         )
 
-    async def register_head(self, task_id: str, data: bytes, metadata: dict | None) -> HeadRecord:
+    async def register_head(
+        self, task_id: str, data: bytes, metadata: dict | None, caller: Principal = OPEN
+    ) -> HeadRecord:
         if task_id == BASE_TASK:
             raise InvalidRequest("'base' is reserved for the backbone without a head")
         validate_task_id(task_id)
         record = await asyncio.to_thread(decode_head, data, self.spec)
+        try:
+            current = await self.cache.resolve(task_id)
+            caller.check_owner(task_id, current.meta.owner)
+        except UnknownTask:
+            pass  # a new task: the caller will own it
         changes: dict = {"task_id": task_id, "created_at": time.time()}
         for key, value in (metadata or {}).items():
             if key in ("owner", "description"):
                 changes[key] = None if value is None else str(value)
             else:
                 changes.setdefault("extra", dict(record.meta.extra))[key] = value
+        if not caller.admin:
+            changes["owner"] = caller.tenant  # tenants register for themselves only
         stored = await self.store.put(HeadRecord(replace(record.meta, **changes), record.tensors))
         self.cache.invalidate(task_id)
         logger.info("registered %s version %d", task_id, stored.meta.version)
         return stored
 
-    async def rollback(self, task_id: str, version: int) -> None:
+    async def _owned(self, task_id: str, caller: Principal) -> HeadRecord:
+        """The task's current head, if the caller may see it (else UnknownTask)."""
+        validate_task_id(task_id)
+        record = await self.cache.get(task_id, await self.store.current_version(task_id))
+        caller.check_owner(task_id, record.meta.owner)
+        return record
+
+    async def rollback(self, task_id: str, version: int, caller: Principal = OPEN) -> None:
+        await self._owned(task_id, caller)
         await self.store.set_current(task_id, version)
         self.cache.invalidate(task_id)
 
-    async def delete_head(self, task_id: str) -> None:
+    async def delete_head(self, task_id: str, caller: Principal = OPEN) -> None:
+        await self._owned(task_id, caller)
         await self.store.delete(task_id)
         self.cache.invalidate(task_id)
 
-    async def head_info(self, task_id: str) -> tuple[HeadRecord, list[int]]:
-        version = await self.store.current_version(task_id)
-        record = await self.cache.get(task_id, version)
+    async def head_info(
+        self, task_id: str, caller: Principal = OPEN
+    ) -> tuple[HeadRecord, list[int]]:
+        record = await self._owned(task_id, caller)
         return record, await self.store.versions(task_id)
 
-    async def head_bytes(self, task_id: str) -> bytes:
-        return await self.store.get_bytes(task_id)
+    async def head_bytes(self, task_id: str, caller: Principal = OPEN) -> bytes:
+        record = await self._owned(task_id, caller)
+        return await self.store.get_bytes(task_id, record.meta.version)
+
+    async def list_tasks(self, offset: int, limit: int, caller: Principal = OPEN):
+        owner = None if caller.admin else caller.tenant
+        return await self.store.list_tasks(offset, limit, owner)
 
     async def readiness(self) -> dict:
         store_ok = await self.store.ping()

@@ -67,8 +67,11 @@ class DeviceSlotPool:
             if any(s >= 0 for s in slots[head_type]):
                 for tensor_name, field in pool_fields(head_type):
                     setattr(batch, field, self._pools[head_type][tensor_name])
-                setattr(batch, f"{head_type.value}_slots",
-                        torch.tensor(slots[head_type], device=self.device))
+                setattr(
+                    batch,
+                    f"{head_type.value}_slots",
+                    torch.tensor(slots[head_type], device=self.device),
+                )
         return batch
 
     def _slot(self, head_type: HeadType, head: HeadRecord, in_batch: set) -> int:
@@ -92,10 +95,17 @@ class DeviceSlotPool:
     def _write(self, head_type: HeadType, slot: int, head: HeadRecord) -> None:
         pools = self._pools.get(head_type)
         if pools is None:
-            shapes = head_shapes(head_type, self.spec.hidden_dim, self.spec.controller_dim,
-                                 self.max_rank, self.spec.num_layers)
-            pools = {name: torch.zeros((self.capacity, *shape), device=self.device)
-                     for name, shape in shapes.items()}
+            shapes = head_shapes(
+                head_type,
+                self.spec.hidden_dim,
+                self.spec.controller_dim,
+                self.max_rank,
+                self.spec.num_layers,
+            )
+            pools = {
+                name: torch.zeros((self.capacity, *shape), device=self.device)
+                for name, shape in shapes.items()
+            }
             self._pools[head_type] = pools
         if head_type != HeadType.LINEAR and head.meta.rank > self.max_rank:
             raise SlotPoolExhausted(f"head rank {head.meta.rank} exceeds pool rank {self.max_rank}")

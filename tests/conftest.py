@@ -70,7 +70,7 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from server.api.app import create_app  # noqa: E402
-from server.config import Settings, StoreKind  # noqa: E402
+from server.config import Settings  # noqa: E402
 
 
 def free_port() -> int:
@@ -93,13 +93,28 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
@@ -126,8 +141,12 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
     heads = tmp_path / "heads"
     if not heads.exists():
         shutil.copytree(DEFAULT_MODEL_DIR / "heads", heads)
-    values = dict(model_dir=DEFAULT_MODEL_DIR, disk_store_path=heads,
-                  redis_prefix=f"test-{uuid.uuid4().hex[:8]}")
+    values = dict(
+        model_dir=DEFAULT_MODEL_DIR,
+        disk_store_path=heads,
+        open_access=True,
+        redis_prefix=f"test-{uuid.uuid4().hex[:8]}",
+    )
     values.update(overrides)
     return Settings(**values)
 

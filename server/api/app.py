@@ -1,6 +1,6 @@
 """create_app(settings): the FastAPI app; its lifespan owns the AsrService.
 
-    uvicorn --factory server.api.app:create_app
+uvicorn --factory server.api.app:create_app
 """
 
 from __future__ import annotations
@@ -34,8 +34,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(title="HRA-ASR", version="0.1.0", lifespan=lifespan,
-                  description="Multi-tenant speech recognition with per-task HRA heads.")
+    app = FastAPI(
+        title="HRA-ASR",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Multi-tenant speech recognition with per-task HRA heads.",
+        responses=errors.DOCUMENTED_ERRORS,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.audio.max_bytes + 64 * 1024)
     errors.install(app)
 

@@ -11,14 +11,17 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import errors as e
+from server.auth import Unauthorized
 
 logger = logging.getLogger(__name__)
 
 # Most specific first: the first matching class decides.
 STATUS: list[tuple[type[Exception], int]] = [
+    (Unauthorized, 401),
     (e.UnknownTask, 404),
     (e.InvalidTaskId, 422),
     (e.HeadRejected, 422),
@@ -35,9 +38,45 @@ STATUS: list[tuple[type[Exception], int]] = [
 UNSUPPORTED_MEDIA = "unsupported_media_type"
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# Every route may answer these; listed once for the OpenAPI schema.
+DOCUMENTED_ERRORS = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in [
+        (400, "invalid request or audio"),
+        (401, "missing or invalid API key"),
+        (404, "unknown task"),
+        (405, "method not allowed"),
+        (413, "audio or body too large"),
+        (415, "unsupported media type"),
+        (422, "validation error or rejected head"),
+        (500, "batch failed or internal error"),
+        (503, "overloaded or store unavailable"),
+        (504, "deadline exceeded"),
+    ]
+}
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    kind = {400: "invalid_request", 404: "not_found", 413: "too_large", 415: "invalid_request",
-            422: "invalid_request", 503: "unavailable", 504: "timeout"}.get(status, "server_error")
+    kind = {
+        400: "invalid_request",
+        401: "authentication",
+        404: "not_found",
+        413: "too_large",
+        415: "invalid_request",
+        422: "invalid_request",
+        503: "unavailable",
+        504: "timeout",
+    }.get(status, "server_error")
     body = {"error": {"code": code, "message": message, "type": kind}}
     return JSONResponse(body, status_code=status, headers=headers)
 

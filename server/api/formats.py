@@ -22,8 +22,14 @@ class Word:
 
 
 def words(t: Transcription) -> list[Word]:
-    return [Word(w.word, round(w.start_frame * t.frame_s, 3),
-                 round(min(w.end_frame * t.frame_s, t.duration_s), 3)) for w in t.words]
+    return [
+        Word(
+            w.word,
+            round(w.start_frame * t.frame_s, 3),
+            round(min(w.end_frame * t.frame_s, t.duration_s), 3),
+        )
+        for w in t.words
+    ]
 
 
 def segments(t: Transcription) -> list[list[Word]]:
@@ -44,9 +50,16 @@ def verbose_json(t: Transcription, with_words: bool) -> dict:
         "text": t.text,
         "segments": [
             {
-                "id": i, "seek": 0, "start": seg[0].start, "end": seg[-1].end,
-                "text": " ".join(w.word for w in seg), "tokens": [], "temperature": 0.0,
-                "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0,
+                "id": i,
+                "seek": 0,
+                "start": seg[0].start,
+                "end": seg[-1].end,
+                "text": " ".join(w.word for w in seg),
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": 0.0,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.0,
             }
             for i, seg in enumerate(segments(t))
         ],
@@ -67,7 +80,8 @@ def _stamp(seconds: float, separator: str) -> str:
 def srt(t: Transcription) -> str:
     blocks = [
         f"{i}\n{_stamp(seg[0].start, ',')} --> {_stamp(seg[-1].end, ',')}\n"
-        + " ".join(w.word for w in seg) + "\n"
+        + " ".join(w.word for w in seg)
+        + "\n"
         for i, seg in enumerate(segments(t), start=1)
     ]
     return "\n".join(blocks)
@@ -76,7 +90,8 @@ def srt(t: Transcription) -> str:
 def vtt(t: Transcription) -> str:
     cues = [
         f"{_stamp(seg[0].start, '.')} --> {_stamp(seg[-1].end, '.')}\n"
-        + " ".join(w.word for w in seg) + "\n"
+        + " ".join(w.word for w in seg)
+        + "\n"
         for seg in segments(t)
     ]
     return "WEBVTT\n\n" + "\n".join(cues)

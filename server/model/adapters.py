@@ -13,6 +13,7 @@ Head families:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -85,9 +86,7 @@ class HeadBatch:
         return self.linear_slots is not None or self.ffn_slots is not None
 
     @classmethod
-    def from_heads(
-        cls, heads: list[tuple[HeadType, dict[str, torch.Tensor]] | None]
-    ) -> HeadBatch:
+    def from_heads(cls, heads: list[tuple[HeadType, dict[str, torch.Tensor]] | None]) -> HeadBatch:
         """One (type, tensors) or None per utterance; identical heads share a slot."""
         pools: dict[HeadType, list[dict[str, torch.Tensor]]] = {t: [] for t in HeadType}
         slots = {t: [-1] * len(heads) for t in HeadType}

@@ -57,12 +57,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[HR
 
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata()
-    model = HRAModel(build_backbone(json.loads(metadata["backbone"])), int(metadata["controller_dim"]))
+    model = HRAModel(
+        build_backbone(json.loads(metadata["backbone"])), int(metadata["controller_dim"])
+    )
     model.load_state_dict(load_file(str(path)), strict=False)
     model.to(device).eval()
     fp = fingerprint(model)
     if fp != metadata["fingerprint"]:
-        raise ValueError(f"checkpoint {path} is corrupt: fingerprint {fp} != {metadata['fingerprint']}")
+        raise ValueError(
+            f"checkpoint {path} is corrupt: fingerprint {fp} != {metadata['fingerprint']}"
+        )
     return model, fp
 
 

@@ -42,7 +42,9 @@ class Wav2Vec2Backbone(nn.Module):
         return cls(**config)
 
     @classmethod
-    def from_file(cls, path: str | Path, factory: str = "wav2vec2_base", **kwargs) -> Wav2Vec2Backbone:
+    def from_file(
+        cls, path: str | Path, factory: str = "wav2vec2_base", **kwargs
+    ) -> Wav2Vec2Backbone:
         """Load a local state dict (.safetensors, or .pt/.pth read with weights_only)."""
         backbone = cls(factory, **kwargs)
         path = Path(path)
@@ -58,8 +60,12 @@ class Wav2Vec2Backbone(nn.Module):
         return backbone
 
     def config_dict(self) -> dict:
-        return {"type": "wav2vec2", "factory": self.factory, "vocab_size": self.vocab_size,
-                **self.kwargs}
+        return {
+            "type": "wav2vec2",
+            "factory": self.factory,
+            "vocab_size": self.vocab_size,
+            **self.kwargs,
+        }
 
     def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
         return waveform.float()[:, None]  # [N, 1]: the conv front end takes raw samples

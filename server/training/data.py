@@ -95,7 +95,10 @@ def iterate_batches(data: FeatureSet, max_frames: int):
     start = 0
     while start < len(order):
         end = start + 1
-        while end < len(order) and (end - start + 1) * data.features[order[end]].shape[0] <= max_frames:
+        while (
+            end < len(order)
+            and (end - start + 1) * data.features[order[end]].shape[0] <= max_frames
+        ):
             end += 1
         yield collate(data, order[start:end])
         start = end

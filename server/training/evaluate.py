@@ -45,12 +45,16 @@ def test_utterances(data_dir: Path, fsdd_root: Path) -> list[Utterance]:
     for domain in synthetic.ADAPTATION_DOMAINS:
         manifest = data_dir / domain / "test.jsonl"
         if not manifest.exists():  # regenerated from its seeds: the same utterances
-            synthetic.generate_domain(data_dir, domain, "test", synthetic.split_size(domain, "test"))
+            synthetic.generate_domain(
+                data_dir, domain, "test", synthetic.split_size(domain, "test")
+            )
         rows += read_manifest(manifest)
     return rows + load_fsdd(fsdd_root, TEST_TAKES)
 
 
-def evaluate(model_dir: Path, data_dir: Path, fsdd_root: Path, batch_size: int = 32) -> list[TaskResult]:
+def evaluate(
+    model_dir: Path, data_dir: Path, fsdd_root: Path, batch_size: int = 32
+) -> list[TaskResult]:
     model, _ = load_model(model_dir / "model.safetensors")
     stores = {v: DiskStore(model_dir / f) for v, f in VARIANTS.items() if f is not None}
     utterances = test_utterances(data_dir, fsdd_root)

@@ -88,7 +88,16 @@ def pretrain_backbone(data: FeatureSet, config: TrainConfig, checkpoint: Path | 
     torch.manual_seed(config.seed)
     model = HRAModel(ConformerCTC(ConformerConfig()), controller_dim=1)  # controller unused here
     params = dict(model.backbone.named_parameters())
-    train(model, params, data, lambda b: None, config, checkpoint, backbone_trains=True, desc="pretrain")
+    train(
+        model,
+        params,
+        data,
+        lambda b: None,
+        config,
+        checkpoint,
+        backbone_trains=True,
+        desc="pretrain",
+    )
     return model
 
 
@@ -114,8 +123,16 @@ def train_heads(
     def heads_for(batch: Batch) -> HeadBatch:
         return pools.head_batch(batch.tasks)
 
-    train(model, params, data, heads_for, config, checkpoint, desc=f"{head_type.value} heads",
-          until=until)
+    train(
+        model,
+        params,
+        data,
+        heads_for,
+        config,
+        checkpoint,
+        desc=f"{head_type.value} heads",
+        until=until,
+    )
     return pools
 
 
@@ -131,7 +148,8 @@ def adaptation_utterances(data_dir: Path, fsdd_root: Path, split: str) -> list[U
 
 def ensure_data(data_dir: Path, scale: float) -> None:
     missing = [
-        d for d in synthetic.DOMAINS
+        d
+        for d in synthetic.DOMAINS
         if not all((data_dir / d / f"{s}.jsonl").exists() for s in ("train", "test"))
     ]
     if missing:
@@ -145,7 +163,9 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     ensure_data(data_dir, recipe.data_scale)
     summary: dict = {"recipe": asdict(recipe)}
 
-    base = FeatureSet.build(read_manifest(data_dir / "base" / "train.jsonl"), _featurizer(), desc="base")
+    base = FeatureSet.build(
+        read_manifest(data_dir / "base" / "train.jsonl"), _featurizer(), desc="base"
+    )
     model = pretrain_backbone(base, recipe.pretrain, ckpt / "pretrain.safetensors")
     del base
 
@@ -154,8 +174,15 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     adapt = FeatureSet.build(
         adaptation_utterances(data_dir, fsdd_root, "train"), model.backbone.featurize, desc="adapt"
     )
-    linear = train_heads(model, adapt, HeadType.LINEAR, 0, recipe.multitask,
-                         ckpt / "multitask.safetensors", train_controller=True)
+    linear = train_heads(
+        model,
+        adapt,
+        HeadType.LINEAR,
+        0,
+        recipe.multitask,
+        ckpt / "multitask.safetensors",
+        train_controller=True,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     fp = save_model(model, out_dir / "model.safetensors")
     summary["fingerprint"] = fp
@@ -167,8 +194,9 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     }
     for folder, (head_type, rank, pools) in stores.items():
         if pools is None:
-            pools = train_heads(model, adapt, head_type, rank, recipe.heads,
-                                ckpt / f"{head_type.value}.safetensors")
+            pools = train_heads(
+                model, adapt, head_type, rank, recipe.heads, ckpt / f"{head_type.value}.safetensors"
+            )
         shutil.rmtree(out_dir / folder, ignore_errors=True)
         store = DiskStore(out_dir / folder)
         for record in pools.records(fp, rank):

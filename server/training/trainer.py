@@ -72,7 +72,9 @@ def train(
     )
     start = _resume(checkpoint, params, optimizer) if checkpoint else 0
     lr_factor = _lr_lambda(config)
-    augment = torch.nn.Sequential(FrequencyMasking(12), TimeMasking(20)) if config.spec_augment else None
+    augment = (
+        torch.nn.Sequential(FrequencyMasking(12), TimeMasking(20)) if config.spec_augment else None
+    )
     began, losses = time.time(), []
     stop = min(config.steps, until) if until is not None else config.steps
     bar = tqdm(range(start, stop), desc=desc, initial=start, total=config.steps)

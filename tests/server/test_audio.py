@@ -28,8 +28,17 @@ def _tone(seconds=0.5, rate=16_000, channels=1) -> np.ndarray:
     return mono if channels == 1 else np.stack([mono] * channels, axis=1)
 
 
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"),
-                                         ("WAV", "FLOAT"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [
+        ("WAV", "PCM_U8"),
+        ("WAV", "PCM_16"),
+        ("WAV", "PCM_24"),
+        ("WAV", "FLOAT"),
+        ("FLAC", "PCM_16"),
+        ("OGG", "VORBIS"),
+    ],
+)
 def test_valid_formats_decode_to_16khz_mono(fmt, subtype):
     wave = decode_audio(_encode(_tone(0.5, 22_050), 22_050, fmt, subtype), LIMITS)
     assert wave.ndim == 1 and abs(wave.shape[0] - 8000) < 50
@@ -53,10 +62,14 @@ def test_six_channels_are_downmixed():
         (b"this is not audio at all" * 10, AudioDecodeError),
         (b"RIFF\x24\x00\x00\x00WAVEfmt ", AudioDecodeError),  # header cut short
         (_encode(np.zeros(0, dtype=np.float32), 16_000), EmptyAudio),
-        (_encode(np.array([0.1, np.nan, 0.2] * 100, dtype=np.float32), 16_000, subtype="FLOAT"),
-         AudioDecodeError),
-        (_encode(np.array([0.1, np.inf] * 100, dtype=np.float32), 16_000, subtype="FLOAT"),
-         AudioDecodeError),
+        (
+            _encode(np.array([0.1, np.nan, 0.2] * 100, dtype=np.float32), 16_000, subtype="FLOAT"),
+            AudioDecodeError,
+        ),
+        (
+            _encode(np.array([0.1, np.inf] * 100, dtype=np.float32), 16_000, subtype="FLOAT"),
+            AudioDecodeError,
+        ),
         (_encode(_tone(6.0), 16_000), AudioTooLong),
     ],
     ids=["empty", "not-audio", "truncated-header", "zero-samples", "nan", "inf", "too-long"],

@@ -35,8 +35,12 @@ def _head(model, task: str) -> HeadRecord:
 @pytest.fixture
 def make_batcher(tiny_model):
     def build(resolver=None, **settings) -> tuple[Batcher, Observer]:
-        spec = HeadSpec("fp", tiny_model.backbone.hidden_dim, tiny_model.controller.dim,
-                        tiny_model.backbone.num_layers)
+        spec = HeadSpec(
+            "fp",
+            tiny_model.backbone.hidden_dim,
+            tiny_model.controller.dim,
+            tiny_model.backbone.num_layers,
+        )
         engine = Engine(tiny_model, DeviceSlotPool(spec, 8, torch.device("cpu")))
         heads = {t: _head(tiny_model, t) for t in ("a", "b", "c")}
 

@@ -30,8 +30,24 @@ def test_train_head_cli_registers_a_head_that_beats_the_backbone(tmp_path, fsdd_
     train = load_fsdd(fsdd_root, range(0, 30), speakers=["lucas"])
     manifest = tmp_path / "lucas.jsonl"
     write_manifest(manifest, [Utterance(u.audio, u.text, "new") for u in train])
-    assert main(["--model-dir", str(model_dir), "train-head", "--task-id", "lucas-again",
-                 "--manifest", str(manifest), "--steps", "120", "--owner", "me"]) == 0
+    assert (
+        main(
+            [
+                "--model-dir",
+                str(model_dir),
+                "train-head",
+                "--task-id",
+                "lucas-again",
+                "--manifest",
+                str(manifest),
+                "--steps",
+                "120",
+                "--owner",
+                "me",
+            ]
+        )
+        == 0
+    )
     head = DiskStore(model_dir / "heads").get("lucas-again")
     assert head.meta.owner == "me" and head.meta.version == 1
 
@@ -42,8 +58,9 @@ def test_train_head_cli_registers_a_head_that_beats_the_backbone(tmp_path, fsdd_
     adapted = capsys.readouterr().out.strip().splitlines()
     main(["--model-dir", str(model_dir), "transcribe", "--task", "base", *files])
     base = capsys.readouterr().out.strip().splitlines()
-    right = [sum(line.split("\t")[1] == u.text for line, u in zip(out, test))
-             for out in (adapted, base)]
+    right = [
+        sum(line.split("\t")[1] == u.text for line, u in zip(out, test)) for out in (adapted, base)
+    ]
     assert right[0] > right[1]
 
 

@@ -13,8 +13,9 @@ SPEC = HeadSpec("fp", hidden_dim=6, controller_dim=4, num_layers=2)
 
 
 def _linear(task: str, value: float, version: int = 1) -> HeadRecord:
-    return HeadRecord(HeadMetadata(task, "linear", "fp", version=version),
-                      {"V": torch.full((6, 4), value)})
+    return HeadRecord(
+        HeadMetadata(task, "linear", "fp", version=version), {"V": torch.full((6, 4), value)}
+    )
 
 
 def test_heads_get_slots_and_a_hit_reuses_the_slot():
@@ -49,8 +50,9 @@ def test_a_batch_needing_more_heads_than_slots_is_refused_with_the_numbers():
 
 def test_smaller_rank_ffn_heads_are_zero_padded_without_changing_the_output():
     pool = DeviceSlotPool(SPEC, 2, torch.device("cpu"), max_rank=8)
-    head = HeadRecord(HeadMetadata("f", "ffn", "fp", rank=3),
-                      {"V1": torch.randn(3, 4), "V2": torch.randn(6, 3)})
+    head = HeadRecord(
+        HeadMetadata("f", "ffn", "fp", rank=3), {"V1": torch.randn(3, 4), "V2": torch.randn(6, 3)}
+    )
     padded = pool.head_batch([head])
     exact = HeadBatch.from_heads([(HeadType.FFN, head.tensors)])
     h = torch.randn(1, 5, 4)

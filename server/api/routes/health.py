@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.api.deps import get_service
-from server.service import AsrService
+from server.api.deps import Service
 
 router = APIRouter(tags=["health"])
 
@@ -20,12 +17,12 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz")
-async def readyz(service: Annotated[AsrService, Depends(get_service)]):
+async def readyz(service: Service):
     """200 when ready; 503 with status "degraded" while the store is unreachable."""
     report = await service.readiness()
     return JSONResponse(report, status_code=200 if report["store_reachable"] else 503)
 
 
 @router.get("/metrics")
-async def metrics(service: Annotated[AsrService, Depends(get_service)]) -> Response:
+async def metrics(service: Service) -> Response:
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

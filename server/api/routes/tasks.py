@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from adapters_store.head_format import HeadRecord
-from server.api.deps import get_service
+from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
-from server.service import AsrService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -46,16 +45,26 @@ class TaskPage(BaseModel):
 
 def _info(record: HeadRecord) -> dict:
     m = record.meta
-    return dict(task_id=m.task_id, version=m.version, head_type=m.head_type, rank=m.rank,
-                parameters=record.num_parameters, dtype=str(next(iter(record.tensors.values())).dtype).removeprefix("torch."),
-                fingerprint=m.fingerprint, created_at=m.created_at, owner=m.owner,
-                description=m.description, extra=m.extra)
+    return dict(
+        task_id=m.task_id,
+        version=m.version,
+        head_type=m.head_type,
+        rank=m.rank,
+        parameters=record.num_parameters,
+        dtype=str(next(iter(record.tensors.values())).dtype).removeprefix("torch."),
+        fingerprint=m.fingerprint,
+        created_at=m.created_at,
+        owner=m.owner,
+        description=m.description,
+        extra=m.extra,
+    )
 
 
 @router.put("/{task_id}", response_model=HeadInfo)
 async def register(
     task_id: TaskId,
-    service: Annotated[AsrService, Depends(get_service)],
+    service: Service,
+    caller: Caller,
     file: Annotated[UploadFile, File(description="head as safetensors")],
     metadata: Annotated[str | None, Form(max_length=MAX_METADATA_FIELD)] = None,
 ) -> HeadInfo:
@@ -68,33 +77,40 @@ async def register(
             raise InvalidRequest(f"metadata is not JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise InvalidRequest("metadata must be a JSON object")
-    stored = await service.register_head(task_id, await file.read(), extra)
+    stored = await service.register_head(task_id, await file.read(), extra, caller)
     return HeadInfo(**_info(stored))
 
 
 @router.get("", response_model=TaskPage)
 async def list_tasks(
-    service: Annotated[AsrService, Depends(get_service)],
+    service: Service,
+    caller: Caller,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TaskPage:
-    ids, total = await service.store.list_tasks(offset, limit)
+    ids, total = await service.list_tasks(offset, limit, caller)
     return TaskPage(tasks=ids, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{task_id}", response_model=TaskInfo)
-async def inspect(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]) -> TaskInfo:
-    record, versions = await service.head_info(task_id)
+async def inspect(task_id: TaskId, service: Service, caller: Caller) -> TaskInfo:
+    record, versions = await service.head_info(task_id, caller)
     return TaskInfo(**_info(record), versions=versions)
 
 
-@router.get("/{task_id}/head", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}})
-async def download(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]):
+@router.get(
+    "/{task_id}/head",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download(task_id: TaskId, service: Service, caller: Caller):
     """The current version's safetensors file, metadata included: uploads again as is."""
-    data = await service.head_bytes(task_id)
-    return Response(data, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{task_id}.safetensors"'})
+    data = await service.head_bytes(task_id, caller)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{task_id}.safetensors"'},
+    )
 
 
 class RollbackRequest(BaseModel):
@@ -102,14 +118,15 @@ class RollbackRequest(BaseModel):
 
 
 @router.post("/{task_id}/rollback", response_model=TaskInfo)
-async def rollback(task_id: TaskId, body: RollbackRequest,
-                   service: Annotated[AsrService, Depends(get_service)]) -> TaskInfo:
-    await service.rollback(task_id, body.version)
-    record, versions = await service.head_info(task_id)
+async def rollback(
+    task_id: TaskId, body: RollbackRequest, service: Service, caller: Caller
+) -> TaskInfo:
+    await service.rollback(task_id, body.version, caller)
+    record, versions = await service.head_info(task_id, caller)
     return TaskInfo(**_info(record), versions=versions)
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response)
-async def delete(task_id: TaskId, service: Annotated[AsrService, Depends(get_service)]):
-    await service.delete_head(task_id)
+async def delete(task_id: TaskId, service: Service, caller: Caller):
+    await service.delete_head(task_id, caller)
     return Response(status_code=204)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from server.api import formats
-from server.api.deps import get_service
+from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
-from server.service import BASE_TASK, AsrService
+from server.service import BASE_TASK
 
 router = APIRouter(tags=["transcription"])
 RAW_AUDIO_TYPES = ("audio/", "application/octet-stream")
@@ -30,15 +30,31 @@ class TranscribeResponse(BaseModel):
     timings: Timings
 
 
-@router.post("/v1/transcribe", response_model=TranscribeResponse,
-             openapi_extra={"requestBody": {"content": {
-                 "multipart/form-data": {"schema": {"type": "object", "properties": {
-                     "file": {"type": "string", "format": "binary"},
-                     "task_id": {"type": "string"}}, "required": ["file"]}},
-                 "audio/wav": {"schema": {"type": "string", "format": "binary"}}}}})
+@router.post(
+    "/v1/transcribe",
+    response_model=TranscribeResponse,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "task_id": {"type": "string"},
+                        },
+                        "required": ["file"],
+                    }
+                },
+                "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+)
 async def transcribe(
     request: Request,
-    service: Annotated[AsrService, Depends(get_service)],
+    service: Service,
+    caller: Caller,
     task_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> TranscribeResponse:
     """Audio as a multipart `file` or as the raw body; `task_id` omitted means `base`."""
@@ -53,11 +69,15 @@ async def transcribe(
     elif content_type.startswith(RAW_AUDIO_TYPES) or not content_type:
         audio = await request.body()
     else:
-        raise InvalidRequest(f"content type {content_type!r} is not audio; send audio/* "
-                             "or multipart/form-data with a 'file' part")
-    result = await service.transcribe(audio, str(task_id or BASE_TASK))
+        raise InvalidRequest(
+            f"content type {content_type!r} is not audio; send audio/* "
+            "or multipart/form-data with a 'file' part"
+        )
+    result = await service.transcribe(audio, str(task_id or BASE_TASK), caller)
     return TranscribeResponse(
-        task_id=result.task_id, head_version=result.head_version, text=result.text,
+        task_id=result.task_id,
+        head_version=result.head_version,
+        text=result.text,
         duration_s=round(result.duration_s, 3),
         timings=Timings(queue_ms=round(result.queue_ms, 2), compute_ms=round(result.compute_ms, 2)),
     )
@@ -65,14 +85,17 @@ async def transcribe(
 
 @router.post("/v1/audio/transcriptions")
 async def openai_transcriptions(
-    service: Annotated[AsrService, Depends(get_service)],
+    service: Service,
+    caller: Caller,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = BASE_TASK,
     response_format: Annotated[str, Form()] = "json",
     language: Annotated[str | None, Form()] = None,
     prompt: Annotated[str | None, Form()] = None,
     temperature: Annotated[float, Form(ge=0, le=1)] = 0.0,
-    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+    timestamp_granularities: Annotated[
+        list[str] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
     stream: Annotated[bool, Form()] = False,
 ):
     """OpenAI-compatible: `model` is the task id. Decoding is greedy CTC, so
@@ -86,7 +109,7 @@ async def openai_transcriptions(
     granularities = set(timestamp_granularities or ["segment"])
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
-    result = await service.transcribe(await file.read(), model)
+    result = await service.transcribe(await file.read(), model, caller)
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":

@@ -59,15 +59,23 @@ async def test_replacing_a_head_under_20_in_flight_requests_fails_none(
         replacement = (await a.get("/v1/tasks/synth-fast/head")).content
         sent: list[tuple[float, asyncio.Task]] = []
         for clip in clips[:10]:
-            sent.append((time.monotonic(), asyncio.create_task(
-                b.post("/v1/transcribe?task_id=fsdd-theo", content=clip))))
+            sent.append(
+                (
+                    time.monotonic(),
+                    asyncio.create_task(b.post("/v1/transcribe?task_id=fsdd-theo", content=clip)),
+                )
+            )
         r = await a.put("/v1/tasks/fsdd-theo", files={"file": ("h", replacement)})
         assert r.status_code == 200
         swapped = time.monotonic()
         await asyncio.sleep(0.2)  # let the change notification arrive
         for clip in clips[10:]:
-            sent.append((time.monotonic(), asyncio.create_task(
-                b.post("/v1/transcribe?task_id=fsdd-theo", content=clip))))
+            sent.append(
+                (
+                    time.monotonic(),
+                    asyncio.create_task(b.post("/v1/transcribe?task_id=fsdd-theo", content=clip)),
+                )
+            )
         responses = [(t, await task) for t, task in sent]
     assert all(r.status_code == 200 for _, r in responses)
     for admitted, r in responses:

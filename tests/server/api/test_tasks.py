@@ -19,14 +19,19 @@ async def _text(client, task, clip) -> str:
 async def test_downloaded_head_uploaded_under_a_new_id_transcribes_identically(client, fsdd_test):
     head = await client.get("/v1/tasks/fsdd-nicolas/head")
     assert head.status_code == 200
-    r = await client.put("/v1/tasks/nicolas-copy", files={"file": ("h.safetensors", head.content)},
-                         data={"metadata": '{"owner": "acme", "description": "copy", "tier": 2}'})
+    r = await client.put(
+        "/v1/tasks/nicolas-copy",
+        files={"file": ("h.safetensors", head.content)},
+        data={"metadata": '{"owner": "acme", "description": "copy", "tier": 2}'},
+    )
     assert r.status_code == 200, r.text
     info = r.json()
     assert info["version"] == 1 and info["owner"] == "acme" and info["extra"] == {"tier": 2}
     for u in [u for u in fsdd_test if u.task == "fsdd-nicolas"][:5]:
         clip = fsdd_bytes(u)
-        assert await _text(client, "nicolas-copy", clip) == await _text(client, "fsdd-nicolas", clip)
+        assert await _text(client, "nicolas-copy", clip) == await _text(
+            client, "fsdd-nicolas", clip
+        )
 
 
 async def test_new_version_is_served_at_once_and_rollback_restores_the_old_output(
@@ -74,8 +79,10 @@ async def test_bad_heads_are_refused_and_the_previous_version_keeps_serving(clie
     bad_uploads = {
         "pickle": (pickle.dumps(Exploit()), "head_rejected"),
         "garbage": (b"\x00\x01garbage", "head_rejected"),
-        "foreign fingerprint": (encode_head(HeadRecord(meta, {"V": torch.zeros(144, 32)})),
-                                "fingerprint_mismatch"),
+        "foreign fingerprint": (
+            encode_head(HeadRecord(meta, {"V": torch.zeros(144, 32)})),
+            "fingerprint_mismatch",
+        ),
         "truncated": (real[: len(real) // 2], "head_rejected"),
     }
     for name, (data, code) in bad_uploads.items():

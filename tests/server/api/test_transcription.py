@@ -34,12 +34,14 @@ async def test_http_transcripts_equal_the_evaluation_path_for_fsdd_and_synthetic
         data = _wav_bytes(wav)
         cases.append((f"synth-{domain}", data, load_audio(io.BytesIO(data))))
     for task, data, waveform in cases:
-        response = await client.post(f"/v1/transcribe?task_id={task}", content=data,
-                                     headers={"content-type": "audio/wav"})
+        response = await client.post(
+            f"/v1/transcribe?task_id={task}", content=data, headers={"content-type": "audio/wav"}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
-        (expected,) = transcribe_features(model, [model.backbone.featurize(waveform)],
-                                          [default_store.get(task)])
+        (expected,) = transcribe_features(
+            model, [model.backbone.featurize(waveform)], [default_store.get(task)]
+        )
         assert body["text"] == expected.text
         assert body["task_id"] == task and body["head_version"] == 1
         assert body["timings"]["compute_ms"] > 0
@@ -49,8 +51,9 @@ async def test_default_heads_transcribe_real_fsdd_speech_correctly(client, fsdd_
     correct = 0
     sample = fsdd_test[::13]
     for u in sample:
-        r = await client.post("/v1/transcribe", files={"file": ("a.wav", fsdd_bytes(u))},
-                              data={"task_id": u.task})
+        r = await client.post(
+            "/v1/transcribe", files={"file": ("a.wav", fsdd_bytes(u))}, data={"task_id": u.task}
+        )
         correct += r.json()["text"] == u.text
     assert correct / len(sample) >= 0.85
 
@@ -92,16 +95,29 @@ async def test_raw_body_multipart_and_default_base_task_all_work(client, fsdd_te
 
 async def test_openai_fields_are_accepted_or_refused_with_a_code(client, fsdd_test):
     clip = fsdd_bytes(fsdd_test[0])
-    for data, code in [({"response_format": "xml"}, "invalid_request"),
-                       ({"language": "fr"}, "invalid_request"),
-                       ({"stream": "true"}, "invalid_request")]:
-        r = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", clip)},
-                              data={"model": "fsdd-george", **data})
+    for data, code in [
+        ({"response_format": "xml"}, "invalid_request"),
+        ({"language": "fr"}, "invalid_request"),
+        ({"stream": "true"}, "invalid_request"),
+    ]:
+        r = await client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("a.wav", clip)},
+            data={"model": "fsdd-george", **data},
+        )
         assert r.status_code == 400 and r.json()["error"]["code"] == code
-    r = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", clip)},
-                          data={"model": "fsdd-george", "language": "en", "prompt": "digits",
-                                "temperature": "0", "response_format": "verbose_json",
-                                "timestamp_granularities[]": "word"})
+    r = await client.post(
+        "/v1/audio/transcriptions",
+        files={"file": ("a.wav", clip)},
+        data={
+            "model": "fsdd-george",
+            "language": "en",
+            "prompt": "digits",
+            "temperature": "0",
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": "word",
+        },
+    )
     body = r.json()
     assert r.status_code == 200 and body["words"] and body["segments"]
     assert 0 <= body["words"][0]["start"] < body["words"][0]["end"] <= body["duration"]
@@ -118,14 +134,17 @@ def test_openai_client_transcribes_in_json_text_srt_and_vtt(tmp_path, fsdd_test)
             as_json = client.audio.transcriptions.create(model="fsdd-jackson", file=f)
         assert as_json.text == "seven"
         with open(path, "rb") as f:
-            as_text = client.audio.transcriptions.create(model="fsdd-jackson", file=f,
-                                                         response_format="text")
+            as_text = client.audio.transcriptions.create(
+                model="fsdd-jackson", file=f, response_format="text"
+            )
         assert as_text.strip() == "seven"
         with open(path, "rb") as f:
-            as_srt = client.audio.transcriptions.create(model="fsdd-jackson", file=f,
-                                                        response_format="srt")
+            as_srt = client.audio.transcriptions.create(
+                model="fsdd-jackson", file=f, response_format="srt"
+            )
         assert re.match(r"1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\nseven\n", as_srt)
         with open(path, "rb") as f:
-            as_vtt = client.audio.transcriptions.create(model="fsdd-jackson", file=f,
-                                                        response_format="vtt")
+            as_vtt = client.audio.transcriptions.create(
+                model="fsdd-jackson", file=f, response_format="vtt"
+            )
         assert as_vtt.startswith("WEBVTT\n\n00:00:") and "seven" in as_vtt

@@ -13,8 +13,18 @@ def test_splits_are_disjoint_and_cover_every_speaker_and_digit(fsdd_root):
     assert len(train) == 6 * 10 * 30 and len(test) == 6 * 10 * 10
     assert not {u.audio for u in train} & {u.audio for u in test}
     assert {u.task for u in test} == {f"fsdd-{s}" for s in speakers}
-    assert {u.text for u in test} == {"zero", "one", "two", "three", "four", "five", "six",
-                                      "seven", "eight", "nine"}
+    assert {u.text for u in test} == {
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+    }
 
 
 def test_one_speaker_can_be_selected(fsdd_root):

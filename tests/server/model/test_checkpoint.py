@@ -16,8 +16,9 @@ def test_save_and_load_round_trip_keeps_outputs_and_fingerprint(tiny_model, tmp_
     assert loaded_fp == fp
     feats = torch.randn(1, 40, 64)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(feats, torch.tensor([40]))[0],
-                                   tiny_model(feats, torch.tensor([40]))[0])
+        torch.testing.assert_close(
+            loaded(feats, torch.tensor([40]))[0], tiny_model(feats, torch.tensor([40]))[0]
+        )
 
 
 def test_any_weight_change_changes_the_fingerprint(tiny_model):

@@ -13,8 +13,9 @@ from server.model.features import pad_features
 
 def _random_head(model, head_type: HeadType, seed: int, rank: int = 8):
     g = torch.Generator().manual_seed(seed)
-    shapes = head_shapes(head_type, model.backbone.hidden_dim, model.controller.dim, rank,
-                         model.backbone.num_layers)
+    shapes = head_shapes(
+        head_type, model.backbone.hidden_dim, model.controller.dim, rank, model.backbone.num_layers
+    )
     return head_type, {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
@@ -60,8 +61,9 @@ def test_mixed_head_types_in_one_batch_match_lone_runs(tiny_model):
     with torch.no_grad():
         batched, out_lengths = model(inputs, lengths, HeadBatch.from_heads(heads))
     for b, (f, head) in enumerate(zip(feats, heads)):
-        torch.testing.assert_close(batched[b, : out_lengths[b]], _alone(model, f, head),
-                                   atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            batched[b, : out_lengths[b]], _alone(model, f, head), atol=1e-4, rtol=0
+        )
 
 
 @pytest.mark.parametrize("head_type", list(HeadType))

@@ -12,8 +12,9 @@ from server.training.trainer import TrainConfig
 
 def _toy_data(n: int = 24) -> FeatureSet:
     g = torch.Generator().manual_seed(0)
-    feats = [torch.randn(int(torch.randint(30, 90, (), generator=g)), 64, generator=g)
-             for _ in range(n)]
+    feats = [
+        torch.randn(int(torch.randint(30, 90, (), generator=g)), 64, generator=g) for _ in range(n)
+    ]
     labels = [torch.randint(1, 29, (4,), generator=g) for _ in range(n)]
     tasks = [i % 3 for i in range(n)]
     return FeatureSet(feats, labels, tasks, ["x"] * n, ["t0", "t1", "t2"])
@@ -21,8 +22,13 @@ def _toy_data(n: int = 24) -> FeatureSet:
 
 def test_resumed_training_equals_uninterrupted_training(tiny_model, tmp_path):
     data = _toy_data()
-    straight = train_heads(tiny_model, data, HeadType.LINEAR, 0,
-                           TrainConfig(steps=6, lr=1e-2, warmup=1, max_frames=400))
+    straight = train_heads(
+        tiny_model,
+        data,
+        HeadType.LINEAR,
+        0,
+        TrainConfig(steps=6, lr=1e-2, warmup=1, max_frames=400),
+    )
     config = TrainConfig(steps=6, lr=1e-2, warmup=1, max_frames=400, checkpoint_every=3)
     ckpt = tmp_path / "ckpt.safetensors"
     train_heads(tiny_model, data, HeadType.LINEAR, 0, config, ckpt, until=3)  # stop at 3

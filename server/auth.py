@@ -1,0 +1,92 @@
+"""API keys: who is calling, and which tasks they may see.
+
+Admin keys manage every task; tenant keys transcribe with and manage only the
+tasks their tenant owns (the `owner` in head metadata). Another tenant's task
+answers 404, exactly like a task that does not exist, so ids never leak.
+Keys are compared as SHA-256 digests with hmac.compare_digest against every
+configured key (no early exit) and are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+
+from server.errors import ServingError, UnknownTask
+
+logger = logging.getLogger(__name__)
+
+
+class Unauthorized(ServingError):
+    code = "unauthorized"
+
+
+class ApiKey(BaseModel):
+    key: SecretStr
+    tenant: str | None = None  # None with admin=True: an operator key
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str | None
+    admin: bool
+
+    def may_use(self, owner: str | None) -> bool:
+        return self.admin or (owner is not None and owner == self.tenant)
+
+    def check_owner(self, task_id: str, owner: str | None) -> None:
+        """Raise the same error as for a missing task: existence must not leak."""
+        if not self.may_use(owner):
+            raise UnknownTask(f"task {task_id!r} is not registered")
+
+
+OPEN = Principal(tenant=None, admin=True)
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey]) -> None:
+        for k in keys:
+            if not k.admin and not k.tenant:
+                raise ValueError("a non-admin API key needs a tenant")
+        self._entries = [
+            (_digest(k.key.get_secret_value()), Principal(k.tenant, k.admin)) for k in keys
+        ]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def load(cls, inline: list[ApiKey], keys_file: Path | None) -> KeyRing:
+        keys = list(inline)
+        if keys_file is not None:
+            keys += [ApiKey(**entry) for entry in json.loads(keys_file.read_text())]
+        return cls(keys)
+
+    def authenticate(self, presented: str | None) -> Principal:
+        if not presented:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        digest = _digest(presented)
+        found = None
+        for known, principal in self._entries:  # compare against all: no timing shortcut
+            if hmac.compare_digest(known, digest):
+                found = principal
+        if found is None:
+            raise Unauthorized("invalid API key")
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return x_api_key
