@@ -9,7 +9,8 @@ PORT    ?= 8000
 export MALLOC_MMAP_THRESHOLD_ = 33554432
 export MALLOC_TRIM_THRESHOLD_ = 1073741824
 
-.PHONY: run test test-fast model eval lint format stack
+.PHONY: run test test-fast model eval lint format stack bench-quick bench memory soak plots \
+	load-steady load-cold-start load-hot-swap load-batching load-zipf-scale
 
 $(VENV_OK): pyproject.toml
 	python3.11 -m venv .venv || python3 -m venv .venv
@@ -34,6 +35,24 @@ model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads
 
 eval: $(VENV_OK)  ## WER table of the README; writes results/evaluation.json
 	$(PY) -m server.cli evaluate
+
+bench-quick: $(VENV_OK)  ## fused-path benchmark, short (< 2 min): load_tests/results/fused-quick.json
+	$(PY) -m load_tests.bench_fused --quick
+
+bench: $(VENV_OK)  ## fused-path benchmark, full repeats: load_tests/results/fused-full.json
+	$(PY) -m load_tests.bench_fused
+
+load-steady load-cold-start load-hot-swap load-batching load-zipf-scale: $(VENV_OK)  ## Locust scenarios
+	$(PY) -m load_tests.run_load $(subst load-,,$@)
+
+memory: $(VENV_OK)  ## RSS with 10,000 registered heads
+	$(PY) -m load_tests.memory_many_heads
+
+soak: $(VENV_OK)  ## 10 minutes of mixed load with hot swaps (not in CI)
+	$(PY) -m load_tests.soak --minutes 10
+
+plots: $(VENV_OK)
+	$(PY) -m load_tests.plots
 
 lint: $(VENV_OK)
 	$(PY) -m ruff check server adapters_store kernels tests load_tests docker

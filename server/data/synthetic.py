@@ -41,16 +41,20 @@ class Domain:
 
 
 DOMAINS: dict[str, Domain] = {
+    # Voices, rates and pitches the adaptation domains use are kept out of base.
     "base": Domain(
-        ("en-us+m1", "en-us+m3", "en-us+f2", "en-gb+m2", "en-gb+f4", "en-us+m5"),
-        (140, 190),
-        (35, 65),
+        (
+            "en-us+m1", "en-us+m3", "en-us+m5", "en-us+f1", "en-us+f2", "en-us+f3",
+            "en-gb+m1", "en-gb+m3", "en-gb+f1", "en-gb+f4", "en-gb-x-rp+m5", "en-gb-x-rp+f2",
+        ),
+        (130, 200),
+        (25, 75),
         "mild",
     ),
     "telephone": Domain(("en-us+m4",), (150, 180), (40, 60), "telephone"),
     "noisy": Domain(("en-gb+m7",), (150, 180), (40, 60), "noisy"),
     "reverb": Domain(("en-us+m6",), (150, 180), (40, 60), "reverb"),
-    "fast": Domain(("en-us+m2",), (260, 300), (40, 60), "clean"),
+    "fast": Domain(("en-us+m2",), (225, 255), (40, 60), "clean"),
     "whisper": Domain(("en-us+whisper",), (150, 180), (40, 60), "clean"),
     "accent-de": Domain(("de",), (150, 180), (40, 60), "clean"),
     "child": Domain(("en-us+f5",), (170, 200), (95, 99), "clean"),
@@ -86,7 +90,7 @@ def _telephone(wav: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def _noisy(wav: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    return add_noise(wav, snr_db=_uniform(g, 0, 6), g=g, pink=True)
+    return add_noise(wav, snr_db=_uniform(g, -3, 3), g=g)
 
 
 def _reverb(wav: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -159,11 +163,16 @@ def generate_domain(out_dir: Path, domain: str, split: str, count: int, workers:
         return Utterance(f"{split}/{path.name}", text, task)
 
     folder.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    with ThreadPoolExecutor(workers) as pool:
-        rows = list(
-            tqdm(pool.map(one, range(count)), total=count, desc=f"{domain}/{split}", leave=False)
-        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # parallelism comes from the worker threads here
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            rows = list(
+                tqdm(pool.map(one, range(count)), total=count, desc=f"{domain}/{split}",
+                     leave=False)
+            )
+    finally:
+        torch.set_num_threads(threads)
     manifest = out_dir / domain / f"{split}.jsonl"
     write_manifest(manifest, rows)
     seconds = sum(sf.info(str(out_dir / domain / r.audio)).duration for r in rows)

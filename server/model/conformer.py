@@ -97,23 +97,21 @@ class ConformerCTC(nn.Module):
 
     def layer(self, index: int, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         layer = self.layers[index]
-        x = x.transpose(0, 1)  # torchaudio layers are time-major: [T, B, D]
-        x = x + 0.5 * layer.ffn1(x)
-        residual = x
-        a = layer.self_attn_layer_norm(x)
+        x = x + 0.5 * layer.ffn1(x)  # position-wise modules run batch-first
+        a = layer.self_attn_layer_norm(x).transpose(0, 1)  # torchaudio attention: [T, B, D]
         a, _ = layer.self_attn(a, a, a, key_padding_mask=pad_mask, need_weights=False)
-        x = residual + layer.self_attn_dropout(a)
+        x = x + layer.self_attn_dropout(a).transpose(0, 1)
         x = x + self._convolution(layer.conv_module, x, pad_mask)
         x = x + 0.5 * layer.ffn2(x)
-        return layer.final_layer_norm(x).transpose(0, 1)
+        return layer.final_layer_norm(x)
 
     @staticmethod
     def _convolution(module: nn.Module, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         pointwise_in, glu, depthwise, norm, act, pointwise_out, dropout = module.sequential
-        y = module.layer_norm(x).permute(1, 2, 0)  # [B, D, T]
+        y = module.layer_norm(x).transpose(1, 2)  # [B, D, T]
         y = glu(pointwise_in(y)) * ~pad_mask[:, None, :]
         y = dropout(pointwise_out(act(norm(depthwise(y)))))
-        return y.permute(2, 0, 1)
+        return y.transpose(1, 2)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.ctc(x)

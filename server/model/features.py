@@ -21,11 +21,16 @@ def resample(waveform: torch.Tensor, orig_rate: int) -> torch.Tensor:
 
 
 class LogMelFrontend(torch.nn.Module):
-    """25 ms windows every 10 ms, log-mel, normalised per utterance and channel.
+    """25 ms windows every 10 ms, log-mel, normalised per utterance.
 
-    The per-utterance normalisation makes recording level irrelevant (FSDD
-    speakers differ by 20 dB), which no head should have to learn.
+    Power is floored 60 dB below the utterance's peak, then each channel's mean
+    is removed and the whole utterance scaled to unit variance. Recording level
+    stops mattering (FSDD speakers differ by 20 dB), and bands a recording does
+    not have (8 kHz telephone audio above 4 kHz) become flat zeros instead of
+    noise stretched to unit variance, which no head should have to learn.
     """
+
+    DYNAMIC_RANGE = 1e-6  # 60 dB
 
     def __init__(self, n_mels: int = 64) -> None:
         super().__init__()
@@ -37,10 +42,11 @@ class LogMelFrontend(torch.nn.Module):
     @torch.no_grad()
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """waveform [N] at 16 kHz -> features [T, n_mels]."""
-        mel = self.mel(waveform.float()).clamp_min(1e-10).log().transpose(0, 1)  # [T, F]
-        mean = mel.mean(dim=0, keepdim=True)
-        std = mel.std(dim=0, keepdim=True).clamp_min(1e-3) if mel.shape[0] > 1 else 1.0
-        return (mel - mean) / std
+        power = self.mel(waveform.float())  # [F, T]
+        floor = (power.max() * self.DYNAMIC_RANGE).clamp_min(1e-12)
+        mel = power.clamp_min(floor).log().transpose(0, 1)  # [T, F]
+        mel = mel - mel.mean(dim=0, keepdim=True)
+        return mel / mel.std().clamp_min(1e-3)
 
 
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+import torchaudio
 from tqdm import tqdm
 
 from server.data.manifest import Utterance, load_audio
-from server.model.features import pad_features
+from server.model.features import SAMPLE_RATE, pad_features
 from server.model.tokenizer import CharTokenizer
 
 
@@ -39,17 +40,30 @@ class FeatureSet:
         featurize,
         task_ids: list[str] | None = None,
         desc: str = "features",
+        speeds: tuple[float, ...] = (1.0,),
     ) -> FeatureSet:
+        """`speeds` other than 1.0 add speed-perturbed copies (tempo and pitch together)."""
         tokenizer = CharTokenizer()
         task_ids = task_ids or sorted({u.task for u in utterances})
         index = {t: i for i, t in enumerate(task_ids)}
         feats, labels, tasks, texts = [], [], [], []
         for u in tqdm(utterances, desc=desc, leave=False):
-            feats.append(featurize(load_audio(u.audio)))
-            labels.append(torch.tensor(tokenizer.encode(u.text), dtype=torch.long))
-            tasks.append(index[u.task])
-            texts.append(tokenizer.normalize(u.text))
+            waveform = load_audio(u.audio)
+            label = torch.tensor(tokenizer.encode(u.text), dtype=torch.long)
+            for speed in speeds:
+                feats.append(featurize(_change_speed(waveform, speed)))
+                labels.append(label)
+                tasks.append(index[u.task])
+                texts.append(tokenizer.normalize(u.text))
         return cls(feats, labels, tasks, texts, task_ids)
+
+
+def _change_speed(waveform: torch.Tensor, speed: float) -> torch.Tensor:
+    """Play `speed` times faster: resample to fewer samples, read at the old rate."""
+    if speed == 1.0:
+        return waveform
+    rate = SAMPLE_RATE
+    return torchaudio.functional.resample(waveform, int(rate * speed), rate)
 
 
 @dataclass

@@ -40,16 +40,22 @@ class Recipe:
     ffn_rank: int = 32
     residual_rank: int = 12
     data_scale: float = 1.0
+    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation of every training set
     pretrain: TrainConfig = TrainConfig(
-        steps=1600, lr=2e-3, warmup=200, max_frames=5000, weight_decay=1e-2, spec_augment=True
+        steps=1600, lr=2e-3, warmup=200, max_frames=5000, weight_decay=1e-2,
+        spec_augment=(12, 20),
     )
-    multitask: TrainConfig = TrainConfig(steps=800, lr=3e-3, warmup=50, max_frames=6000)
-    heads: TrainConfig = TrainConfig(steps=400, lr=3e-3, warmup=50, max_frames=6000)
+    multitask: TrainConfig = TrainConfig(
+        steps=1000, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(10, 10)
+    )
+    heads: TrainConfig = TrainConfig(
+        steps=400, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(10, 10)
+    )
 
     @classmethod
     def quick(cls) -> Recipe:
         small = TrainConfig(steps=4, lr=1e-3, warmup=1, max_frames=2000, checkpoint_every=2)
-        return cls(data_scale=0.01, pretrain=small, multitask=small, heads=small)
+        return cls(data_scale=0.01, speeds=(1.0,), pretrain=small, multitask=small, heads=small)
 
 
 class HeadPools(nn.Module):
@@ -164,7 +170,8 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     summary: dict = {"recipe": asdict(recipe)}
 
     base = FeatureSet.build(
-        read_manifest(data_dir / "base" / "train.jsonl"), _featurizer(), desc="base"
+        read_manifest(data_dir / "base" / "train.jsonl"), _featurizer(), desc="base",
+        speeds=recipe.speeds,
     )
     model = pretrain_backbone(base, recipe.pretrain, ckpt / "pretrain.safetensors")
     del base
@@ -172,7 +179,8 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     model.controller = type(model.controller)(model.backbone.hidden_dim, recipe.controller_dim)
     torch.manual_seed(recipe.multitask.seed)
     adapt = FeatureSet.build(
-        adaptation_utterances(data_dir, fsdd_root, "train"), model.backbone.featurize, desc="adapt"
+        adaptation_utterances(data_dir, fsdd_root, "train"), model.backbone.featurize,
+        desc="adapt", speeds=recipe.speeds,
     )
     linear = train_heads(
         model,

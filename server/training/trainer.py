@@ -33,7 +33,7 @@ class TrainConfig:
     warmup: int = 100
     max_frames: int = 5000  # padded input frames per batch (100 frames = 1 s)
     weight_decay: float = 0.0
-    spec_augment: bool = False
+    spec_augment: tuple[int, int] | None = None  # (max freq-mask bins, max time-mask frames)
     seed: int = 0
     checkpoint_every: int = 200
 
