@@ -146,9 +146,10 @@ class AsrService:
         record = await asyncio.to_thread(decode_head, data, self.spec)
         try:
             current = await self.cache.resolve(task_id)
-            caller.check_owner(task_id, current.meta.owner)
         except UnknownTask:
-            pass  # a new task: the caller will own it
+            current = None  # a new task: the caller will own it
+        if current is not None:
+            caller.check_owner(task_id, current.meta.owner)
         changes: dict = {"task_id": task_id, "created_at": time.time()}
         for key, value in (metadata or {}).items():
             if key in ("owner", "description"):
