@@ -41,8 +41,14 @@ from server.model.features import SAMPLE_RATE, pad_features
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger("load_tests.bench_fused")
-VARIANTS = ("backbone", "fused_mixed", "fused_single", "per_task_sequential",
-            "per_request_swap", "peft_lora_mixed")
+VARIANTS = (
+    "backbone",
+    "fused_mixed",
+    "fused_single",
+    "per_task_sequential",
+    "per_request_swap",
+    "peft_lora_mixed",
+)
 
 
 def make_clips(length: str, count: int) -> list[torch.Tensor]:
@@ -67,9 +73,13 @@ class Bench:
         self.spec = head_spec(self.model, fp)
         g = torch.Generator().manual_seed(0)
         self.heads = [
-            HeadRecord(HeadMetadata(f"task-{i}", "linear", fp, version=1),
-                       {"V": torch.randn(self.spec.hidden_dim, self.spec.controller_dim,
-                                         generator=g) * 0.02})
+            HeadRecord(
+                HeadMetadata(f"task-{i}", "linear", fp, version=1),
+                {
+                    "V": torch.randn(self.spec.hidden_dim, self.spec.controller_dim, generator=g)
+                    * 0.02
+                },
+            )
             for i in range(max_batch)
         ]
         self.store = DiskStore(store_dir)
@@ -107,8 +117,9 @@ class Bench:
         if self.peft is None:
             from peft import LoraConfig, get_peft_model
 
-            config = LoraConfig(r=1, lora_alpha=1, target_modules=r".*ffn2\.sequential\.4",
-                                init_lora_weights=False)
+            config = LoraConfig(
+                r=1, lora_alpha=1, target_modules=r".*ffn2\.sequential\.4", init_lora_weights=False
+            )
             # A copy: PEFT injects LoRA layers into the module it wraps.
             model = get_peft_model(copy.deepcopy(self.model), config, adapter_name="t0")
             for i in range(1, len(self.heads)):
@@ -131,8 +142,9 @@ def measure(bench: Bench, variant: str, feats, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (`make bench-quick`)")
     parser.add_argument("--smoke", action="store_true", help="seconds: B in {1, 8}, CI only")
     parser.add_argument("--out", type=Path)
@@ -156,19 +168,23 @@ def main() -> None:
             reps = max(1, repeats // 2) if length == "10s" else repeats
             seconds = {v: measure(bench, v, feats, reps) for v in VARIANTS}
             for variant in VARIANTS:
-                records.append({
-                    "variant": variant, "batch": b,
-                    "distinct_tasks": 1 if variant in ("backbone", "fused_single") else b,
-                    "audio_s_per_s": round(audio_s / seconds[variant], 2),
-                    "ratio_to_backbone": round(seconds["backbone"] / seconds[variant], 3),
-                    "length": length,
-                })
+                records.append(
+                    {
+                        "variant": variant,
+                        "batch": b,
+                        "distinct_tasks": 1 if variant in ("backbone", "fused_single") else b,
+                        "audio_s_per_s": round(audio_s / seconds[variant], 2),
+                        "ratio_to_backbone": round(seconds["backbone"] / seconds[variant], 3),
+                        "length": length,
+                    }
+                )
     print(f"| length | B | {' | '.join(VARIANTS)} |")
     print("|---|---|" + "---|" * len(VARIANTS))
     for length, b in plan:
         rows = {r["variant"]: r for r in records if r["batch"] == b and r["length"] == length}
-        cells = " | ".join(f"{rows[v]['audio_s_per_s']} ({rows[v]['ratio_to_backbone']}x)"
-                           for v in VARIANTS)
+        cells = " | ".join(
+            f"{rows[v]['audio_s_per_s']} ({rows[v]['ratio_to_backbone']}x)" for v in VARIANTS
+        )
         print(f"| {length} | {b} | {cells} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=2))

@@ -18,8 +18,11 @@ from locust import FastHttpUser, HttpUser, between, constant, events, task
 
 CLIPS = [p.read_bytes() for p in sorted(Path(os.environ["HRA_LOAD_CLIPS"]).glob("*.wav"))]
 _raw_tasks = os.environ.get("HRA_LOAD_TASKS", "base")
-TASKS = (Path(_raw_tasks[1:]).read_text().split() if _raw_tasks.startswith("@")
-         else _raw_tasks.split(","))
+TASKS = (
+    Path(_raw_tasks[1:]).read_text().split()
+    if _raw_tasks.startswith("@")
+    else _raw_tasks.split(",")
+)
 ZIPF = float(os.environ.get("HRA_LOAD_ZIPF", "1.0"))
 CUMULATIVE = list(itertools.accumulate(1 / (rank + 1) ** ZIPF for rank in range(len(TASKS))))
 SWAP_S = float(os.environ.get("HRA_LOAD_SWAP_S", "0"))
@@ -33,8 +36,12 @@ class Transcriber(FastHttpUser):
     @task
     def transcribe(self) -> None:
         task_id = random.choices(TASKS, cum_weights=CUMULATIVE)[0]
-        self.client.post(f"/v1/transcribe?task_id={task_id}", data=random.choice(CLIPS),
-                         headers={"content-type": "audio/wav"}, name="/v1/transcribe")
+        self.client.post(
+            f"/v1/transcribe?task_id={task_id}",
+            data=random.choice(CLIPS),
+            headers={"content-type": "audio/wav"},
+            name="/v1/transcribe",
+        )
 
 
 class Swapper(HttpUser):  # requests-based: multipart uploads
@@ -53,8 +60,12 @@ class Swapper(HttpUser):  # requests-based: multipart uploads
     @task
     def swap(self) -> None:
         task_id = random.choice(list(self.heads))
-        self.client.request("PUT", f"/v1/tasks/{task_id}", name="/v1/tasks/[id] PUT",
-                            files={"file": ("head.safetensors", self.heads[task_id])})
+        self.client.request(
+            "PUT",
+            f"/v1/tasks/{task_id}",
+            name="/v1/tasks/[id] PUT",
+            files={"file": ("head.safetensors", self.heads[task_id])},
+        )
 
 
 @events.init.add_listener

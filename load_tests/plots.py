@@ -1,6 +1,6 @@
 """PNG plots for docs/benchmarks.md from the JSON the benchmarks wrote.
 
-    .venv/bin/python -m load_tests.plots
+.venv/bin/python -m load_tests.plots
 """
 
 from __future__ import annotations
@@ -24,10 +24,18 @@ def throughput_vs_batch(source: Path, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for variant in dict.fromkeys(r["variant"] for r in records):
         rows = sorted((r for r in records if r["variant"] == variant), key=lambda r: r["batch"])
-        ax.plot([r["batch"] for r in rows], [r["audio_s_per_s"] for r in rows], marker="o",
-                label=variant)
-    ax.set(xscale="log", xlabel="batch size (utterances, each its own task)",
-           ylabel="audio seconds per wall second", title="Throughput vs batch size (FSDD clips)")
+        ax.plot(
+            [r["batch"] for r in rows],
+            [r["audio_s_per_s"] for r in rows],
+            marker="o",
+            label=variant,
+        )
+    ax.set(
+        xscale="log",
+        xlabel="batch size (utterances, each its own task)",
+        ylabel="audio seconds per wall second",
+        title="Throughput vs batch size (FSDD clips)",
+    )
     ax.set_xticks([1, 8, 32, 64], labels=["1", "8", "32", "64"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -41,10 +49,18 @@ def latency_vs_users(source: Path, out: Path) -> None:
     for batch in sorted({r["max_batch_size"] for r in runs}):
         rows = sorted((r for r in runs if r["max_batch_size"] == batch), key=lambda r: r["users"])
         for pct, style in (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":")):
-            ax.plot([r["users"] for r in rows], [r[pct] / 1000 for r in rows], style, marker="o",
-                    label=f"max_batch_size={batch} {pct[:3]}")
-    ax.set(xlabel="concurrent users", ylabel="latency (s)",
-           title="Latency percentiles vs concurrency (1-3 s clips)")
+            ax.plot(
+                [r["users"] for r in rows],
+                [r[pct] / 1000 for r in rows],
+                style,
+                marker="o",
+                label=f"max_batch_size={batch} {pct[:3]}",
+            )
+    ax.set(
+        xlabel="concurrent users",
+        ylabel="latency (s)",
+        title="Latency percentiles vs concurrency (1-3 s clips)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -53,8 +69,10 @@ def latency_vs_users(source: Path, out: Path) -> None:
 
 def main() -> None:
     DOCS.mkdir(exist_ok=True)
-    fused = next((RESULTS / n for n in ("fused-full.json", "fused-quick.json")
-                  if (RESULTS / n).exists()), None)
+    fused = next(
+        (RESULTS / n for n in ("fused-full.json", "fused-quick.json") if (RESULTS / n).exists()),
+        None,
+    )
     if fused:
         throughput_vs_batch(fused, DOCS / "throughput-vs-batch.png")
     if (RESULTS / "load-batching.json").exists():

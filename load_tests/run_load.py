@@ -44,8 +44,10 @@ RESULTS = REPO_ROOT / "load_tests" / "results"
 def make_clips(folder: Path, count: int = 48, seed: int = 0) -> None:
     """FSDD test recordings joined into 1-3 s clips."""
     rng = np.random.default_rng(seed)
-    waves = [sf.read(u.audio, dtype="float32")[0]
-             for u in load_fsdd(get_settings().fsdd_root, TEST_TAKES)]
+    waves = [
+        sf.read(u.audio, dtype="float32")[0]
+        for u in load_fsdd(get_settings().fsdd_root, TEST_TAKES)
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         target = rng.uniform(1.0, 3.0) * 8000
@@ -66,8 +68,11 @@ def make_store(folder: Path, count: int) -> list[str]:
     shape = (model.backbone.hidden_dim, model.controller.dim)
     for i in tqdm(range(max(0, count - len(tasks))), desc="register heads"):
         task_id = f"tenant-{i:05d}"
-        store.put(HeadRecord(HeadMetadata(task_id, "linear", fp),
-                             {"V": torch.randn(shape, generator=g) * 0.01}))
+        store.put(
+            HeadRecord(
+                HeadMetadata(task_id, "linear", fp), {"V": torch.randn(shape, generator=g) * 0.01}
+            )
+        )
         tasks.append(task_id)
     return tasks[:count]
 
@@ -80,12 +85,21 @@ def free_port() -> int:
 
 def start_server(store: Path, max_batch_size: int | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(os.environ, HRA_PORT=str(port), HRA_OPEN_ACCESS="true",
-               HRA_DISK_STORE_PATH=str(store), HRA_CACHE__HOST_HEADS="1024")
+    env = dict(
+        os.environ,
+        HRA_PORT=str(port),
+        HRA_OPEN_ACCESS="true",
+        HRA_DISK_STORE_PATH=str(store),
+        HRA_CACHE__HOST_HEADS="1024",
+    )
     if max_batch_size:
         env["HRA_BATCH__MAX_BATCH_SIZE"] = str(max_batch_size)
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=env,
-                               cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve"],
+        env=env,
+        cwd=REPO_ROOT,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -99,10 +113,31 @@ def start_server(store: Path, max_batch_size: int | None) -> tuple[subprocess.Po
 
 def run_locust(url: str, env: dict, users: int, duration_s: int, csv_prefix: Path) -> dict:
     subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(REPO_ROOT / "load_tests" / "locustfile.py"),
-         "--headless", "-u", str(users), "-r", str(users), "-t", f"{duration_s}s",
-         "--host", url, "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING"],
-        env={**os.environ, **env}, check=False, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(REPO_ROOT / "load_tests" / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{duration_s}s",
+            "--host",
+            url,
+            "--csv",
+            str(csv_prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        env={**os.environ, **env},
+        check=False,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
     )
     rows = list(csv.DictReader(open(f"{csv_prefix}_stats.csv")))
     row = next(r for r in rows if r["Name"] == "/v1/transcribe")
@@ -112,12 +147,15 @@ def run_locust(url: str, env: dict, users: int, duration_s: int, csv_prefix: Pat
         "failures": int(row["Failure Count"]),
         "error_rate": round(int(row["Failure Count"]) / max(1, requests), 4),
         "throughput_rps": round(float(row["Requests/s"]), 2),
-        "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]), "p99_ms": float(row["99%"]),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
     }
 
 
-def scenario(name: str, tasks: int, users: int, duration: int, batch: int | None,
-             work: Path) -> dict:
+def scenario(
+    name: str, tasks: int, users: int, duration: int, batch: int | None, work: Path
+) -> dict:
     clips_dir = work / "clips"
     if not clips_dir.exists():
         make_clips(clips_dir)
@@ -125,9 +163,12 @@ def scenario(name: str, tasks: int, users: int, duration: int, batch: int | None
     task_ids = make_store(store, tasks) if not store.exists() else DiskStore(store).task_ids()
     task_ids = task_ids[:tasks]
     (work / "tasks.txt").write_text("\n".join(task_ids))
-    env = {"HRA_LOAD_CLIPS": str(clips_dir), "HRA_LOAD_TASKS": f"@{work / 'tasks.txt'}",
-           "HRA_LOAD_ZIPF": "0" if name == "cold-start" else "1",
-           "HRA_LOAD_SWAP_S": "2" if name == "hot-swap" else "0"}
+    env = {
+        "HRA_LOAD_CLIPS": str(clips_dir),
+        "HRA_LOAD_TASKS": f"@{work / 'tasks.txt'}",
+        "HRA_LOAD_ZIPF": "0" if name == "cold-start" else "1",
+        "HRA_LOAD_SWAP_S": "2" if name == "hot-swap" else "0",
+    }
     process, url = start_server(store, batch)
     try:
         stats = run_locust(url, env, users, duration, work / f"{name}-{tasks}-{users}-{batch}")
@@ -138,30 +179,44 @@ def scenario(name: str, tasks: int, users: int, duration: int, batch: int | None
     forward = [line for line in metrics.splitlines() if line.startswith("hra_batch_size_")]
     sums = {line.split()[0]: float(line.split()[1]) for line in forward if " " in line}
     mean_batch = sums.get("hra_batch_size_sum", 0) / max(1.0, sums.get("hra_batch_size_count", 0))
-    return {"scenario": name, "tasks": tasks, "users": users, "duration_s": duration,
-            "max_batch_size": batch or 32, "mean_batch_size": round(mean_batch, 2), **stats}
+    return {
+        "scenario": name,
+        "tasks": tasks,
+        "users": users,
+        "duration_s": duration,
+        "max_batch_size": batch or 32,
+        "mean_batch_size": round(mean_batch, 2),
+        **stats,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario",
-                        choices=["steady", "cold-start", "hot-swap", "batching", "zipf-scale"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "scenario", choices=["steady", "cold-start", "hot-swap", "batching", "zipf-scale"]
+    )
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--duration", type=int, default=60, help="seconds per run")
+    parser.add_argument("--out", type=Path, help="default load_tests/results/load-<scenario>.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hra-load-") as tmp:
         work = Path(tmp)
         if args.scenario == "batching":
-            runs = [scenario("steady", 13, users, args.duration, batch, work)
-                    for users in (1, 8, 32) for batch in (1, None)]
+            runs = [
+                scenario("steady", 13, users, args.duration, batch, work)
+                for users in (1, 8, 32)
+                for batch in (1, None)
+            ]
         elif args.scenario == "zipf-scale":
-            runs = [scenario("steady", n, args.users, args.duration, None, work)
-                    for n in (1, 10_000)]
+            runs = [
+                scenario("steady", n, args.users, args.duration, None, work) for n in (1, 10_000)
+            ]
         else:
             runs = [scenario(args.scenario, args.tasks, args.users, args.duration, None, work)]
-    write_table(runs, RESULTS / f"load-{args.scenario}.json")
+    write_table(runs, args.out or RESULTS / f"load-{args.scenario}.json")
 
 
 if __name__ == "__main__":

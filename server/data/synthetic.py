@@ -44,8 +44,18 @@ DOMAINS: dict[str, Domain] = {
     # Voices, rates and pitches the adaptation domains use are kept out of base.
     "base": Domain(
         (
-            "en-us+m1", "en-us+m3", "en-us+m5", "en-us+f1", "en-us+f2", "en-us+f3",
-            "en-gb+m1", "en-gb+m3", "en-gb+f1", "en-gb+f4", "en-gb-x-rp+m5", "en-gb-x-rp+f2",
+            "en-us+m1",
+            "en-us+m3",
+            "en-us+m5",
+            "en-us+f1",
+            "en-us+f2",
+            "en-us+f3",
+            "en-gb+m1",
+            "en-gb+m3",
+            "en-gb+f1",
+            "en-gb+f4",
+            "en-gb-x-rp+m5",
+            "en-gb-x-rp+f2",
         ),
         (130, 200),
         (25, 75),
@@ -168,8 +178,9 @@ def generate_domain(out_dir: Path, domain: str, split: str, count: int, workers:
     try:
         with ThreadPoolExecutor(workers) as pool:
             rows = list(
-                tqdm(pool.map(one, range(count)), total=count, desc=f"{domain}/{split}",
-                     leave=False)
+                tqdm(
+                    pool.map(one, range(count)), total=count, desc=f"{domain}/{split}", leave=False
+                )
             )
     finally:
         torch.set_num_threads(threads)

@@ -42,7 +42,11 @@ class Recipe:
     data_scale: float = 1.0
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation of every training set
     pretrain: TrainConfig = TrainConfig(
-        steps=1600, lr=2e-3, warmup=200, max_frames=5000, weight_decay=1e-2,
+        steps=1600,
+        lr=2e-3,
+        warmup=200,
+        max_frames=5000,
+        weight_decay=1e-2,
         spec_augment=(12, 20),
     )
     multitask: TrainConfig = TrainConfig(
@@ -170,7 +174,9 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     summary: dict = {"recipe": asdict(recipe)}
 
     base = FeatureSet.build(
-        read_manifest(data_dir / "base" / "train.jsonl"), _featurizer(), desc="base",
+        read_manifest(data_dir / "base" / "train.jsonl"),
+        _featurizer(),
+        desc="base",
         speeds=recipe.speeds,
     )
     model = pretrain_backbone(base, recipe.pretrain, ckpt / "pretrain.safetensors")
@@ -179,8 +185,10 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
     model.controller = type(model.controller)(model.backbone.hidden_dim, recipe.controller_dim)
     torch.manual_seed(recipe.multitask.seed)
     adapt = FeatureSet.build(
-        adaptation_utterances(data_dir, fsdd_root, "train"), model.backbone.featurize,
-        desc="adapt", speeds=recipe.speeds,
+        adaptation_utterances(data_dir, fsdd_root, "train"),
+        model.backbone.featurize,
+        desc="adapt",
+        speeds=recipe.speeds,
     )
     linear = train_heads(
         model,

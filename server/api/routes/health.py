@@ -23,8 +23,15 @@ async def readyz(service: Service):
     return JSONResponse(report, status_code=200 if report["store_reachable"] else 503)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
-                             "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
+            "description": "Prometheus text format",
+        }
+    },
+)
 async def metrics(service: Service) -> Response:
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -70,10 +70,8 @@ async def test_zero_samples_nan_and_inf_audio_are_refused(client):
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_24", "FLOAT"])
 async def test_8_bit_24_bit_and_float_wavs_transcribe_like_16_bit(client, fsdd_test, subtype):
     speech = _speech(fsdd_test)
-    reference = await client.post("/v1/transcribe?task_id=fsdd-george",
-                                  content=_wav(speech, 8000))
-    r = await client.post("/v1/transcribe?task_id=fsdd-george",
-                          content=_wav(speech, 8000, subtype))
+    reference = await client.post("/v1/transcribe?task_id=fsdd-george", content=_wav(speech, 8000))
+    r = await client.post("/v1/transcribe?task_id=fsdd-george", content=_wav(speech, 8000, subtype))
     assert r.status_code == 200
     assert r.json()["text"] == reference.json()["text"]
 
@@ -100,8 +98,9 @@ async def test_over_the_byte_limit_is_413_without_reading_the_body(small_limits)
             sent["bytes"] += 65536
             yield b"\x00" * 65536
 
-    r = await small_limits.post("/v1/transcribe", content=endless(),
-                                headers={"content-type": "audio/wav"})
+    r = await small_limits.post(
+        "/v1/transcribe", content=endless(), headers={"content-type": "audio/wav"}
+    )
     await _assert_error(small_limits, r, 413, "payload_too_large")
     assert sent["bytes"] < 2_000_000
     declared = await small_limits.post("/v1/transcribe", content=b"\x00" * 300_000)
@@ -116,14 +115,16 @@ async def test_unknown_malformed_and_missing_task_ids(client, fsdd_test):
     await _assert_error(client, r, 422, "invalid_task_id")
     r = await client.post("/v1/transcribe?task_id=" + "x" * 200, content=clip)
     await _assert_error(client, r, 422, "validation_error")
-    r = await client.post("/v1/audio/transcriptions", files={"file": ("a.wav", clip)},
-                          data={"model": "bad id!"})
+    r = await client.post(
+        "/v1/audio/transcriptions", files={"file": ("a.wav", clip)}, data={"model": "bad id!"}
+    )
     await _assert_error(client, r, 422, "invalid_task_id")
     r = await client.post("/v1/audio/transcriptions", data={"model": "fsdd-george"})
     await _assert_error(client, r, 422, "validation_error")  # no file part
 
 
 async def test_wrong_content_type_is_refused(client):
-    r = await client.post("/v1/transcribe", content=b'{"audio": 1}',
-                          headers={"content-type": "application/json"})
+    r = await client.post(
+        "/v1/transcribe", content=b'{"audio": 1}', headers={"content-type": "application/json"}
+    )
     await _assert_error(client, r, 400, "invalid_request")

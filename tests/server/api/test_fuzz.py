@@ -22,14 +22,22 @@ from tests.conftest import live_server, make_settings
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def _fuzz(operation, tried: dict[str, int]) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         tried[operation.label] = tried.get(operation.label, 0) + 1
         case.call_and_validate(checks=CHECKS)

@@ -55,8 +55,9 @@ async def test_default_heads_transcribe_real_fsdd_speech_far_better_than_the_bac
     right = {"head": 0, "base": 0}
     for u in sample:
         for kind, task in (("head", u.task), ("base", "base")):
-            r = await client.post("/v1/transcribe", files={"file": ("a.wav", fsdd_bytes(u))},
-                                  data={"task_id": task})
+            r = await client.post(
+                "/v1/transcribe", files={"file": ("a.wav", fsdd_bytes(u))}, data={"task_id": task}
+            )
             right[kind] += r.json()["text"] == u.text
     # Measured on all of takes 30-39 (README): heads ~81% words right, backbone ~27%.
     assert right["head"] / len(sample) >= 0.7

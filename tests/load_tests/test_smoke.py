@@ -1,0 +1,114 @@
+"""Every benchmark and load script runs in a short mode, so none of them rots.
+
+These check that each script completes and writes well-formed results; the
+numbers themselves are measured by the full runs (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from server.config import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(module: str, *args: str, timeout: int = 300) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_fused_benchmark_smoke_writes_every_variant(tmp_path):
+    out = tmp_path / "fused.json"
+    _run("load_tests.bench_fused", "--smoke", "--out", str(out))
+    records = json.loads(out.read_text())
+    assert {r["variant"] for r in records} == {
+        "backbone",
+        "fused_mixed",
+        "fused_single",
+        "per_task_sequential",
+        "per_request_swap",
+        "peft_lora_mixed",
+    }
+    assert all(r["audio_s_per_s"] > 0 and r["ratio_to_backbone"] > 0 for r in records)
+
+
+def test_head_load_benchmark_smoke(tmp_path, redis_server):
+    out = tmp_path / "head-load.json"
+    _run(
+        "load_tests.bench_head_load",
+        "--count",
+        "20",
+        "--redis-url",
+        redis_server.url,
+        "--out",
+        str(out),
+    )
+    tiers = {row["tier"] for row in json.loads(out.read_text())}
+    assert tiers == {"cold_disk", "cold_redis", "host_to_device (cpu pool)", "cache_hit"}
+
+
+def test_locust_load_scenario_smoke(tmp_path):
+    out = tmp_path / "load.json"
+    _run(
+        "load_tests.run_load",
+        "hot-swap",
+        "--tasks",
+        "13",
+        "--users",
+        "4",
+        "--duration",
+        "4",
+        "--out",
+        str(out),
+    )
+    (run,) = json.loads(out.read_text())
+    assert run["requests"] > 0 and run["failures"] == 0
+
+
+def test_memory_and_soak_scripts_smoke(tmp_path):
+    memory = tmp_path / "memory.json"
+    _run(
+        "load_tests.memory_many_heads",
+        "--heads",
+        "40",
+        "--distinct",
+        "40",
+        "--requests",
+        "64",
+        "--host-heads",
+        "8",
+        "--device-slots",
+        "4",
+        "--out",
+        str(memory),
+    )
+    result = json.loads(memory.read_text())
+    assert result["host_cache_heads"] <= 8 and result["device_slots_resident"] <= 4
+    assert result["errors"] == 0
+    soak = tmp_path / "soak.json"
+    _run(
+        "load_tests.soak",
+        "--minutes",
+        "0.1",
+        "--users",
+        "2",
+        "--swap-every",
+        "1",
+        "--out",
+        str(soak),
+    )
+    assert json.loads(soak.read_text())["errors"] == 0
