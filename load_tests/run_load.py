@@ -18,11 +18,9 @@ import argparse
 import csv
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -34,6 +32,7 @@ from tqdm import tqdm
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadMetadata, HeadRecord
 from load_tests.report import write_table
+from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.model.checkpoint import load_model
@@ -75,40 +74,6 @@ def make_store(folder: Path, count: int) -> list[str]:
         )
         tasks.append(task_id)
     return tasks[:count]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(store: Path, max_batch_size: int | None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        HRA_PORT=str(port),
-        HRA_OPEN_ACCESS="true",
-        HRA_DISK_STORE_PATH=str(store),
-        HRA_CACHE__HOST_HEADS="1024",
-    )
-    if max_batch_size:
-        env["HRA_BATCH__MAX_BATCH_SIZE"] = str(max_batch_size)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
-        env=env,
-        cwd=REPO_ROOT,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 def run_locust(url: str, env: dict, users: int, duration_s: int, csv_prefix: Path) -> dict:
@@ -169,7 +134,8 @@ def scenario(
         "HRA_LOAD_ZIPF": "0" if name == "cold-start" else "1",
         "HRA_LOAD_SWAP_S": "2" if name == "hot-swap" else "0",
     }
-    process, url = start_server(store, batch)
+    extra = {"HRA_BATCH__MAX_BATCH_SIZE": str(batch)} if batch else {}
+    process, url = start_server(store, HRA_CACHE__HOST_HEADS="1024", **extra)
     try:
         stats = run_locust(url, env, users, duration, work / f"{name}-{tasks}-{users}-{batch}")
         metrics = httpx.get(f"{url}/metrics").text

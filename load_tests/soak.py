@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from load_tests.report import write_report
+from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 
@@ -42,30 +39,6 @@ def rss_mib(pid: int) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def start_server(heads: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(
-        os.environ, HRA_PORT=str(port), HRA_OPEN_ACCESS="true", HRA_DISK_STORE_PATH=str(heads)
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve"],
-        env=env,
-        cwd=REPO_ROOT,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 async def run(url: str, pid: int, minutes: float, users: int, swap_every: float) -> dict:
@@ -123,6 +96,7 @@ async def run(url: str, pid: int, minutes: float, users: int, swap_every: float)
         "p99_first_min_ms": round(1000 * percentile(first, 0.99), 1),
         "p99_last_min_ms": round(1000 * percentile(last, 0.99), 1),
         "throughput_rps": round(len(samples) / duration, 2),
+        "rss_series_mib": [[round(t), round(m, 1)] for t, m in rss[::6]],  # every 30 s
     }
 
 
