@@ -77,7 +77,8 @@ def make_store(folder: Path, count: int) -> list[str]:
 
 
 def run_locust(url: str, env: dict, users: int, duration_s: int, csv_prefix: Path) -> dict:
-    subprocess.run(
+    # Locust exits non-zero when any request failed; the failures are in the stats.
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -103,7 +104,11 @@ def run_locust(url: str, env: dict, users: int, duration_s: int, csv_prefix: Pat
         check=False,
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if not Path(f"{csv_prefix}_stats.csv").exists():
+        raise RuntimeError(f"locust wrote no stats (exit {done.returncode}): {done.stderr[-2000:]}")
     rows = list(csv.DictReader(open(f"{csv_prefix}_stats.csv")))
     row = next(r for r in rows if r["Name"] == "/v1/transcribe")
     requests = int(row["Request Count"])
