@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args) -> int:
     import uvicorn
 
-    from server.allocator import limit_malloc_arenas
-
     settings = get_settings()
-    limit_malloc_arenas(settings.malloc_arenas)  # before uvicorn and torch start threads
     uvicorn.run(
         "server.api.app:create_app",
         factory=True,

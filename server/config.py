@@ -64,8 +64,6 @@ class Settings(BaseSettings):
     """torch device for the engine: auto (cuda if available), cpu, cuda, cuda:1 ..."""
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for torch; 0 keeps torch's default (one per core)."""
-    malloc_arenas: int = Field(default=2, ge=0)
-    """glibc malloc arenas for `hra serve` (bounds RSS creep); 0 keeps glibc's default."""
 
     store: StoreKind = StoreKind.DISK
     """Where heads live: disk (embedded default) or redis (shared by replicas)."""
