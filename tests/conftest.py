@@ -29,13 +29,6 @@ def default_store() -> DiskStore:
     return DiskStore(DEFAULT_MODEL_DIR / "heads")
 
 
-@pytest.fixture
-def store_copy(tmp_path) -> DiskStore:
-    """A writable copy of the default store, for tests that register heads."""
-    shutil.copytree(DEFAULT_MODEL_DIR / "heads", tmp_path / "heads")
-    return DiskStore(tmp_path / "heads")
-
-
 @pytest.fixture(scope="session")
 def fsdd_root() -> Path:
     root = get_settings().fsdd_root
