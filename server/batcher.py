@@ -71,6 +71,13 @@ class _Pending:
         return self.head_task.done()
 
 
+def _head_error(task: asyncio.Task) -> BaseException | None:
+    """The lookup's failure; a cancelled lookup counts as one (exception() would raise)."""
+    if task.cancelled():
+        return ServingError("head lookup was cancelled")
+    return task.exception()
+
+
 class Batcher:
     def __init__(
         self,
@@ -167,10 +174,10 @@ class Batcher:
 
     def _fail_finished_heads(self) -> None:
         """Requests whose head lookup failed (unknown task, store down) end here."""
-        for p in [p for p in self._pending if p.ready and p.head_task.exception()]:
+        for p in [p for p in self._pending if p.ready and _head_error(p.head_task)]:
             self._pending.remove(p)
             if not p.done.done():
-                p.done.set_exception(p.head_task.exception())
+                p.done.set_exception(_head_error(p.head_task))
         now = time.monotonic()
         for p in [p for p in self._pending if p.work.deadline < now]:
             self._pending.remove(p)

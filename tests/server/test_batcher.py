@@ -12,7 +12,7 @@ from adapters_store.head_format import HeadMetadata, HeadRecord, HeadSpec
 from server.batcher import Batcher, Work
 from server.config import BatchSettings
 from server.engine import Engine
-from server.errors import BatchFailed, DeadlineExceeded, Overloaded
+from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
 from server.slot_pool import DeviceSlotPool
 
 
@@ -137,4 +137,24 @@ async def test_a_cancelled_request_leaves_the_queue(make_batcher):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert batcher.queue_depth == 0
+    await batcher.stop()
+
+
+async def test_a_cancelled_head_lookup_fails_its_request_and_the_loop_keeps_serving(
+    make_batcher,
+):
+    gate = asyncio.Event()
+
+    async def resolve(task):
+        if task == "c":
+            await gate.wait()  # held until cancelled below
+        return None
+
+    batcher, _ = make_batcher(resolver=resolve, max_wait_ms=0)
+    doomed = asyncio.create_task(batcher.submit(_work("c")))
+    await asyncio.sleep(0.05)
+    batcher._pending[0].head_task.cancel()  # e.g. a lookup torn down under it
+    with pytest.raises(ServingError, match="cancelled"):
+        await doomed
+    assert (await batcher.submit(_work("base"))).decoded is not None
     await batcher.stop()
