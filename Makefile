@@ -4,10 +4,11 @@ VENV_OK := .venv/.installed
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-# glibc otherwise returns freed activation memory to the OS after every step and
-# faults it back in: measured 15-20% of a training step on this 2-core machine.
-export MALLOC_MMAP_THRESHOLD_ = 33554432
-export MALLOC_TRIM_THRESHOLD_ = 1073741824
+# Training only: glibc otherwise returns freed activation memory to the OS after every
+# step and faults it back in (15-20% of a step on this 2-core machine). Never for the
+# server: a heap that is never trimmed is exactly the RSS creep a soak must not show.
+model: export MALLOC_MMAP_THRESHOLD_ = 33554432
+model: export MALLOC_TRIM_THRESHOLD_ = 1073741824
 
 .PHONY: run test test-fast model eval lint format stack bench-quick bench memory soak plots \
 	load-steady load-cold-start load-hot-swap load-batching load-zipf-scale

@@ -36,6 +36,12 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def allocator(pid: int) -> str:
+    """Which malloc the server process really runs on (after its re-exec)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "jemalloc" if "libjemalloc" in maps else "system"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -84,6 +90,7 @@ async def run(url: str, pid: int, minutes: float, users: int, swap_every: float)
     return {
         "minutes": round(duration / 60, 2),
         "users": users,
+        "allocator": allocator(pid),
         "requests": len(samples),
         "errors": errors,
         "swaps": swaps,

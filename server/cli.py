@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from server.allocator import reexec_with_allocator
 from server.config import get_settings
 
 logger = logging.getLogger("server.cli")
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "serve" and argv is None:  # a real process, not a call from Python
+        reexec_with_allocator(settings.allocator, sys.argv[1:])
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     return COMMANDS[args.command](args)

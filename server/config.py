@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,8 @@ class Settings(BaseSettings):
     """torch device for the engine: auto (cuda if available), cpu, cuda, cuda:1 ..."""
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for torch; 0 keeps torch's default (one per core)."""
+    allocator: Literal["auto", "jemalloc", "system"] = "auto"
+    """malloc of `hra serve`: jemalloc keeps RSS flat under load; auto uses it when installed."""
 
     store: StoreKind = StoreKind.DISK
     """Where heads live: disk (embedded default) or redis (shared by replicas)."""

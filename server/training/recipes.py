@@ -50,10 +50,10 @@ class Recipe:
         spec_augment=(12, 20),
     )
     multitask: TrainConfig = TrainConfig(
-        steps=1000, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(10, 10)
+        steps=1000, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(12, 20)
     )
     heads: TrainConfig = TrainConfig(
-        steps=400, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(10, 10)
+        steps=400, lr=3e-3, warmup=50, max_frames=6000, spec_augment=(12, 20)
     )
 
     @classmethod

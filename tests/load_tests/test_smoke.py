@@ -105,4 +105,6 @@ def test_memory_and_soak_scripts_smoke(tmp_path):
         "--out",
         str(soak),
     )
-    assert json.loads(soak.read_text())["errors"] == 0
+    soak_result = json.loads(soak.read_text())
+    assert soak_result["errors"] == 0
+    assert soak_result["allocator"] == "jemalloc"  # `hra serve` re-executed on jemalloc
