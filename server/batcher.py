@@ -21,9 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import torch
-
 from adapters_store.head_format import HeadRecord
+from server.audio import Audio
 from server.config import BatchSettings
 from server.engine import Engine, EngineInput
 from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
@@ -44,7 +43,7 @@ class BatchObserver(Protocol):
 class Work:
     """One utterance to transcribe."""
 
-    features: torch.Tensor  # [T, F]
+    audio: Audio
     task_id: str
     deadline: float  # time.monotonic() by which the result must be ready
     authorize: Callable[[HeadRecord | None], None] | None = None  # raises if not allowed
@@ -191,14 +190,14 @@ class Batcher:
         if not ready:
             return []
         anchor = min(ready, key=lambda p: p.admitted)
-        length = anchor.work.features.shape[0]
-        ready.sort(key=lambda p: abs(p.work.features.shape[0] - length))
-        budget = self.settings.max_batch_audio_s * 100  # feature frames are 10 ms
-        batch, heads, longest = [], set(), 0
+        length = anchor.work.audio.seconds
+        ready.sort(key=lambda p: abs(p.work.audio.seconds - length))
+        budget = self.settings.max_batch_audio_s  # padded seconds: batch size x longest
+        batch, heads, longest = [], set(), 0.0
         for p in ready:
             head = p.head_task.result()
             key = (head.meta.task_id, head.meta.version) if head else None
-            new_longest = max(longest, p.work.features.shape[0])
+            new_longest = max(longest, p.work.audio.seconds)
             if batch and new_longest * (len(batch) + 1) > budget:
                 continue
             if key is not None and key not in heads and len(heads) >= self.max_distinct_heads:
@@ -215,7 +214,7 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        inputs = [EngineInput(p.work.features, p.head_task.result()) for p in batch]
+        inputs = [EngineInput(p.work.audio, p.head_task.result()) for p in batch]
         started = time.monotonic()
         try:
             decoded = await asyncio.get_running_loop().run_in_executor(

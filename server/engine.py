@@ -14,6 +14,7 @@ import torch
 
 import kernels
 from adapters_store.head_format import HeadRecord
+from server.audio import Audio
 from server.model.decoding import Decoded, greedy_decode
 from server.model.features import pad_features
 from server.model.hra import HRAModel
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineInput:
-    features: torch.Tensor  # [T, F] from the backbone's featurize()
+    audio: Audio  # resampled and featurized here: the engine's thread does all torch work
     head: HeadRecord | None  # None: backbone only (task "base")
 
 
@@ -40,12 +41,12 @@ class Engine:
         on, reason = kernels.enable_triton(self.device)
         logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
 
-    def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.model.backbone.featurize(waveform)
+    def featurize(self, audio: Audio) -> torch.Tensor:
+        return self.model.backbone.featurize(audio.at_model_rate())
 
     @torch.inference_mode()
     def run(self, batch: list[EngineInput]) -> list[Decoded]:
-        inputs, lengths = pad_features([item.features for item in batch])
+        inputs, lengths = pad_features([self.featurize(item.audio) for item in batch])
         head_batch = self.slots.head_batch([item.head for item in batch])
         logits, out_lengths = self.model(
             inputs.to(self.device), lengths.to(self.device), head_batch
@@ -55,7 +56,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
-        self.run([EngineInput(self.featurize(torch.zeros(16_000)), None)])
+        self.run([EngineInput(Audio(torch.zeros(16_000), 16_000), None)])
         self.forward_passes = 0
 
 

@@ -18,7 +18,7 @@ from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.head_format import HeadRecord, decode_head, validate_task_id
 from adapters_store.redis_store import RedisStore
-from server.audio import decode_audio, duration_s
+from server.audio import read_audio
 from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
@@ -115,16 +115,15 @@ class AsrService:
         began = time.monotonic()
         if task_id != BASE_TASK:
             validate_task_id(task_id)
-        waveform = await asyncio.to_thread(decode_audio, audio, self.settings.audio)
-        features = await asyncio.to_thread(self.engine.featurize, waveform)
+        decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
         deadline = began + self.settings.batch.request_timeout_s
 
         def authorize(head: HeadRecord | None) -> None:
             if head is not None:
                 caller.check_owner(task_id, head.meta.owner)
 
-        result = await self.batcher.submit(Work(features, task_id, deadline, authorize))
-        seconds = duration_s(waveform)
+        result = await self.batcher.submit(Work(decoded, task_id, deadline, authorize))
+        seconds = decoded.seconds
         self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
         return Transcription(
             task_id=task_id,

@@ -7,6 +7,8 @@ utterance's padding, which keeps a batched result equal to a lone one.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torchaudio
 
@@ -14,10 +16,19 @@ SAMPLE_RATE = 16_000
 
 
 def resample(waveform: torch.Tensor, orig_rate: int) -> torch.Tensor:
-    """Mono float waveform [N] at `orig_rate` -> [M] at SAMPLE_RATE."""
+    """Mono float waveform [N] at `orig_rate` -> [M] at SAMPLE_RATE.
+
+    torchaudio.functional.resample's filter (default parameters), its sinc kernel built
+    once per rate instead of per call; outputs agree within 1e-4.
+    """
     if orig_rate == SAMPLE_RATE:
         return waveform
-    return torchaudio.functional.resample(waveform, orig_rate, SAMPLE_RATE)
+    return _resampler(orig_rate)(waveform)
+
+
+@lru_cache(maxsize=32)
+def _resampler(orig_rate: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig_rate, SAMPLE_RATE)
 
 
 class LogMelFrontend(torch.nn.Module):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadSpec
+from server.audio import Audio
 from server.batcher import Batcher, Work
 from server.config import BatchSettings
 from server.engine import Engine
@@ -56,7 +57,8 @@ def make_batcher(tiny_model):
 
 
 def _work(task="a", frames=80, timeout=10.0) -> Work:
-    return Work(torch.randn(frames, 64), task, time.monotonic() + timeout)
+    audio = Audio(torch.randn(frames * 160) * 0.1, 16_000)  # 10 ms feature frames
+    return Work(audio, task, time.monotonic() + timeout)
 
 
 async def test_concurrent_requests_are_fused_into_batches_up_to_the_size_limit(make_batcher):
@@ -114,7 +116,7 @@ async def test_an_exception_in_one_batch_fails_only_that_batch(make_batcher):
     original = batcher.engine.run
 
     def poisoned(batch):
-        if batch[0].features.shape[0] == 13:
+        if batch[0].audio.samples.shape[0] == 13 * 160:
             raise RuntimeError("boom")
         return original(batch)
 
