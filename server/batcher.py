@@ -92,6 +92,8 @@ class Batcher:
         self.max_distinct_heads = max_distinct_heads
         self.observer = observer
         self._pending: list[_Pending] = []
+        self._arrival_gap = float("inf")  # seconds between the last two admissions
+        self._last_arrival = float("-inf")
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="engine")
         self._loop_task: asyncio.Task | None = None
@@ -120,8 +122,10 @@ class Batcher:
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
+        now = time.monotonic()
+        self._arrival_gap, self._last_arrival = now - self._last_arrival, now
         head_task = asyncio.create_task(self._head_for(work))
-        pending = _Pending(work, time.monotonic(), head_task)
+        pending = _Pending(work, now, head_task)
         head_task.add_done_callback(lambda _: self._wakeup.set())
         self._pending.append(pending)
         self._report_depth()
@@ -153,8 +157,15 @@ class Batcher:
             if not ready:
                 continue
             oldest = min(p.admitted for p in ready)
-            wait = self.settings.max_wait_ms / 1000 - (time.monotonic() - oldest)
-            if len(ready) < self.settings.max_batch_size and wait > 0:
+            max_wait = self.settings.max_wait_ms / 1000
+            wait = max_wait - (time.monotonic() - oldest)
+            # Wait for company only while requests come faster than one per max_wait:
+            # a lone client would pay the whole wait on every request for nothing.
+            if (
+                len(ready) < self.settings.max_batch_size
+                and wait > 0
+                and self._arrival_gap < max_wait
+            ):
                 try:
                     await asyncio.wait_for(self._wait_for_full(), timeout=wait)
                 except TimeoutError:

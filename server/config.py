@@ -28,7 +28,8 @@ class BatchSettings(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     """Most utterances in one fused forward pass."""
     max_wait_ms: float = Field(default=10.0, ge=0, le=10_000)
-    """How long the first request of a batch may wait for company, in milliseconds."""
+    """How long the first request of a batch may wait for company, in milliseconds; only
+    while requests arrive at least this often (a lone client never waits)."""
     max_queue: int = Field(default=256, ge=1)
     """Admitted requests waiting for a batch; beyond this, 503 with Retry-After."""
     max_batch_audio_s: float = Field(default=240.0, gt=0)

@@ -160,3 +160,14 @@ async def test_a_cancelled_head_lookup_fails_its_request_and_the_loop_keeps_serv
         await doomed
     assert (await batcher.submit(_work("base"))).decoded is not None
     await batcher.stop()
+
+
+async def test_requests_arriving_slower_than_max_wait_never_wait_for_company(make_batcher):
+    batcher, observer = make_batcher(max_wait_ms=300)
+    for _ in range(3):
+        began = time.monotonic()
+        await batcher.submit(_work())
+        assert time.monotonic() - began < 0.25  # would be >= 0.3 s had it waited
+        await asyncio.sleep(0.35)
+    assert [size for size, _ in observer.batches] == [1, 1, 1]
+    await batcher.stop()
