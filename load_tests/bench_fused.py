@@ -129,16 +129,22 @@ class Bench:
         return self.peft
 
 
-def measure(bench: Bench, variant: str, feats, repeats: int) -> float:
-    """Median wall seconds of one call, after one warm-up call."""
+def measure(bench: Bench, feats, repeats: int) -> dict[str, float]:
+    """Median wall seconds of one call per variant, after one warm-up call each.
+
+    Variants take turns within every repeat, so a noisy moment on a shared
+    machine lands on all of them alike instead of on one variant's block.
+    """
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with torch.inference_mode():
-        bench.run(variant, feats)
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
+        for variant in VARIANTS:
             bench.run(variant, feats)
-            times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        for _ in range(repeats):
+            for variant in VARIANTS:
+                began = time.perf_counter()
+                bench.run(variant, feats)
+                times[variant].append(time.perf_counter() - began)
+    return {v: statistics.median(t) for v, t in times.items()}
 
 
 def main() -> None:
@@ -166,7 +172,7 @@ def main() -> None:
             feats = [bench.model.backbone.featurize(c) for c in clips]
             audio_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
             reps = max(1, repeats // 2) if length == "10s" else repeats
-            seconds = {v: measure(bench, v, feats, reps) for v in VARIANTS}
+            seconds = measure(bench, feats, reps)
             for variant in VARIANTS:
                 records.append(
                     {
