@@ -43,11 +43,6 @@ class Audio:
         return resample(self.samples, self.rate)
 
 
-def decode_audio(data: bytes, limits: AudioSettings) -> torch.Tensor:
-    """Mono float32 waveform [N] at 16 kHz."""
-    return read_audio(data, limits).at_model_rate()
-
-
 def read_audio(data: bytes, limits: AudioSettings) -> Audio:
     if not data:
         raise EmptyAudio("the request carried no audio bytes")

@@ -3,7 +3,8 @@
 Contract:
     submit(work) -> result      admit (or raise Overloaded), wait for the result
     the loop forms a batch      from requests whose head is ready, up to
-                                max_batch_size utterances or max_wait_ms,
+                                max_batch_size utterances or max_wait_ms (waited
+                                only while requests come at least that often),
                                 neighbours in length, any mix of tasks
     the engine runs it          in its own thread; futures resolve per request
 The head of a request is fetched as soon as it is admitted, so a cold head

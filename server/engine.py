@@ -16,7 +16,7 @@ import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.model.decoding import Decoded, greedy_decode
-from server.model.features import pad_features
+from server.model.features import SAMPLE_RATE, pad_features
 from server.model.hra import HRAModel
 from server.model.tokenizer import CharTokenizer
 from server.slot_pool import DeviceSlotPool
@@ -56,7 +56,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
-        self.run([EngineInput(Audio(torch.zeros(16_000), 16_000), None)])
+        self.run([EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)])
         self.forward_passes = 0
 
 

@@ -96,7 +96,7 @@ class HeadPools(nn.Module):
 
     def subset(self, task_ids: list[str]) -> HeadPools:
         """A copy holding only `task_ids`' heads, in that order (train it, then `update`)."""
-        part = HeadPools(self.head_type, task_ids, {})
+        part = HeadPools(self.head_type, task_ids, shapes={})  # no fresh init: copied below
         rows = torch.tensor([self.task_ids.index(t) for t in task_ids])
         part.pools = nn.ParameterDict(
             {k: nn.Parameter(v.detach()[rows].clone()) for k, v in self.pools.items()}

@@ -34,7 +34,6 @@ class TrainConfig:
     max_frames: int = 5000  # padded input frames per batch (100 frames = 1 s)
     weight_decay: float = 0.0
     spec_augment: tuple[int, int] | None = None  # (max freq-mask bins, max time-mask frames)
-    time_mask_fraction: float = 1.0  # a time mask covers at most this share of the batch
     seed: int = 0
     checkpoint_every: int = 200
 
@@ -76,9 +75,7 @@ def train(
     augment = None
     if config.spec_augment:
         freq, frames = config.spec_augment
-        augment = torch.nn.Sequential(
-            FrequencyMasking(freq), TimeMasking(frames, p=config.time_mask_fraction)
-        )
+        augment = torch.nn.Sequential(FrequencyMasking(freq), TimeMasking(frames))
     began, losses = time.time(), []
     stop = min(config.steps, until) if until is not None else config.steps
     bar = tqdm(range(start, stop), desc=desc, initial=start, total=config.steps)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.audio import decode_audio
+from server.audio import read_audio
 from server.config import AudioSettings
 from server.errors import AudioDecodeError, AudioTooLong, EmptyAudio
 
@@ -40,19 +40,22 @@ def _tone(seconds=0.5, rate=16_000, channels=1) -> np.ndarray:
     ],
 )
 def test_valid_formats_decode_to_16khz_mono(fmt, subtype):
-    wave = decode_audio(_encode(_tone(0.5, 22_050), 22_050, fmt, subtype), LIMITS)
+    audio = read_audio(_encode(_tone(0.5, 22_050), 22_050, fmt, subtype), LIMITS)
+    assert audio.rate == 22_050 and abs(audio.seconds - 0.5) < 0.01
+    wave = audio.at_model_rate()
     assert wave.ndim == 1 and abs(wave.shape[0] - 8000) < 50
     assert 0.1 < float(wave.abs().max()) < 0.5
 
 
 @pytest.mark.parametrize("rate", [1_000, 8_000, 96_000])
 def test_any_sample_rate_is_resampled(rate):
-    assert abs(decode_audio(_encode(_tone(1.0, rate), rate), LIMITS).shape[0] - 16_000) < 20
+    audio = read_audio(_encode(_tone(1.0, rate), rate), LIMITS)
+    assert abs(audio.at_model_rate().shape[0] - 16_000) < 20
 
 
 def test_six_channels_are_downmixed():
-    wave = decode_audio(_encode(_tone(0.5, 16_000, channels=6), 16_000), LIMITS)
-    assert wave.shape == (8000,)
+    audio = read_audio(_encode(_tone(0.5, 16_000, channels=6), 16_000), LIMITS)
+    assert audio.samples.shape == (8000,)
 
 
 @pytest.mark.parametrize(
@@ -76,11 +79,11 @@ def test_six_channels_are_downmixed():
 )
 def test_bad_audio_raises_a_typed_error(data, error):
     with pytest.raises(error):
-        decode_audio(data, LIMITS)
+        read_audio(data, LIMITS)
 
 
 def test_truncated_data_chunk_still_decodes_what_is_there():
     data = _encode(_tone(1.0), 16_000)
-    wave = decode_audio(data[: len(data) // 2], LIMITS)
-    assert 0 < wave.shape[0] < 16_000
+    audio = read_audio(data[: len(data) // 2], LIMITS)
+    assert 0 < audio.samples.shape[0] < 16_000
     assert struct.unpack("<I", data[4:8])[0] > len(data) // 2  # header claims more than sent
