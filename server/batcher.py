@@ -35,7 +35,9 @@ HeadResolver = Callable[[str], Awaitable[HeadRecord | None]]
 
 
 class BatchObserver(Protocol):
-    def batch_done(self, size: int, distinct_tasks: int, compute_s: float) -> None: ...
+    def batch_done(
+        self, size: int, distinct_tasks: int, compute_s: float, forward_passes: int
+    ) -> None: ...
 
     def queue_depth(self, depth: int) -> None: ...
 
@@ -229,7 +231,7 @@ class Batcher:
         inputs = [EngineInput(p.work.audio, p.head_task.result()) for p in batch]
         started = time.monotonic()
         try:
-            decoded = await asyncio.get_running_loop().run_in_executor(
+            output = await asyncio.get_running_loop().run_in_executor(
                 self._thread, self.engine.run, inputs
             )
         except Exception as exc:
@@ -241,8 +243,8 @@ class Batcher:
         compute = time.monotonic() - started
         tasks = {i.head.meta.task_id if i.head else "base" for i in inputs}
         if self.observer:
-            self.observer.batch_done(len(batch), len(tasks), compute)
-        for p, d, item in zip(batch, decoded, inputs):
+            self.observer.batch_done(len(batch), len(tasks), compute, output.forward_passes)
+        for p, d, item in zip(batch, output.decoded, inputs):
             if not p.done.done():
                 p.done.set_result(Result(d, item.head, started - p.admitted, compute, len(batch)))
 

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     """torch device for the engine: auto (cuda if available), cpu, cuda, cuda:1 ..."""
     torch_threads: int = Field(default=0, ge=0)
     """Intra-op threads for torch; 0 keeps torch's default (one per core)."""
+    forward_overhead_frames: int | None = Field(default=None, ge=0)
+    """What one more forward pass costs, in padded 10 ms feature frames: the engine splits a
+    batch into length buckets where that saves more padding. Unset: 500 on CPU (measured),
+    one pass per batch on a GPU (not measured yet). A huge value never splits."""
     allocator: Literal["auto", "jemalloc", "system"] = "auto"
     """malloc of `hra serve`: jemalloc keeps RSS flat under load; auto uses it when installed."""
 

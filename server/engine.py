@@ -1,8 +1,9 @@
 """The engine: one per device, run from its own thread, one fused forward per batch.
 
-It knows nothing of queues or HTTP: it takes a list of (features, head) and
-returns transcripts. Heads are placed in the device slot pool and the whole
-mixed-task batch runs as one forward pass.
+It knows nothing of queues or HTTP: it takes a list of (audio, head) and
+returns transcripts. Heads are placed in the device slot pool and the
+mixed-task batch runs as one forward pass, or as a few when its lengths differ
+so much that padding would cost more than another pass (server/length_buckets.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from server.audio import Audio
 from server.model.decoding import Decoded, greedy_decode
 from server.model.features import SAMPLE_RATE, pad_features
 from server.model.hra import HRAModel
+from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, plan_buckets
 from server.model.tokenizer import CharTokenizer
 from server.slot_pool import DeviceSlotPool
 
@@ -30,11 +32,23 @@ class EngineInput:
     head: HeadRecord | None  # None: backbone only (task "base")
 
 
+@dataclass(frozen=True)
+class EngineOutput:
+    decoded: list[Decoded]  # in input order
+    forward_passes: int
+
+
 class Engine:
-    def __init__(self, model: HRAModel, slots: DeviceSlotPool) -> None:
+    def __init__(
+        self, model: HRAModel, slots: DeviceSlotPool, forward_overhead_frames: int | None = None
+    ) -> None:
         self.model = model.eval()
         self.slots = slots
         self.device = slots.device
+        if forward_overhead_frames is None:  # measured on CPU; on a GPU, one pass per batch
+            cpu = self.device.type == "cpu"
+            forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else 10**9
+        self.forward_overhead_frames = forward_overhead_frames
         self.tokenizer = CharTokenizer()
         self.frame_seconds = model.backbone.frame_seconds
         self.forward_passes = 0
@@ -45,14 +59,20 @@ class Engine:
         return self.model.backbone.featurize(audio.at_model_rate())
 
     @torch.inference_mode()
-    def run(self, batch: list[EngineInput]) -> list[Decoded]:
-        inputs, lengths = pad_features([self.featurize(item.audio) for item in batch])
-        head_batch = self.slots.head_batch([item.head for item in batch])
-        logits, out_lengths = self.model(
-            inputs.to(self.device), lengths.to(self.device), head_batch
-        )
-        self.forward_passes += 1
-        return greedy_decode(logits, out_lengths, self.tokenizer)
+    def run(self, batch: list[EngineInput]) -> EngineOutput:
+        features = [self.featurize(item.audio) for item in batch]
+        buckets = plan_buckets([f.shape[0] for f in features], self.forward_overhead_frames)
+        decoded: list[Decoded | None] = [None] * len(batch)
+        for bucket in buckets:
+            inputs, lengths = pad_features([features[i] for i in bucket])
+            head_batch = self.slots.head_batch([batch[i].head for i in bucket])
+            logits, out_lengths = self.model(
+                inputs.to(self.device), lengths.to(self.device), head_batch
+            )
+            for i, text in zip(bucket, greedy_decode(logits, out_lengths, self.tokenizer)):
+                decoded[i] = text
+        self.forward_passes += len(buckets)
+        return EngineOutput(decoded, len(buckets))
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""

@@ -118,8 +118,10 @@ class Metrics:
         self.audio_seconds.inc(audio_s)
 
     # BatchObserver
-    def batch_done(self, size: int, distinct_tasks: int, compute_s: float) -> None:
-        self.forward_passes.inc()
+    def batch_done(
+        self, size: int, distinct_tasks: int, compute_s: float, forward_passes: int
+    ) -> None:
+        self.forward_passes.inc(forward_passes)
         self.batch_size.observe(size)
         self.batch_tasks.observe(distinct_tasks)
         self.compute_latency.observe(compute_s)

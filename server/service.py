@@ -75,7 +75,7 @@ class AsrService:
         slots = DeviceSlotPool(
             self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event
         )
-        self.engine = Engine(model, slots)
+        self.engine = Engine(model, slots, settings.forward_overhead_frames)
         self.batcher = Batcher(
             self.engine,
             self.resolve_head,

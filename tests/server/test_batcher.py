@@ -21,7 +21,7 @@ class Observer:
     def __init__(self):
         self.batches: list[tuple[int, int]] = []
 
-    def batch_done(self, size, distinct_tasks, compute_s):
+    def batch_done(self, size, distinct_tasks, compute_s, forward_passes):
         self.batches.append((size, distinct_tasks))
 
     def queue_depth(self, depth):

@@ -1,0 +1,46 @@
+import torch
+
+from server.audio import Audio
+from server.data.manifest import load_audio
+from server.engine import Engine, EngineInput
+from server.model.checkpoint import head_spec
+from server.model.features import SAMPLE_RATE
+from server.slot_pool import DeviceSlotPool
+
+
+def _engine(default_model, overhead_frames):
+    model, fp = default_model
+    slots = DeviceSlotPool(head_spec(model, fp), 16, torch.device("cpu"))
+    return Engine(model, slots, forward_overhead_frames=overhead_frames)
+
+
+def _mixed_lengths_batch(default_store, fsdd_test) -> list[EngineInput]:
+    """FSDD clips alone and joined in threes (0.3-3 s), each with its speaker's head."""
+    batch = []
+    for i, u in enumerate(fsdd_test[:12]):
+        parts = [load_audio(v.audio) for v in fsdd_test[i : i + (3 if i % 2 else 1)]]
+        batch.append(EngineInput(Audio(torch.cat(parts), SAMPLE_RATE), default_store.get(u.task)))
+    return batch
+
+
+def test_length_buckets_give_the_same_transcripts_as_one_padded_pass(
+    default_model, default_store, fsdd_test
+):
+    batch = _mixed_lengths_batch(default_store, fsdd_test)
+    one_pass = _engine(default_model, 10**9).run(batch)
+    bucketed = _engine(default_model, 0).run(batch)
+    assert one_pass.forward_passes == 1
+    assert bucketed.forward_passes > 1
+    assert [d.text for d in bucketed.decoded] == [d.text for d in one_pass.decoded]
+    assert [d.words for d in bucketed.decoded] == [d.words for d in one_pass.decoded]
+    assert any(d.text for d in one_pass.decoded)
+
+
+def test_the_engine_on_cpu_splits_a_mixed_batch_but_not_an_even_one(
+    default_model, default_store, fsdd_test
+):
+    engine = _engine(default_model, None)
+    mixed = _mixed_lengths_batch(default_store, fsdd_test)
+    assert engine.run(mixed).forward_passes > 1
+    even = [EngineInput(Audio(torch.randn(SAMPLE_RATE) * 0.1, SAMPLE_RATE), None)] * 8
+    assert engine.run(even).forward_passes == 1
