@@ -16,10 +16,10 @@ import torch
 import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
+from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, plan_buckets
 from server.model.decoding import Decoded, greedy_decode
 from server.model.features import SAMPLE_RATE, pad_features
 from server.model.hra import HRAModel
-from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, plan_buckets
 from server.model.tokenizer import CharTokenizer
 from server.slot_pool import DeviceSlotPool
 

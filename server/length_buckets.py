@@ -32,9 +32,7 @@ def plan_buckets(lengths: Sequence[int], overhead_frames: int) -> list[list[int]
     cut = [0] * (len(order) + 1)
     for j in range(1, len(order) + 1):
         longest = sorted_lengths[j - 1]
-        best[j], cut[j] = min(
-            (best[i] + overhead_frames + (j - i) * longest, i) for i in range(j)
-        )
+        best[j], cut[j] = min((best[i] + overhead_frames + (j - i) * longest, i) for i in range(j))
     buckets = []
     j = len(order)
     while j > 0:
