@@ -19,6 +19,10 @@ class HeadRejected(StoreError):
     code = "head_rejected"
 
 
+class InvalidVocabulary(HeadRejected):
+    code = "invalid_vocabulary"
+
+
 class FingerprintMismatch(HeadRejected):
     code = "fingerprint_mismatch"
 

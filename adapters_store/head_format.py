@@ -20,13 +20,20 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from adapters_store.errors import FingerprintMismatch, HeadRejected, InvalidTaskId
+from adapters_store.errors import (
+    FingerprintMismatch,
+    HeadRejected,
+    InvalidTaskId,
+    InvalidVocabulary,
+)
 
 FORMAT = "hra-head/1"
 METADATA_KEY = "hra_head"
-MAX_METADATA_BYTES = 16_384
+MAX_METADATA_BYTES = 262_144  # room for a vocabulary of a few thousand words
+MAX_VOCABULARY_WORDS = 10_000
 ALLOWED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_WORD = re.compile(r"^[a-z']{1,64}$")  # what the CTC character vocabulary can spell
 
 
 def validate_task_id(task_id: str) -> str:
@@ -61,6 +68,7 @@ class HeadMetadata:
     owner: str | None = None
     description: str | None = None
     extra: dict = field(default_factory=dict)
+    vocabulary: tuple[str, ...] = ()  # non-empty: transcripts use only these words
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def decode_head(data: bytes, spec: HeadSpec | None = None) -> HeadRecord:
         meta = HeadMetadata(**fields)
     except (json.JSONDecodeError, TypeError) as exc:
         raise HeadRejected(f"head metadata is malformed: {exc}") from None
+    meta = replace(meta, vocabulary=validate_vocabulary(meta.vocabulary))
     try:
         tensors = load_safetensors(data)
     except Exception as exc:  # safetensors raises its own error types for corrupt files
@@ -143,6 +152,22 @@ def decode_head(data: bytes, spec: HeadSpec | None = None) -> HeadRecord:
     if spec is not None:
         validate_head(record, spec)
     return record
+
+
+def validate_vocabulary(words: object) -> tuple[str, ...]:
+    """A task vocabulary: distinct lower-case words of letters and apostrophes."""
+    if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
+        raise InvalidVocabulary("vocabulary must be a list of words")
+    if len(words) > MAX_VOCABULARY_WORDS:
+        raise InvalidVocabulary(f"vocabulary has {len(words)} words, limit {MAX_VOCABULARY_WORDS}")
+    bad = [w for w in words if not _WORD.match(w)]
+    if bad:
+        raise InvalidVocabulary(
+            f"vocabulary words must be 1-64 characters of a-z and ' (lower case): {bad[:5]}"
+        )
+    if len(set(words)) != len(words):
+        raise InvalidVocabulary("vocabulary lists a word twice")
+    return tuple(words)
 
 
 def validate_head(record: HeadRecord, spec: HeadSpec) -> None:

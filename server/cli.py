@@ -152,11 +152,13 @@ def _train_head(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from server.training.evaluate import evaluate, format_table
+    from server.training.evaluate import evaluate, format_table, format_vocabulary_table
 
     data_dir = args.data_dir or args.work_dir / "default" / "data"
     results = evaluate(args.model_dir, data_dir, args.fsdd_root)
     print(format_table(results))
+    print()
+    print(format_vocabulary_table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     logger.info("wrote %s", args.json)

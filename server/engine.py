@@ -17,10 +17,10 @@ import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, plan_buckets
-from server.model.decoding import Decoded, greedy_decode
+from server.model.decoding import Decoded
 from server.model.features import SAMPLE_RATE, pad_features
 from server.model.hra import HRAModel
-from server.model.tokenizer import CharTokenizer
+from server.model.inference import decode, vocabulary_of
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ class Engine:
             cpu = self.device.type == "cpu"
             forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else 10**9
         self.forward_overhead_frames = forward_overhead_frames
-        self.tokenizer = CharTokenizer()
         self.frame_seconds = model.backbone.frame_seconds
         self.forward_passes = 0
         on, reason = kernels.enable_triton(self.device)
@@ -69,7 +68,8 @@ class Engine:
             logits, out_lengths = self.model(
                 inputs.to(self.device), lengths.to(self.device), head_batch
             )
-            for i, text in zip(bucket, greedy_decode(logits, out_lengths, self.tokenizer)):
+            vocabularies = [vocabulary_of(batch[i].head) for i in bucket]
+            for i, text in zip(bucket, decode(logits, out_lengths, vocabularies)):
                 decoded[i] = text
         self.forward_passes += len(buckets)
         return EngineOutput(decoded, len(buckets))

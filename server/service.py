@@ -16,7 +16,12 @@ import torch
 from adapters_store.base import HeadStore
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
-from adapters_store.head_format import HeadRecord, decode_head, validate_task_id
+from adapters_store.head_format import (
+    HeadRecord,
+    decode_head,
+    validate_task_id,
+    validate_vocabulary,
+)
 from adapters_store.redis_store import RedisStore
 from server.audio import read_audio
 from server.auth import OPEN, KeyRing, Principal
@@ -137,8 +142,14 @@ class AsrService:
         )
 
     async def register_head(
-        self, task_id: str, data: bytes, metadata: dict | None, caller: Principal = OPEN
+        self,
+        task_id: str,
+        data: bytes,
+        metadata: dict | None,
+        caller: Principal = OPEN,
+        vocabulary: list[str] | None = None,
     ) -> HeadRecord:
+        """`vocabulary`, when given, replaces the file's own (an empty list clears it)."""
         if task_id == BASE_TASK:
             raise InvalidRequest("'base' is reserved for the backbone without a head")
         validate_task_id(task_id)
@@ -155,6 +166,8 @@ class AsrService:
                 changes[key] = None if value is None else str(value)
             else:
                 changes.setdefault("extra", dict(record.meta.extra))[key] = value
+        if vocabulary is not None:
+            changes["vocabulary"] = validate_vocabulary(vocabulary)
         if not caller.admin:
             changes["owner"] = caller.tenant  # tenants register for themselves only
         stored = await self.store.put(HeadRecord(replace(record.meta, **changes), record.tensors))

@@ -14,6 +14,7 @@ from server.data.manifest import Utterance
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TRAIN_TAKES = range(0, 30)
 TEST_TAKES = range(30, 40)
+FSDD_PREFIX = "fsdd-"
 _NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
@@ -25,7 +26,7 @@ def load_fsdd(root: Path, takes: range, speakers: list[str] | None = None) -> li
             continue
         digit, speaker, take = int(match[1]), match[2], int(match[3])
         if take in takes and (speakers is None or speaker in speakers):
-            utterances.append(Utterance(str(path), DIGIT_WORDS[digit], f"fsdd-{speaker}"))
+            utterances.append(Utterance(str(path), DIGIT_WORDS[digit], FSDD_PREFIX + speaker))
     return utterances
 
 

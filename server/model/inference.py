@@ -1,7 +1,8 @@
 """Batch inference: features + per-utterance heads in, decoded transcripts out.
 
 Shared by the evaluation CLI, the transcribe CLI and the serving engine, so
-all three give the same text for the same audio and head.
+all three give the same text for the same audio and head: greedy CTC, or the
+best sequence of the task's vocabulary words when its head names one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from server.model.decoding import Decoded, greedy_decode
 from server.model.features import pad_features
 from server.model.hra import HRAModel
 from server.model.tokenizer import CharTokenizer
+from server.model.vocabulary_decoding import vocabulary_decode, word_loop
 
 _TOKENIZER = CharTokenizer()
 
@@ -24,13 +26,37 @@ def head_entry(record: HeadRecord | None) -> tuple[HeadType, dict[str, torch.Ten
     return HeadType(record.meta.head_type), record.tensors
 
 
+def vocabulary_of(head: HeadRecord | None) -> tuple[str, ...]:
+    return head.meta.vocabulary if head is not None else ()
+
+
+def decode(
+    logits: torch.Tensor, lengths: torch.Tensor, vocabularies: list[tuple[str, ...]]
+) -> list[Decoded]:
+    """Greedy per utterance, except where its vocabulary is non-empty."""
+    results = greedy_decode(logits, lengths, _TOKENIZER)
+    for b, words in enumerate(vocabularies):
+        if words:
+            log_probs = logits[b, : int(lengths[b])].log_softmax(-1).float().cpu().numpy()
+            results[b] = vocabulary_decode(log_probs, word_loop(words))
+    return results
+
+
 @torch.inference_mode()
 def transcribe_features(
-    model: HRAModel, feats: list[torch.Tensor], heads: list[HeadRecord | None]
+    model: HRAModel,
+    feats: list[torch.Tensor],
+    heads: list[HeadRecord | None],
+    vocabularies: list[tuple[str, ...]] | None = None,
 ) -> list[Decoded]:
-    """One fused forward over utterances that may each use a different head."""
+    """One fused forward over utterances that may each use a different head.
+
+    `vocabularies` overrides the heads' own (evaluation compares both ways).
+    """
     inputs, lengths = pad_features(feats)
     device = next(model.parameters()).device
     head_batch = HeadBatch.from_heads([head_entry(h) for h in heads]).to(device)
     logits, out_lengths = model(inputs.to(device), lengths.to(device), head_batch)
-    return greedy_decode(logits, out_lengths, _TOKENIZER)
+    if vocabularies is None:
+        vocabularies = [vocabulary_of(h) for h in heads]
+    return decode(logits, out_lengths, vocabularies)

@@ -2,7 +2,9 @@
 
 Test sets: each synthetic domain's held-out split (regenerated from its seed
 if absent) and FSDD takes 30-39 per speaker. The table this prints is the
-README's; the JSON it writes is the record.
+README's; the JSON it writes is the record. Tasks whose linear head names a
+vocabulary are scored twice: greedy (the main table) and restricted to that
+vocabulary, for every variant alike, backbone included (a second table).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ VARIANTS = {  # column name -> head store folder under the model dir (None: no h
 class TaskResult:
     task: str
     utterances: int
-    wer: dict[str, float]  # variant -> WER
+    wer: dict[str, float]  # variant -> WER, greedy decoding
     params: dict[str, int]  # variant -> per-task parameters
+    wer_vocabulary: dict[str, float]  # variant -> WER within the task's vocabulary ({}: none)
 
 
 def test_utterances(data_dir: Path, fsdd_root: Path) -> list[Utterance]:
@@ -63,20 +66,27 @@ def evaluate(
     for task_index, task in enumerate(tqdm(data.task_ids, desc="evaluate")):
         idx = [i for i, t in enumerate(data.tasks) if t == task_index]
         refs = [data.texts[i] for i in idx]
-        wer, params = {}, {}
+        vocabulary = stores["hra_linear"].get(task).meta.vocabulary
+        wer, wer_vocabulary, params = {}, {}, {}
         for variant in VARIANTS:
             head = stores[variant].get(task) if variant in stores else None
             params[variant] = head.num_parameters if head else 0
-            hyps = []
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                decoded = transcribe_features(
-                    model, [data.features[i] for i in chunk], [head] * len(chunk)
-                )
-                hyps += [d.text for d in decoded]
-            wer[variant] = jiwer.wer(refs, hyps)
-        results.append(TaskResult(task, len(idx), wer, params))
+            wer[variant] = _wer(model, data, idx, refs, head, (), batch_size)
+            if vocabulary:
+                wer_vocabulary[variant] = _wer(model, data, idx, refs, head, vocabulary, batch_size)
+        results.append(TaskResult(task, len(idx), wer, params, wer_vocabulary))
     return results
+
+
+def _wer(model, data, idx, refs, head, vocabulary, batch_size) -> float:
+    hyps = []
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        decoded = transcribe_features(
+            model, [data.features[i] for i in chunk], [head] * len(chunk), [vocabulary] * len(chunk)
+        )
+        hyps += [d.text for d in decoded]
+    return jiwer.wer(refs, hyps)
 
 
 def format_table(results: list[TaskResult]) -> str:
@@ -94,4 +104,24 @@ def format_table(results: list[TaskResult]) -> str:
     lines.append(f"| **mean** | | {means} | |")
     params = " | ".join(str(results[0].params[c]) for c in cols)
     lines.append(f"| params per task | | {params} | |")
+    return "\n".join(lines)
+
+
+def format_vocabulary_table(results: list[TaskResult]) -> str:
+    """The same tasks and variants, decoding restricted to each task's vocabulary."""
+    rows = [r for r in results if r.wer_vocabulary]
+    if not rows:
+        return ""
+    cols = list(VARIANTS)
+    lines = [
+        "| task (vocabulary) | n | " + " | ".join(f"WER {c}" for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        cells = " | ".join(f"{100 * r.wer_vocabulary[c]:.1f}%" for c in cols)
+        lines.append(f"| {r.task} | {r.utterances} | {cells} |")
+    means = " | ".join(
+        f"{100 * sum(r.wer_vocabulary[c] for r in rows) / len(rows):.1f}%" for c in cols
+    )
+    lines.append(f"| **mean** | | {means} |")
     return "\n".join(lines)

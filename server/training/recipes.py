@@ -21,7 +21,7 @@ from torch import nn
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType, head_shapes
 from server.data import synthetic
-from server.data.fsdd import TRAIN_TAKES, load_fsdd
+from server.data.fsdd import DIGIT_WORDS, FSDD_PREFIX, TRAIN_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
 from server.model.adapters import HeadBatch, init_head
 from server.model.checkpoint import fingerprint, save_model
@@ -278,9 +278,20 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
         shutil.rmtree(out_dir / folder, ignore_errors=True)
         store = DiskStore(out_dir / folder)
         for record in pools.records(fp, rank):
-            store.put(record)
+            store.put(with_task_vocabulary(record))
     (out_dir / "build.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def with_task_vocabulary(record: HeadRecord) -> HeadRecord:
+    """FSDD speakers only ever say digits: their heads carry the ten words as vocabulary.
+
+    Serving then restricts their transcripts to digit words; evaluation reports
+    WER both ways (server/training/evaluate.py).
+    """
+    if record.meta.task_id.startswith(FSDD_PREFIX):
+        return record.with_meta(vocabulary=DIGIT_WORDS)
+    return record
 
 
 def _featurizer():

@@ -8,7 +8,12 @@ import pytest
 import torch
 from safetensors.torch import save
 
-from adapters_store.errors import FingerprintMismatch, HeadRejected, InvalidTaskId
+from adapters_store.errors import (
+    FingerprintMismatch,
+    HeadRejected,
+    InvalidTaskId,
+    InvalidVocabulary,
+)
 from adapters_store.head_format import (
     HeadMetadata,
     HeadRecord,
@@ -82,7 +87,7 @@ def test_pickle_and_garbage_are_rejected_without_unpickling():
 def test_safetensors_without_head_metadata_or_with_oversized_metadata_is_rejected():
     with pytest.raises(HeadRejected, match="hra_head"):
         decode_head(save({"V": torch.randn(6, 4)}), SPEC)
-    big = _record(description="x" * 20_000)
+    big = _record(description="x" * 300_000)
     with pytest.raises(HeadRejected, match="limit"):
         decode_head(encode_head(big), SPEC)
 
@@ -96,3 +101,17 @@ def test_task_ids_with_path_characters_are_refused(bad):
 def test_ordinary_task_ids_are_accepted():
     for ok in ("fsdd-george", "synth-accent-de", "Tenant_7.v2"):
         assert validate_task_id(ok) == ok
+
+
+def test_a_vocabulary_round_trips_through_the_file():
+    record = _record(vocabulary=("zero", "one", "o'clock"))
+    assert decode_head(encode_head(record), SPEC).meta.vocabulary == ("zero", "one", "o'clock")
+    assert decode_head(encode_head(_record()), SPEC).meta.vocabulary == ()
+
+
+@pytest.mark.parametrize(
+    "bad", [("Zero",), ("two words",), ("x" * 65,), ("one", "one"), ("",), "zero one", (1,)]
+)
+def test_a_vocabulary_the_decoder_cannot_spell_is_refused(bad):
+    with pytest.raises(InvalidVocabulary):
+        decode_head(encode_head(_record(vocabulary=bad)), SPEC)

@@ -16,6 +16,7 @@ from server.errors import InvalidRequest
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_METADATA_FIELD = 8192
+MAX_VOCABULARY_FIELD = 262_144
 
 
 class HeadInfo(BaseModel):
@@ -30,6 +31,7 @@ class HeadInfo(BaseModel):
     owner: str | None
     description: str | None
     extra: dict
+    vocabulary: list[str]
 
 
 class TaskInfo(HeadInfo):
@@ -57,6 +59,7 @@ def _info(record: HeadRecord) -> dict:
         owner=m.owner,
         description=m.description,
         extra=m.extra,
+        vocabulary=list(m.vocabulary),
     )
 
 
@@ -67,6 +70,15 @@ async def register(
     caller: Caller,
     file: Annotated[UploadFile, File(description="head as safetensors")],
     metadata: Annotated[str | None, Form(max_length=MAX_METADATA_FIELD)] = None,
+    vocabulary: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_VOCABULARY_FIELD,
+            description="the task's words, separated by spaces, commas or new lines, or as "
+            "a JSON list: transcripts then use only these words; [] clears the head "
+            "file's own list; absent keeps it",
+        ),
+    ] = None,
 ) -> HeadInfo:
     """Register a new head, or a new version of an existing task's head."""
     extra = None
@@ -77,8 +89,19 @@ async def register(
             raise InvalidRequest(f"metadata is not JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise InvalidRequest("metadata must be a JSON object")
-    stored = await service.register_head(task_id, await file.read(), extra, caller)
+    words = None if vocabulary is None else _words(vocabulary)
+    stored = await service.register_head(task_id, await file.read(), extra, caller, words)
     return HeadInfo(**_info(stored))
+
+
+def _words(field: str) -> list[str]:
+    if not field.lstrip().startswith("["):
+        return field.replace(",", " ").split()
+    try:
+        words = json.loads(field)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"vocabulary is not a JSON list: {exc}") from None
+    return words  # checked (a list of spellable words) with the rest of the head
 
 
 @router.get("", response_model=TaskPage)

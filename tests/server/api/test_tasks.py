@@ -38,17 +38,55 @@ async def test_new_version_is_served_at_once_and_rollback_restores_the_old_outpu
     client, fsdd_test
 ):
     clips = [fsdd_bytes(u) for u in fsdd_test if u.task == "fsdd-george"][:6]
+    current = (await client.get("/v1/tasks/fsdd-george")).json()["version"]
     before = [await _text(client, "fsdd-george", c) for c in clips]
     other = (await client.get("/v1/tasks/synth-whisper/head")).content  # a different head
     r = await client.put("/v1/tasks/fsdd-george", files={"file": ("h.safetensors", other)})
-    assert r.json()["version"] == 2
+    assert r.json()["version"] == current + 1
     replaced = await client.post("/v1/transcribe?task_id=fsdd-george", content=clips[0])
-    assert replaced.json()["head_version"] == 2
+    assert replaced.json()["head_version"] == current + 1
     after = [await _text(client, "fsdd-george", c) for c in clips]
     assert after != before  # the whisper head really is another head
-    r = await client.post("/v1/tasks/fsdd-george/rollback", json={"version": 1})
-    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["versions"] == [1, 2]
+    r = await client.post("/v1/tasks/fsdd-george/rollback", json={"version": current})
+    assert r.status_code == 200 and r.json()["version"] == current
+    assert r.json()["versions"][-2:] == [current, current + 1]
     assert [await _text(client, "fsdd-george", c) for c in clips] == before
+
+
+async def test_a_registered_vocabulary_restricts_transcripts_and_can_be_cleared(
+    client, fsdd_test
+):
+    info = (await client.get("/v1/tasks/fsdd-theo")).json()
+    assert info["vocabulary"][:3] == ["zero", "one", "two"]  # shipped FSDD heads carry digits
+    head = (await client.get("/v1/tasks/fsdd-theo/head")).content
+    clips = [fsdd_bytes(u) for u in fsdd_test if u.task == "fsdd-theo"][::10]
+    r = await client.put(
+        "/v1/tasks/yes-no",
+        files={"file": ("h.safetensors", head)},
+        data={"vocabulary": "yes, no\nmaybe"},
+    )
+    assert r.status_code == 200 and r.json()["vocabulary"] == ["yes", "no", "maybe"]
+    texts = [await _text(client, "yes-no", c) for c in clips]
+    assert all(set(t.split()) <= {"yes", "no", "maybe"} for t in texts)
+    assert any(texts)
+    r = await client.put(
+        "/v1/tasks/yes-no", files={"file": ("h.safetensors", head)}, data={"vocabulary": "[]"}
+    )
+    assert r.json()["vocabulary"] == []
+    greedy = [await _text(client, "yes-no", c) for c in clips]
+    assert not any(set(t.split()) <= {"yes", "no", "maybe"} and t for t in greedy)
+
+
+async def test_a_vocabulary_of_unspellable_words_is_refused_and_nothing_is_stored(client):
+    head = (await client.get("/v1/tasks/fsdd-theo/head")).content
+    r = await client.put(
+        "/v1/tasks/bad-words",
+        files={"file": ("h.safetensors", head)},
+        data={"vocabulary": "Hello wörld 42"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_vocabulary"
+    assert (await client.get("/v1/tasks/bad-words")).status_code == 404
+    assert (await client.get("/readyz")).status_code == 200
 
 
 async def test_listing_is_paginated_and_inspect_reports_versions(client):
@@ -69,6 +107,7 @@ async def test_delete_makes_the_task_unknown(client, fsdd_test):
 async def test_bad_heads_are_refused_and_the_previous_version_keeps_serving(client, fsdd_test):
     clip = fsdd_bytes(fsdd_test[0])
     good = await _text(client, "fsdd-theo", clip)
+    versions = (await client.get("/v1/tasks/fsdd-theo")).json()["versions"]
     real = (await client.get("/v1/tasks/fsdd-theo/head")).content
     meta = HeadMetadata("x", "linear", "0" * 16)
 
@@ -92,7 +131,7 @@ async def test_bad_heads_are_refused_and_the_previous_version_keeps_serving(clie
     r = await client.put("/v1/tasks/..%2Fx", files={"file": ("h.safetensors", real)})
     assert r.status_code in (404, 422)
     info = (await client.get("/v1/tasks/fsdd-theo")).json()
-    assert info["versions"] == [1]
+    assert info["versions"] == versions
     assert await _text(client, "fsdd-theo", clip) == good
 
 
