@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
     p.add_argument("--owner")
+    p.add_argument(
+        "--vocabulary",
+        help="the task's words, comma/space separated: transcripts then use only these",
+    )
+    p.add_argument(
+        "--vocabulary-from-manifest",
+        action="store_true",
+        help="use every word of the manifest's transcripts as the task's vocabulary",
+    )
 
     p = sub.add_parser("evaluate", help="WER per task and variant")
     p.add_argument("--json", type=Path, default=Path("results/evaluation.json"))
@@ -124,7 +133,7 @@ def _build_default(args) -> int:
 
 def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
-    from adapters_store.head_format import HeadType
+    from adapters_store.head_format import HeadType, validate_vocabulary
     from server.data.manifest import read_manifest
     from server.model.checkpoint import load_model
     from server.training.data import FeatureSet
@@ -141,7 +150,11 @@ def _train_head(args) -> int:
     pools = train_heads(model, data, head_type, rank, config)
     (record,) = pools.records(fp, rank)
     store = DiskStore(args.store or args.model_dir / "heads")
-    stored = store.put(record.with_meta(owner=args.owner))
+    vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
+    if args.vocabulary_from_manifest:
+        vocabulary = sorted({w for text in data.texts for w in text.split()})
+    record = record.with_meta(owner=args.owner, vocabulary=validate_vocabulary(vocabulary))
+    stored = store.put(record)
     logger.info(
         "registered %s version %d (%d parameters)",
         args.task_id,

@@ -23,7 +23,7 @@ def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):
 
 
 @pytest.mark.slow
-def test_train_head_cli_registers_a_head_that_beats_the_backbone(tmp_path, fsdd_root, capsys):
+def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(tmp_path, fsdd_root, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     shutil.copy(DEFAULT_MODEL_DIR / "model.safetensors", model_dir)
@@ -44,12 +44,14 @@ def test_train_head_cli_registers_a_head_that_beats_the_backbone(tmp_path, fsdd_
                 "120",
                 "--owner",
                 "me",
+                "--vocabulary-from-manifest",
             ]
         )
         == 0
     )
     head = DiskStore(model_dir / "heads").get("lucas-again")
     assert head.meta.owner == "me" and head.meta.version == 1
+    assert head.meta.vocabulary == tuple(sorted({u.text for u in train}))
 
     test = [u for u in load_fsdd(fsdd_root, range(30, 40), speakers=["lucas"])][::3]
     files = [u.audio for u in test]
