@@ -23,7 +23,9 @@ def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):
 
 
 @pytest.mark.slow
-def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(tmp_path, fsdd_root, capsys):
+def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(
+    tmp_path, fsdd_root, capsys
+):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     shutil.copy(DEFAULT_MODEL_DIR / "model.safetensors", model_dir)

@@ -53,9 +53,7 @@ async def test_new_version_is_served_at_once_and_rollback_restores_the_old_outpu
     assert [await _text(client, "fsdd-george", c) for c in clips] == before
 
 
-async def test_a_registered_vocabulary_restricts_transcripts_and_can_be_cleared(
-    client, fsdd_test
-):
+async def test_a_registered_vocabulary_restricts_transcripts_and_can_be_cleared(client, fsdd_test):
     info = (await client.get("/v1/tasks/fsdd-theo")).json()
     assert info["vocabulary"][:3] == ["zero", "one", "two"]  # shipped FSDD heads carry digits
     head = (await client.get("/v1/tasks/fsdd-theo/head")).content

@@ -32,9 +32,9 @@ def test_a_misspelling_becomes_the_nearest_vocabulary_word():
 def test_an_in_vocabulary_path_decodes_exactly_as_greedy_with_the_same_timings():
     path = "__oo_n_ee__ _tt_w_o__ _s_i_x___"
     log_probs = _log_probs(path)
-    greedy = greedy_decode(
-        torch.from_numpy(log_probs)[None], torch.tensor([len(path)]), TOKENIZER
-    )[0]
+    greedy = greedy_decode(torch.from_numpy(log_probs)[None], torch.tensor([len(path)]), TOKENIZER)[
+        0
+    ]
     constrained = vocabulary_decode(log_probs, word_loop(DIGITS))
     assert greedy.text == constrained.text == "one two six"
     assert constrained.words == greedy.words
