@@ -40,6 +40,15 @@ def test_fused_benchmark_smoke_writes_every_variant(tmp_path):
     assert all(r["audio_s_per_s"] > 0 and r["ratio_to_backbone"] > 0 for r in records)
 
 
+def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_and_one_by_one(tmp_path):
+    out = tmp_path / "buckets.json"
+    _run("load_tests.bench_buckets", "--batch", "8", "--repeats", "1", "--out", str(out))
+    rows = {r["variant"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"one_pass", "buckets", "one_by_one"}
+    assert rows["one_pass"]["forward_passes"] == 1 and rows["one_by_one"]["forward_passes"] == 8
+    assert all(r["audio_s_per_s"] > 0 for r in rows.values())
+
+
 def test_head_load_benchmark_smoke(tmp_path, redis_server):
     out = tmp_path / "head-load.json"
     _run(
