@@ -67,7 +67,6 @@ class WordLoop:
         self.char_of = np.array(char_of)
         self.finals = np.array(finals)
         self.preds = preds
-        self.entries = {SILENCE, SPACE_STATE, self.word_end}
 
 
 @lru_cache(maxsize=256)

@@ -49,6 +49,17 @@ def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_and_one_by_one(
     assert all(r["audio_s_per_s"] > 0 for r in rows.values())
 
 
+def test_vocabulary_decoding_benchmark_smoke(tmp_path):
+    out = tmp_path / "vocabulary.json"
+    _run(
+        "load_tests.bench_vocabulary",
+        *("--sizes", "10", "50", "--lengths", "fsdd", "--repeats", "1", "--out", str(out)),
+    )
+    rows = json.loads(out.read_text())
+    assert [r["vocabulary_words"] for r in rows] == [10, 50]
+    assert all(r["median_ms"] > 0 and r["states"] > r["vocabulary_words"] for r in rows)
+
+
 def test_head_load_benchmark_smoke(tmp_path, redis_server):
     out = tmp_path / "head-load.json"
     _run(
