@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -221,6 +222,7 @@ def ensure_data(data_dir: Path, scale: float) -> None:
 
 def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe) -> dict:
     """Data -> (a) -> (b) -> default store -> (c) FFN heads -> residual baseline."""
+    began = time.time()
     data_dir = work_dir / "data"
     ckpt = work_dir / "checkpoints"
     ensure_data(data_dir, recipe.data_scale)
@@ -279,6 +281,7 @@ def build_default(out_dir: Path, work_dir: Path, fsdd_root: Path, recipe: Recipe
         store = DiskStore(out_dir / folder)
         for record in pools.records(fp, rank):
             store.put(with_task_vocabulary(record))
+    summary["build_minutes"] = round((time.time() - began) / 60, 1)
     (out_dir / "build.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
