@@ -5,6 +5,7 @@ hra data               generate the synthetic corpora
 hra build-default      the whole recipe behind models/default (one command)
 hra train-head         a head for a new task from a manifest, registered in a store
 hra evaluate           the WER table (prints Markdown, writes JSON)
+hra split-check        FSDD: is a speaker's test split shifted from their training takes?
 hra transcribe         files -> text with a task's head
 """
 
@@ -75,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="synthetic test sets (default <work-dir>/default/data; made if absent)",
     )
+
+    p = sub.add_parser(
+        "split-check", help="FSDD: a fresh head per speaker, held-out takes vs the test split"
+    )
+    p.add_argument("--speakers", nargs="+", default=["george", "theo", "yweweler"])
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's stage d)")
+    p.add_argument("--json", type=Path, default=Path("results/split-check.json"))
 
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("--task", default="base", help="task id; 'base' = backbone only")
@@ -176,6 +184,17 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _split_check(args) -> int:
+    from server.training.split_check import format_split_table, split_check
+
+    results = split_check(args.model_dir, args.fsdd_root, args.speakers, args.steps)
+    print(format_split_table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    logger.info("wrote %s", args.json)
+    return 0
+
+
 def _transcribe(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.head_format import validate_head
@@ -200,6 +219,7 @@ COMMANDS = {
     "build-default": _build_default,
     "train-head": _train_head,
     "evaluate": _evaluate,
+    "split-check": _split_check,
     "transcribe": _transcribe,
 }
 

@@ -71,7 +71,7 @@ class WordLoop:
 
 @lru_cache(maxsize=256)
 def word_loop(words: tuple[str, ...]) -> WordLoop:
-    """Compiled once per distinct vocabulary (hashing even 10,000 words takes ~0.1 ms)."""
+    """Compiled once per distinct vocabulary (hashing 1,000 words takes ~10 us)."""
     return WordLoop(words, CharTokenizer())
 
 

@@ -115,3 +115,15 @@ def test_a_vocabulary_round_trips_through_the_file():
 def test_a_vocabulary_the_decoder_cannot_spell_is_refused(bad):
     with pytest.raises(InvalidVocabulary):
         decode_head(encode_head(_record(vocabulary=bad)), SPEC)
+
+
+def test_a_vocabulary_of_more_than_1000_words_is_refused():
+    words = tuple(
+        f"w{chr(97 + i // 26 // 26)}{chr(97 + i // 26 % 26)}{chr(97 + i % 26)}" for i in range(1001)
+    )
+    assert (
+        len(decode_head(encode_head(_record(vocabulary=words[:1000])), SPEC).meta.vocabulary)
+        == 1000
+    )
+    with pytest.raises(InvalidVocabulary, match="limit 1000"):
+        decode_head(encode_head(_record(vocabulary=words)), SPEC)

@@ -16,7 +16,7 @@ from server.errors import InvalidRequest
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_METADATA_FIELD = 8192
-MAX_VOCABULARY_FIELD = 262_144
+MAX_VOCABULARY_FIELD = 131_072
 
 
 class HeadInfo(BaseModel):
