@@ -70,7 +70,9 @@ def train(
     optimizer = torch.optim.AdamW(
         list(params.values()), lr=config.lr, weight_decay=config.weight_decay
     )
-    start = _resume(checkpoint, params, optimizer) if checkpoint else 0
+    # BatchNorm statistics are state too: a resumed backbone without them is broken
+    buffers = dict(model.named_buffers()) if backbone_trains else {}
+    start = _resume(checkpoint, params, buffers, optimizer) if checkpoint else 0
     lr_factor = _lr_lambda(config)
     augment = None
     if config.spec_augment:
@@ -94,7 +96,7 @@ def train(
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == stop):
-            _save(checkpoint, params, optimizer, step + 1)
+            _save(checkpoint, params, buffers, optimizer, step + 1)
     model.eval()
     for p in params.values():
         p.requires_grad_(False)
@@ -120,8 +122,11 @@ def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _save(path: Path, params: dict, optimizer: torch.optim.Optimizer, step: int) -> None:
+def _save(
+    path: Path, params: dict, buffers: dict, optimizer: torch.optim.Optimizer, step: int
+) -> None:
     tensors = {f"param/{k}": v.detach().contiguous() for k, v in params.items()}
+    tensors.update({f"buffer/{k}": v.detach().contiguous() for k, v in buffers.items()})
     for name, p in params.items():
         state = optimizer.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq"):
@@ -133,7 +138,7 @@ def _save(path: Path, params: dict, optimizer: torch.optim.Optimizer, step: int)
     tmp.replace(path)
 
 
-def _resume(path: Path, params: dict, optimizer: torch.optim.Optimizer) -> int:
+def _resume(path: Path, params: dict, buffers: dict, optimizer: torch.optim.Optimizer) -> int:
     if not path.exists():
         return 0
     from safetensors import safe_open
@@ -150,5 +155,13 @@ def _resume(path: Path, params: dict, optimizer: torch.optim.Optimizer) -> int:
                     "exp_avg": tensors[f"exp_avg/{name}"].clone(),
                     "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].clone(),
                 }
+        missing = [name for name in buffers if f"buffer/{name}" not in tensors]
+        if missing:
+            raise RuntimeError(
+                f"{path} has no buffers {missing[:3]}...: written before they were saved; "
+                "delete it to train this stage again"
+            )
+        for name, buffer in buffers.items():
+            buffer.copy_(tensors[f"buffer/{name}"])
     logger.info("resumed %s at step %d", path, step)
     return step
