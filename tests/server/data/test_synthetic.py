@@ -41,6 +41,19 @@ def test_telephone_domain_has_no_energy_above_4khz():
     assert spec_clean[freqs_clean > 4200].sum() / spec_clean.sum() > 10 * high
 
 
+def test_child_effect_shifts_the_spectrum_up_and_shortens_by_the_same_factor():
+    wav = synthetic.speak("three seven", "en-us+f5", 140, 97)
+    shifted = synthetic.EFFECTS["child"](wav, torch.Generator().manual_seed(0))
+    factor = wav.shape[0] / shifted.shape[0]
+    assert 1.24 < factor < 1.36
+
+    def centroid(x):
+        power = torch.fft.rfft(x).abs() ** 2
+        return float((torch.fft.rfftfreq(x.shape[0], 1 / 16_000) * power).sum() / power.sum())
+
+    assert centroid(shifted) / centroid(wav) > 1.15
+
+
 def test_generate_domain_writes_wavs_and_a_manifest(tmp_path):
     manifest = synthetic.generate_domain(tmp_path, "whisper", "test", 3, workers=2)
     rows = read_manifest(manifest)
