@@ -178,10 +178,7 @@ def _evaluate(args) -> int:
     print(format_table(results))
     print()
     print(format_vocabulary_table(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    logger.info("wrote %s", args.json)
-    return 0
+    return _write_json(args.json, results)
 
 
 def _split_check(args) -> int:
@@ -189,9 +186,14 @@ def _split_check(args) -> int:
 
     results = split_check(args.model_dir, args.fsdd_root, args.speakers, args.steps)
     print(format_split_table(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    logger.info("wrote %s", args.json)
+    return _write_json(args.json, results)
+
+
+def _write_json(path: Path, results: list) -> int:
+    """A list of dataclasses, the record beside the printed table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    logger.info("wrote %s", path)
     return 0
 
 

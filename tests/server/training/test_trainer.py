@@ -51,26 +51,14 @@ def test_a_finished_backbone_run_resumes_with_its_batchnorm_statistics(tmp_path)
 
     config = TrainConfig(steps=4, lr=1e-2, warmup=1, max_frames=400, checkpoint_every=2)
     ckpt = tmp_path / "pretrain.safetensors"
-    trained = model()
-    train(
-        trained,
-        dict(trained.backbone.named_parameters()),
-        data,
-        lambda b: None,
-        config,
-        ckpt,
-        backbone_trains=True,
-    )
-    resumed = model()  # fresh weights and statistics; the finished run loads from ckpt
-    train(
-        resumed,
-        dict(resumed.backbone.named_parameters()),
-        data,
-        lambda b: None,
-        config,
-        ckpt,
-        backbone_trains=True,
-    )
+
+    def pretrain(model):  # the recipe's stage (a), in miniature
+        params = dict(model.backbone.named_parameters())
+        train(model, params, data, lambda b: None, config, ckpt, backbone_trains=True)
+        return model
+
+    trained = pretrain(model())
+    resumed = pretrain(model())  # fresh weights and statistics; the finished run loads from ckpt
     stats = [k for k, _ in trained.named_buffers() if k.endswith("running_var")]
     assert stats
     for name, buffer in resumed.named_buffers():
