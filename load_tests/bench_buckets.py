@@ -26,12 +26,10 @@ from load_tests.report import write_table
 from server.audio import Audio
 from server.config import REPO_ROOT, get_settings
 from server.engine import Engine, EngineInput
-from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES
+from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 from server.model.checkpoint import head_spec, load_model
 from server.model.features import SAMPLE_RATE
 from server.slot_pool import DeviceSlotPool
-
-NEVER_SPLIT = 10**9
 
 
 def mixed_batch(model, fp, size: int, seed: int = 0) -> list[EngineInput]:

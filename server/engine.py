@@ -16,7 +16,7 @@ import torch
 import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
-from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, plan_buckets
+from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT, plan_buckets
 from server.model.decoding import Decoded
 from server.model.features import SAMPLE_RATE, pad_features
 from server.model.hra import HRAModel
@@ -47,10 +47,9 @@ class Engine:
         self.device = slots.device
         if forward_overhead_frames is None:  # measured on CPU; on a GPU, one pass per batch
             cpu = self.device.type == "cpu"
-            forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else 10**9
+            forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else NEVER_SPLIT
         self.forward_overhead_frames = forward_overhead_frames
         self.frame_seconds = model.backbone.frame_seconds
-        self.forward_passes = 0
         on, reason = kernels.enable_triton(self.device)
         logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
 
@@ -71,13 +70,11 @@ class Engine:
             vocabularies = [vocabulary_of(batch[i].head) for i in bucket]
             for i, text in zip(bucket, decode(logits, out_lengths, vocabularies)):
                 decoded[i] = text
-        self.forward_passes += len(buckets)
         return EngineOutput(decoded, len(buckets))
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
         self.run([EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)])
-        self.forward_passes = 0
 
 
 def pick_device(name: str) -> torch.device:

@@ -18,6 +18,8 @@ CPU_FORWARD_OVERHEAD_FRAMES = 500
 """One extra forward costs about as much as 500 padded feature frames (5 s of audio) on
 the 2-core CPU: fitted from equal-length batches of 32 run as 1, 2 and 4 forwards."""
 
+NEVER_SPLIT = 10**9  # an overhead no padding can outweigh: one pass per batch
+
 
 def plan_buckets(lengths: Sequence[int], overhead_frames: int) -> list[list[int]]:
     """Indices into `lengths`, grouped into the buckets that minimise total cost.

@@ -43,20 +43,19 @@ def decode(
 
 
 @torch.inference_mode()
-def transcribe_features(
-    model: HRAModel,
-    feats: list[torch.Tensor],
-    heads: list[HeadRecord | None],
-    vocabularies: list[tuple[str, ...]] | None = None,
-) -> list[Decoded]:
-    """One fused forward over utterances that may each use a different head.
-
-    `vocabularies` overrides the heads' own (evaluation compares both ways).
-    """
+def forward_features(
+    model: HRAModel, feats: list[torch.Tensor], heads: list[HeadRecord | None]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fused forward over utterances that may each use a different head: logits, lengths."""
     inputs, lengths = pad_features(feats)
     device = next(model.parameters()).device
     head_batch = HeadBatch.from_heads([head_entry(h) for h in heads]).to(device)
-    logits, out_lengths = model(inputs.to(device), lengths.to(device), head_batch)
-    if vocabularies is None:
-        vocabularies = [vocabulary_of(h) for h in heads]
-    return decode(logits, out_lengths, vocabularies)
+    return model(inputs.to(device), lengths.to(device), head_batch)
+
+
+def transcribe_features(
+    model: HRAModel, feats: list[torch.Tensor], heads: list[HeadRecord | None]
+) -> list[Decoded]:
+    """Transcripts as served: each head's own vocabulary, if it has one."""
+    logits, lengths = forward_features(model, feats, heads)
+    return decode(logits, lengths, [vocabulary_of(h) for h in heads])

@@ -21,7 +21,7 @@ from server.data import synthetic
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
 from server.model.checkpoint import load_model
-from server.model.inference import transcribe_features
+from server.model.inference import decode, forward_features
 from server.training.data import FeatureSet
 
 logger = logging.getLogger(__name__)
@@ -65,28 +65,31 @@ def evaluate(
     results = []
     for task_index, task in enumerate(tqdm(data.task_ids, desc="evaluate")):
         idx = [i for i, t in enumerate(data.tasks) if t == task_index]
-        refs = [data.texts[i] for i in idx]
         vocabulary = stores["hra_linear"].get(task).meta.vocabulary
         wer, wer_vocabulary, params = {}, {}, {}
         for variant in VARIANTS:
             head = stores[variant].get(task) if variant in stores else None
             params[variant] = head.num_parameters if head else 0
-            wer[variant] = _wer(model, data, idx, refs, head, (), batch_size)
+            greedy, constrained = _wers(model, data, idx, head, vocabulary, batch_size)
+            wer[variant] = greedy
             if vocabulary:
-                wer_vocabulary[variant] = _wer(model, data, idx, refs, head, vocabulary, batch_size)
+                wer_vocabulary[variant] = constrained
         results.append(TaskResult(task, len(idx), wer, params, wer_vocabulary))
     return results
 
 
-def _wer(model, data, idx, refs, head, vocabulary, batch_size) -> float:
-    hyps = []
+def _wers(model, data, idx, head, vocabulary, batch_size) -> tuple[float, float]:
+    """WER greedy and within `vocabulary` (if any), from one forward per chunk."""
+    refs, greedy, constrained = [data.texts[i] for i in idx], [], []
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
-        decoded = transcribe_features(
-            model, [data.features[i] for i in chunk], [head] * len(chunk), [vocabulary] * len(chunk)
+        logits, lengths = forward_features(
+            model, [data.features[i] for i in chunk], [head] * len(chunk)
         )
-        hyps += [d.text for d in decoded]
-    return jiwer.wer(refs, hyps)
+        greedy += [d.text for d in decode(logits, lengths, [()] * len(chunk))]
+        if vocabulary:
+            constrained += [d.text for d in decode(logits, lengths, [vocabulary] * len(chunk))]
+    return jiwer.wer(refs, greedy), jiwer.wer(refs, constrained) if vocabulary else 0.0
 
 
 def format_table(results: list[TaskResult]) -> str:

@@ -1,7 +1,7 @@
 import itertools
 import random
 
-from server.length_buckets import plan_buckets
+from server.length_buckets import NEVER_SPLIT, plan_buckets
 
 
 def _cost(lengths, buckets, overhead):
@@ -22,7 +22,7 @@ def test_equal_lengths_run_as_one_pass():
 
 def test_a_huge_overhead_never_splits_and_zero_overhead_splits_by_length():
     lengths = [100, 300, 100, 300]
-    assert len(plan_buckets(lengths, overhead_frames=10**9)) == 1
+    assert len(plan_buckets(lengths, overhead_frames=NEVER_SPLIT)) == 1
     assert plan_buckets(lengths, overhead_frames=0) == [[0, 2], [1, 3]]
 
 
