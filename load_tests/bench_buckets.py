@@ -3,11 +3,16 @@
 The real serving path (server.engine.Engine: features, slot pool, fused forward,
 decoding) on 32 mixed-task clips of uniform 1-3 s (joined FSDD test speech), run
 as one pass padded to the longest, as the length buckets the engine plans, and
-one clip at a time (what a server with max_batch_size=1 does: the bound on what
-batching can buy at these lengths). All take turns in every repeat; medians.
+one clip at a time (what a server with max_batch_size=1 does). All take turns
+in every repeat; medians.
 
-    .venv/bin/python -m load_tests.bench_buckets            # ~1 min
-Writes load_tests/results/buckets.json.
+Then the bound on what dynamic batching can buy at these lengths: a pool of
+64 such clips run in consecutive batches of 1, 8, 16, 32 and 64 (length
+buckets on), sizes taking turns: time per clip and speed over batches of one.
+A server cannot beat its engine's ratio at the batch sizes it forms.
+
+    .venv/bin/python -m load_tests.bench_buckets            # ~2 min
+Writes load_tests/results/buckets.json and batch-bound.json.
 """
 
 from __future__ import annotations
@@ -59,16 +64,22 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "load_tests/results/buckets.json")
+    parser.add_argument(
+        "--bound-out", type=Path, default=REPO_ROOT / "load_tests/results/batch-bound.json"
+    )
     args = parser.parse_args()
 
     model, fp = load_model(get_settings().model_dir / "model.safetensors")
-    slots = DeviceSlotPool(head_spec(model, fp), args.batch, torch.device("cpu"))
+    sizes = sorted({1, *args.sizes})
+    pool = mixed_batch(model, fp, max(args.batch, *sizes))  # its first clips are `batch`
+    slots = DeviceSlotPool(head_spec(model, fp), len(pool), torch.device("cpu"))
     engines = {
         "one_pass": Engine(model, slots, forward_overhead_frames=NEVER_SPLIT),
         "buckets": Engine(model, slots, forward_overhead_frames=CPU_FORWARD_OVERHEAD_FRAMES),
     }
-    batch = mixed_batch(model, fp, args.batch)
+    batch = pool[: args.batch]
     audio_s = sum(item.audio.seconds for item in batch)
     runs = {
         name: (lambda e=engine: e.run(batch).forward_passes) for name, engine in engines.items()
@@ -94,6 +105,35 @@ def main() -> None:
         for name in runs
     ]
     write_table(rows, args.out)
+    write_table(
+        batch_size_bound(engines["buckets"], pool, sizes, args.repeats),
+        args.bound_out,
+    )
+
+
+def batch_size_bound(
+    engine: Engine, clips: list[EngineInput], sizes: list[int], repeats: int
+) -> list[dict]:
+    """All `clips` in consecutive batches of each size (sizes[0] == 1), sizes taking turns."""
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            began = time.perf_counter()
+            for start in range(0, len(clips), size):
+                engine.run(clips[start : start + size])
+            times[size].append(time.perf_counter() - began)
+    audio_s = sum(item.audio.seconds for item in clips)
+    one = statistics.median(times[1])
+    return [
+        {
+            "batch": size,
+            "clips": len(clips),
+            "ms_per_clip": round(1000 * statistics.median(times[size]) / len(clips), 2),
+            "audio_s_per_s": round(audio_s / statistics.median(times[size]), 1),
+            "speed_vs_batch_1": round(one / statistics.median(times[size]), 2),
+        }
+        for size in sizes
+    ]
 
 
 if __name__ == "__main__":

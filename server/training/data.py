@@ -41,8 +41,10 @@ class FeatureSet:
         task_ids: list[str] | None = None,
         desc: str = "features",
         speeds: tuple[float, ...] = (1.0,),
+        tempos: tuple[float, ...] = (),
     ) -> FeatureSet:
-        """`speeds` other than 1.0 add speed-perturbed copies (tempo and pitch together)."""
+        """`speeds` other than 1.0 add speed-perturbed copies (tempo and pitch together);
+        each of `tempos` adds a copy of every one of those at that tempo, pitch kept."""
         tokenizer = CharTokenizer()
         task_ids = task_ids or sorted({u.task for u in utterances})
         index = {t: i for i, t in enumerate(task_ids)}
@@ -51,10 +53,12 @@ class FeatureSet:
             waveform = load_audio(u.audio)
             label = torch.tensor(tokenizer.encode(u.text), dtype=torch.long)
             for speed in speeds:
-                feats.append(featurize(_change_speed(waveform, speed)))
-                labels.append(label)
-                tasks.append(index[u.task])
-                texts.append(tokenizer.normalize(u.text))
+                feat = featurize(_change_speed(waveform, speed))
+                for copy in (feat, *(change_tempo(feat, tempo) for tempo in tempos)):
+                    feats.append(copy)
+                    labels.append(label)
+                    tasks.append(index[u.task])
+                    texts.append(tokenizer.normalize(u.text))
         return cls(feats, labels, tasks, texts, task_ids)
 
 
@@ -64,6 +68,20 @@ def _change_speed(waveform: torch.Tensor, speed: float) -> torch.Tensor:
         return waveform
     rate = SAMPLE_RATE
     return torchaudio.functional.resample(waveform, int(rate * speed), rate)
+
+
+def change_tempo(features: torch.Tensor, tempo: float) -> torch.Tensor:
+    """Features [T, F] of the same speech `tempo` times faster, pitch and formants kept.
+
+    Frames are resampled in time (linear interpolation), so only the duration
+    changes: the speaker talking faster or slower, which speed perturbation
+    cannot give without also moving the voice up or down.
+    """
+    frames = max(1, round(features.shape[0] / tempo))
+    stretched = torch.nn.functional.interpolate(
+        features.T[None], size=frames, mode="linear", align_corners=True
+    )
+    return stretched[0].T.contiguous()
 
 
 @dataclass

@@ -48,7 +48,9 @@ def split_check(
     results = []
     for speaker in speakers:
         fit = load_fsdd(fsdd_root, FIT_TAKES, [speaker])
-        data = FeatureSet.build(fit, model.backbone.featurize, speeds=recipe.speeds)
+        data = FeatureSet.build(
+            fit, model.backbone.featurize, speeds=recipe.speeds, tempos=recipe.refine_tempos
+        )
         pools = train_heads(model, data, HeadType.LINEAR, 0, config)
         (head,) = pools.records(fp, 0)
         held_out = _wers(model, fsdd_root, speaker, HELD_OUT_TAKES, head)

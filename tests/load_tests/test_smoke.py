@@ -40,13 +40,20 @@ def test_fused_benchmark_smoke_writes_every_variant(tmp_path):
     assert all(r["audio_s_per_s"] > 0 and r["ratio_to_backbone"] > 0 for r in records)
 
 
-def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_and_one_by_one(tmp_path):
-    out = tmp_path / "buckets.json"
-    _run("load_tests.bench_buckets", "--batch", "8", "--repeats", "1", "--out", str(out))
+def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_one_by_one_and_sizes(tmp_path):
+    out, bound = tmp_path / "buckets.json", tmp_path / "bound.json"
+    _run(
+        "load_tests.bench_buckets",
+        *("--batch", "8", "--sizes", "4", "--repeats", "1"),
+        *("--out", str(out), "--bound-out", str(bound)),
+    )
     rows = {r["variant"]: r for r in json.loads(out.read_text())}
     assert set(rows) == {"one_pass", "buckets", "one_by_one"}
     assert rows["one_pass"]["forward_passes"] == 1 and rows["one_by_one"]["forward_passes"] == 8
     assert all(r["audio_s_per_s"] > 0 for r in rows.values())
+    sizes = json.loads(bound.read_text())
+    assert [(r["batch"], r["clips"]) for r in sizes] == [(1, 8), (4, 8)]
+    assert sizes[0]["speed_vs_batch_1"] == 1.0 and sizes[1]["ms_per_clip"] > 0
 
 
 def test_vocabulary_decoding_benchmark_smoke(tmp_path):
