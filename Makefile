@@ -31,7 +31,7 @@ test-fast: $(VENV_OK)
 stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all), keyless
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) docker/local_stack.py
 
-model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads, refine): ~37 min
+model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads, refine): ~39 min
 	$(PY) -m server.cli build-default
 
 eval: $(VENV_OK)  ## WER table of the README; writes results/evaluation.json
