@@ -57,6 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank", type=int, default=32, help="FFN hidden size")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--speeds",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="train on speed-perturbed copies too (tempo and pitch), e.g. 0.9 1.0 1.1",
+    )
+    p.add_argument(
+        "--tempos",
+        type=float,
+        nargs="*",
+        default=[],
+        help="and on copies at these tempos, pitch kept, e.g. 1.2 1.4 (fast talkers)",
+    )
     p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
     p.add_argument("--owner")
     p.add_argument(
@@ -149,7 +163,9 @@ def _train_head(args) -> int:
     model, fp = load_model(args.model_dir / "model.safetensors")
     rows = read_manifest(args.manifest, task=args.task_id)
     rows = [r.__class__(r.audio, r.text, args.task_id) for r in rows]
-    data = FeatureSet.build(rows, model.backbone.featurize)
+    data = FeatureSet.build(
+        rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
+    )
     head_type = HeadType(args.head_type)
     rank = args.rank if head_type == HeadType.FFN else 0
     config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))

@@ -44,6 +44,8 @@ def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(
                 str(manifest),
                 "--steps",
                 "120",
+                "--tempos",
+                "1.2",
                 "--owner",
                 "me",
                 "--vocabulary-from-manifest",
