@@ -11,7 +11,7 @@ Then the bound on what dynamic batching can buy at these lengths: a pool of
 buckets on), sizes taking turns: time per clip and speed over batches of one.
 A server cannot beat its engine's ratio at the batch sizes it forms.
 
-    .venv/bin/python -m load_tests.bench_buckets            # ~2 min
+    .venv/bin/python -m load_tests.bench_buckets            # ~40 s
 Writes load_tests/results/buckets.json and batch-bound.json.
 """
 

@@ -54,8 +54,8 @@ class FeatureSet:
             label = torch.tensor(tokenizer.encode(u.text), dtype=torch.long)
             for speed in speeds:
                 feat = featurize(_change_speed(waveform, speed))
-                for copy in (feat, *(change_tempo(feat, tempo) for tempo in tempos)):
-                    feats.append(copy)
+                for variant in (feat, *(change_tempo(feat, tempo) for tempo in tempos)):
+                    feats.append(variant)
                     labels.append(label)
                     tasks.append(index[u.task])
                     texts.append(tokenizer.normalize(u.text))
