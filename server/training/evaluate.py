@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
+import torch
 from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.head_format import HeadRecord
 from server.data import synthetic
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
 from server.model.checkpoint import load_model
+from server.model.hra import HRAModel
 from server.model.inference import decode, forward_features
 from server.training.data import FeatureSet
 
@@ -70,26 +73,31 @@ def evaluate(
         for variant in VARIANTS:
             head = stores[variant].get(task) if variant in stores else None
             params[variant] = head.num_parameters if head else 0
-            greedy, constrained = _wers(model, data, idx, head, vocabulary, batch_size)
-            wer[variant] = greedy
-            if vocabulary:
+            feats, refs = [data.features[i] for i in idx], [data.texts[i] for i in idx]
+            wer[variant], constrained = wers(model, feats, refs, head, vocabulary, batch_size)
+            if constrained is not None:
                 wer_vocabulary[variant] = constrained
         results.append(TaskResult(task, len(idx), wer, params, wer_vocabulary))
     return results
 
 
-def _wers(model, data, idx, head, vocabulary, batch_size) -> tuple[float, float]:
-    """WER greedy and within `vocabulary` (if any), from one forward per chunk."""
-    refs, greedy, constrained = [data.texts[i] for i in idx], [], []
-    for start in range(0, len(idx), batch_size):
-        chunk = idx[start : start + batch_size]
-        logits, lengths = forward_features(
-            model, [data.features[i] for i in chunk], [head] * len(chunk)
-        )
+def wers(
+    model: HRAModel,
+    feats: list[torch.Tensor],
+    refs: list[str],
+    head: HeadRecord | None,
+    vocabulary: tuple[str, ...],
+    batch_size: int = 32,
+) -> tuple[float, float | None]:
+    """WER greedy, and within `vocabulary` (None if empty), from one forward per chunk."""
+    greedy, constrained = [], []
+    for start in range(0, len(feats), batch_size):
+        chunk = feats[start : start + batch_size]
+        logits, lengths = forward_features(model, chunk, [head] * len(chunk))
         greedy += [d.text for d in decode(logits, lengths, [()] * len(chunk))]
         if vocabulary:
             constrained += [d.text for d in decode(logits, lengths, [vocabulary] * len(chunk))]
-    return jiwer.wer(refs, greedy), jiwer.wer(refs, constrained) if vocabulary else 0.0
+    return jiwer.wer(refs, greedy), jiwer.wer(refs, constrained) if vocabulary else None
 
 
 def format_table(results: list[TaskResult]) -> str:

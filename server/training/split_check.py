@@ -14,13 +14,11 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import jiwer
-
 from adapters_store.head_format import HeadRecord, HeadType
 from server.data.fsdd import DIGIT_WORDS, TEST_TAKES, load_fsdd
 from server.model.checkpoint import load_model
-from server.model.inference import decode, forward_features
 from server.training.data import FeatureSet
+from server.training.evaluate import wers
 from server.training.recipes import Recipe, train_heads
 
 logger = logging.getLogger(__name__)
@@ -61,14 +59,9 @@ def split_check(
 
 
 def _wers(model, root: Path, speaker: str, takes: range, head: HeadRecord) -> tuple[float, float]:
-    """WER greedy and within the digit vocabulary, from one forward."""
     rows = load_fsdd(root, takes, [speaker])
     data = FeatureSet.build(rows, model.backbone.featurize, desc=f"{speaker} {takes}")
-    logits, lengths = forward_features(model, data.features, [head] * len(rows))
-    return tuple(
-        jiwer.wer(data.texts, [d.text for d in decode(logits, lengths, [words] * len(rows))])
-        for words in ((), DIGIT_WORDS)
-    )
+    return wers(model, data.features, data.texts, head, DIGIT_WORDS)
 
 
 def format_split_table(results: list[SplitCheck]) -> str:
