@@ -1,9 +1,17 @@
-"""The engine: one per device, run from its own thread, one fused forward per batch.
+"""The engine: one per device, run from its own thread, one fused forward per bucket.
 
-It knows nothing of queues or HTTP: it takes a list of (audio, head) and
-returns transcripts. Heads are placed in the device slot pool and the
-mixed-task batch runs as one forward pass, or as a few when its lengths differ
-so much that padding would cost more than another pass (server/length_buckets.py).
+It knows nothing of queues or HTTP: it takes a list of (audio, resolved head) and
+returns one result per item, a transcript or the typed error of that item alone.
+
+Failure model (a property of the interface, not a retry around it):
+    featurize        per item; an item whose audio cannot be featurized fails alone
+    fused forward    per length bucket (server/length_buckets.py); if a bucket raises,
+                     its members run again in halves until only the culprits fail
+                     (at most 2 log2(B) extra passes for one culprit), each culprit
+                     logged with its request id and counted in `isolated_failures`
+    decode           per item; a vocabulary decode that raises fails only its item
+Admission (server/admission.py) turns away what is known to fail before it can join a
+batch; the bisection is the second line for what nobody foresaw.
 """
 
 from __future__ import annotations
@@ -16,26 +24,31 @@ import torch
 import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
+from server.errors import InferenceFailed, ServingError
 from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT, plan_buckets
 from server.model.decoding import Decoded
-from server.model.features import SAMPLE_RATE, pad_features
+from server.model.features import SAMPLE_RATE
 from server.model.hra import HRAModel
-from server.model.inference import decode, vocabulary_of
+from server.model.inference import decode_one, forward_padded, vocabulary_of
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
+
+ItemResult = Decoded | ServingError
 
 
 @dataclass(frozen=True)
 class EngineInput:
     audio: Audio  # resampled and featurized here: the engine's thread does all torch work
     head: HeadRecord | None  # None: backbone only (task "base")
+    request_id: str = "-"  # for the logs, when this item fails
 
 
 @dataclass(frozen=True)
 class EngineOutput:
-    decoded: list[Decoded]  # in input order
-    forward_passes: int
+    results: list[ItemResult]  # in input order: a transcript or this item's own error
+    forward_passes: int  # bucket passes, re-runs of a failed bucket included
+    isolated_failures: int  # items that failed inside a pass that had to be split
 
 
 class Engine:
@@ -50,6 +63,7 @@ class Engine:
             forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else NEVER_SPLIT
         self.forward_overhead_frames = forward_overhead_frames
         self.frame_seconds = model.backbone.frame_seconds
+        self.min_samples = model.backbone.min_samples
         on, reason = kernels.enable_triton(self.device)
         logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
 
@@ -58,23 +72,75 @@ class Engine:
 
     @torch.inference_mode()
     def run(self, batch: list[EngineInput]) -> EngineOutput:
-        features = [self.featurize(item.audio) for item in batch]
-        buckets = plan_buckets([f.shape[0] for f in features], self.forward_overhead_frames)
-        decoded: list[Decoded | None] = [None] * len(batch)
+        results: list[ItemResult | None] = [None] * len(batch)
+        features: dict[int, torch.Tensor] = {}
+        for i, item in enumerate(batch):
+            try:
+                features[i] = self.featurize(item.audio)
+            except Exception as exc:
+                results[i] = _culprit(item, "features", exc)
+        ready = list(features)
+        buckets = plan_buckets([features[i].shape[0] for i in ready], self.forward_overhead_frames)
+        run = _Run(self, batch, features, results)
         for bucket in buckets:
-            inputs, lengths = pad_features([features[i] for i in bucket])
-            head_batch = self.slots.head_batch([batch[i].head for i in bucket])
-            logits, out_lengths = self.model(
-                inputs.to(self.device), lengths.to(self.device), head_batch
-            )
-            vocabularies = [vocabulary_of(batch[i].head) for i in bucket]
-            for i, text in zip(bucket, decode(logits, out_lengths, vocabularies)):
-                decoded[i] = text
-        return EngineOutput(decoded, len(buckets))
+            run.isolated([ready[j] for j in bucket])
+        isolated = run.isolated_failures + len(batch) - len(features)
+        return EngineOutput(results, run.passes, isolated)  # every slot is filled by now
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
-        self.run([EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)])
+        (result,) = self.run([EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)]).results
+        if isinstance(result, Exception):
+            raise result
+
+
+class _Run:
+    """One engine.run: the passes it made and the results it filled in."""
+
+    def __init__(self, engine: Engine, batch, features, results) -> None:
+        self.engine = engine
+        self.batch: list[EngineInput] = batch
+        self.features: dict[int, torch.Tensor] = features
+        self.results: list[ItemResult | None] = results
+        self.passes = 0
+        self.isolated_failures = 0
+
+    def isolated(self, members: list[int]) -> None:
+        """Forward `members` as one fused pass; if it raises, halves, down to the culprits."""
+        self.passes += 1
+        try:
+            logits, lengths = self._forward(members)
+        except Exception as exc:
+            if len(members) == 1:
+                self.results[members[0]] = _culprit(self.batch[members[0]], "forward", exc)
+                self.isolated_failures += 1
+                return
+            logger.warning("a fused pass of %d failed (%s); splitting it", len(members), exc)
+            half = len(members) // 2
+            self.isolated(members[:half])
+            self.isolated(members[half:])
+            return
+        for row, i in enumerate(members):
+            item = self.batch[i]
+            try:
+                n = int(lengths[row])
+                self.results[i] = decode_one(logits[row, :n], vocabulary_of(item.head))
+            except Exception as exc:
+                self.results[i] = _culprit(item, "decode", exc)
+
+    def _forward(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        head_batch = self.engine.slots.head_batch([self.batch[i].head for i in members])
+        feats = [self.features[i] for i in members]
+        return forward_padded(self.engine.model, feats, head_batch, self.engine.device)
+
+
+def _culprit(item: EngineInput, stage: str, exc: Exception) -> ServingError:
+    if isinstance(exc, ServingError):  # a typed refusal (e.g. no slot for the head)
+        return exc
+    logger.error(
+        "request %s failed alone in %s (%s: %s)", item.request_id, stage, type(exc).__name__, exc
+    )
+    return InferenceFailed(f"this request's {stage} step failed: {type(exc).__name__}")
 
 
 def pick_device(name: str) -> torch.device:

@@ -27,6 +27,12 @@ class EmptyAudio(AudioDecodeError):
     code = "empty_audio"
 
 
+class AudioTooShort(AudioDecodeError):
+    """Fewer samples than the model's front end can turn into a single frame."""
+
+    code = "audio_too_short"
+
+
 class AudioTooLong(ServingError):
     code = "audio_too_long"
 
@@ -55,14 +61,22 @@ class BatchFailed(ServingError):
     code = "batch_failed"
 
 
+class InferenceFailed(ServingError):
+    """This request alone failed inside the engine (its batch-mates were not affected)."""
+
+    code = "inference_failed"
+
+
 __all__ = [
     "AudioDecodeError",
     "AudioTooLong",
+    "AudioTooShort",
     "BatchFailed",
     "DeadlineExceeded",
     "EmptyAudio",
     "FingerprintMismatch",
     "HeadRejected",
+    "InferenceFailed",
     "InvalidRequest",
     "InvalidTaskId",
     "Overloaded",

@@ -56,6 +56,11 @@ class Metrics:
         self.forward_passes = Counter(
             "hra_forward_passes_total", "Fused forward passes run", registry=r
         )
+        self.isolated_failures = Counter(
+            "hra_isolated_failures_total",
+            "Requests that failed alone inside a fused pass that had to be split",
+            registry=r,
+        )
         self.queue_depth_gauge = Gauge(
             "hra_queue_depth", "Requests admitted, not yet batched", registry=r
         )
@@ -119,9 +124,15 @@ class Metrics:
 
     # BatchObserver
     def batch_done(
-        self, size: int, distinct_tasks: int, compute_s: float, forward_passes: int
+        self,
+        size: int,
+        distinct_tasks: int,
+        compute_s: float,
+        forward_passes: int,
+        isolated_failures: int,
     ) -> None:
         self.forward_passes.inc(forward_passes)
+        self.isolated_failures.inc(isolated_failures)
         self.batch_size.observe(size)
         self.batch_tasks.observe(distinct_tasks)
         self.compute_latency.observe(compute_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,6 +24,7 @@ from adapters_store.head_format import (
     validate_vocabulary,
 )
 from adapters_store.redis_store import RedisStore
+from server.admission import Admission
 from server.audio import read_audio
 from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
@@ -48,6 +50,7 @@ class Transcription:
     frame_s: float
     queue_ms: float
     compute_ms: float
+    request_id: str
 
 
 class AsrService:
@@ -81,9 +84,9 @@ class AsrService:
             self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event
         )
         self.engine = Engine(model, slots, settings.forward_overhead_frames)
+        self.admission = Admission(self.engine.min_samples)
         self.batcher = Batcher(
             self.engine,
-            self.resolve_head,
             settings.batch,
             settings.cache.device_slots,
             observer=self.metrics,
@@ -109,36 +112,36 @@ class AsrService:
     def authenticate(self, key: str | None) -> Principal:
         return OPEN if self.settings.open_access else self.keyring.authenticate(key)
 
-    async def resolve_head(self, task_id: str) -> HeadRecord | None:
+    async def resolve_head(self, task_id: str, caller: Principal = OPEN) -> HeadRecord | None:
+        """The head a transcription of `task_id` uses, if `caller` may use it (else 404)."""
         if task_id == BASE_TASK:
             return None
-        return await self.cache.resolve(validate_task_id(task_id))
+        head = await self.cache.resolve(validate_task_id(task_id))
+        caller.check_owner(task_id, head.meta.owner)
+        return head
 
     async def transcribe(
         self, audio: bytes, task_id: str, caller: Principal = OPEN
     ) -> Transcription:
         began = time.monotonic()
-        if task_id != BASE_TASK:
-            validate_task_id(task_id)
+        request_id = uuid.uuid4().hex[:16]
+        head = await self.resolve_head(task_id, caller)
         decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
+        self.admission.check(decoded, head)
         deadline = began + self.settings.batch.request_timeout_s
-
-        def authorize(head: HeadRecord | None) -> None:
-            if head is not None:
-                caller.check_owner(task_id, head.meta.owner)
-
-        result = await self.batcher.submit(Work(decoded, task_id, deadline, authorize))
+        result = await self.batcher.submit(Work(decoded, head, deadline, request_id))
         seconds = decoded.seconds
         self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
         return Transcription(
             task_id=task_id,
-            head_version=result.head.meta.version if result.head else None,
+            head_version=head.meta.version if head else None,
             text=result.decoded.text,
             words=result.decoded.words,
             duration_s=seconds,
             frame_s=self.engine.frame_seconds,
             queue_ms=1000 * result.queue_s,
             compute_ms=1000 * result.compute_s,
+            request_id=request_id,
         )
 
     async def register_head(

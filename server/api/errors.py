@@ -33,6 +33,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.StoreUnavailable, 503),
     (e.DeadlineExceeded, 504),
     (e.BatchFailed, 500),
+    (e.InferenceFailed, 500),
 ]
 
 UNSUPPORTED_MEDIA = "unsupported_media_type"

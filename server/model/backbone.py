@@ -19,6 +19,7 @@ class Backbone(Protocol):
     num_layers: int  # L
     vocab_size: int  # V (CTC symbols, blank included)
     frame_seconds: float  # audio seconds per output frame, for timestamps
+    min_samples: int  # shortest 16 kHz waveform featurize + embed can process
 
     def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
         """One 16 kHz mono waveform [N] -> input frames [T_in, F]."""

@@ -81,6 +81,7 @@ class ConformerCTC(nn.Module):
     """Implements server.model.backbone.Backbone."""
 
     frame_seconds = 0.04  # 10 ms features, subsampled 4x
+    min_samples = 201  # the STFT's centre padding (n_fft / 2 = 200) needs more samples than that
 
     def __init__(self, config: ConformerConfig = ConformerConfig()) -> None:
         super().__init__()

@@ -30,27 +30,42 @@ def vocabulary_of(head: HeadRecord | None) -> tuple[str, ...]:
     return head.meta.vocabulary if head is not None else ()
 
 
+def decode_one(logits: torch.Tensor, vocabulary: tuple[str, ...]) -> Decoded:
+    """logits [T, V] of one utterance (valid frames only): greedy, or within its vocabulary."""
+    if vocabulary:
+        log_probs = logits.log_softmax(-1).float().cpu().numpy()
+        return vocabulary_decode(log_probs, word_loop(vocabulary))
+    length = torch.tensor([logits.shape[0]])
+    return greedy_decode(logits[None], length, _TOKENIZER)[0]
+
+
 def decode(
     logits: torch.Tensor, lengths: torch.Tensor, vocabularies: list[tuple[str, ...]]
 ) -> list[Decoded]:
-    """Greedy per utterance, except where its vocabulary is non-empty."""
-    results = greedy_decode(logits, lengths, _TOKENIZER)
-    for b, words in enumerate(vocabularies):
-        if words:
-            log_probs = logits[b, : int(lengths[b])].log_softmax(-1).float().cpu().numpy()
-            results[b] = vocabulary_decode(log_probs, word_loop(words))
-    return results
+    """One Decoded per utterance of a batch: logits [B, T, V], lengths [B]."""
+    return [decode_one(logits[b, : int(n)], v) for b, (n, v) in enumerate(zip(lengths, vocabularies))]
+
+
+def forward_padded(
+    model: HRAModel, feats: list[torch.Tensor], heads: HeadBatch, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fused forward over utterances that may each use a different head: logits, lengths.
+
+    The one forward path: the serving engine (heads from the device slot pool) and the
+    evaluation (heads stacked per batch) both come through here.
+    """
+    inputs, lengths = pad_features(feats)
+    return model(inputs.to(device), lengths.to(device), heads)
 
 
 @torch.inference_mode()
 def forward_features(
     model: HRAModel, feats: list[torch.Tensor], heads: list[HeadRecord | None]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One fused forward over utterances that may each use a different head: logits, lengths."""
-    inputs, lengths = pad_features(feats)
+    """forward_padded with the heads given as records (evaluation, CLI)."""
     device = next(model.parameters()).device
     head_batch = HeadBatch.from_heads([head_entry(h) for h in heads]).to(device)
-    return model(inputs.to(device), lengths.to(device), head_batch)
+    return forward_padded(model, feats, head_batch, device)
 
 
 def transcribe_features(

@@ -37,6 +37,15 @@ class Wav2Vec2Backbone(nn.Module):
         self.hidden_dim = transformer.layer_norm.normalized_shape[0]
         self.num_layers = len(transformer.layers)
 
+    @property
+    def min_samples(self) -> int:
+        """The conv front end's receptive field: the samples one output frame needs (400)."""
+        field, stride = 1, 1
+        for block in self.model.feature_extractor.conv_layers:
+            field += (block.conv.kernel_size[0] - 1) * stride
+            stride *= block.conv.stride[0]
+        return field
+
     @classmethod
     def from_config(cls, config: dict) -> Wav2Vec2Backbone:
         return cls(**config)

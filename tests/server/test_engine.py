@@ -1,8 +1,11 @@
 import torch
 
+from adapters_store.head_format import HeadRecord
+
 from server.audio import Audio
 from server.data.manifest import load_audio
 from server.engine import Engine, EngineInput
+from server.errors import InferenceFailed, ServingError
 from server.length_buckets import NEVER_SPLIT
 from server.model.checkpoint import head_spec
 from server.model.features import SAMPLE_RATE
@@ -32,9 +35,9 @@ def test_length_buckets_give_the_same_transcripts_as_one_padded_pass(
     bucketed = _engine(default_model, 0).run(batch)
     assert one_pass.forward_passes == 1
     assert bucketed.forward_passes > 1
-    assert [d.text for d in bucketed.decoded] == [d.text for d in one_pass.decoded]
-    assert [d.words for d in bucketed.decoded] == [d.words for d in one_pass.decoded]
-    assert any(d.text for d in one_pass.decoded)
+    assert [d.text for d in bucketed.results] == [d.text for d in one_pass.results]
+    assert [d.words for d in bucketed.results] == [d.words for d in one_pass.results]
+    assert any(d.text for d in one_pass.results)
 
 
 def test_the_engine_on_cpu_splits_a_mixed_batch_but_not_an_even_one(
@@ -45,3 +48,34 @@ def test_the_engine_on_cpu_splits_a_mixed_batch_but_not_an_even_one(
     assert engine.run(mixed).forward_passes > 1
     even = [EngineInput(Audio(torch.randn(SAMPLE_RATE) * 0.1, SAMPLE_RATE), None)] * 8
     assert engine.run(even).forward_passes == 1
+
+
+def test_an_item_that_cannot_be_featurized_fails_alone(default_model, default_store, fsdd_test):
+    engine = _engine(default_model, None)
+    batch = _mixed_lengths_batch(default_store, fsdd_test)[:4]
+    too_short = EngineInput(Audio(torch.zeros(engine.min_samples - 1), SAMPLE_RATE), None, "r-1")
+    alone = engine.run(batch).results
+    mixed = engine.run(batch[:2] + [too_short] + batch[2:])
+    assert isinstance(mixed.results[2], InferenceFailed)
+    assert mixed.isolated_failures == 1
+    others = mixed.results[:2] + mixed.results[3:]
+    assert [d.text for d in others] == [d.text for d in alone]
+
+
+def test_a_fused_pass_that_raises_is_split_until_only_the_culprit_fails(
+    default_model, default_store, fsdd_test
+):
+    engine = _engine(default_model, NEVER_SPLIT)
+    batch = _mixed_lengths_batch(default_store, fsdd_test)[:7]
+    good = batch[0].head
+    wrong_shape = good.with_meta(task_id="wrong-shape", version=99)
+    culprit = EngineInput(
+        batch[0].audio, HeadRecord(wrong_shape.meta, {"V": good.tensors["V"].repeat(2, 1)}), "r-2"
+    )
+    alone = engine.run(batch).results
+    mixed = engine.run(batch[:5] + [culprit] + batch[5:])
+    assert isinstance(mixed.results[5], ServingError)
+    assert mixed.isolated_failures == 1
+    assert 1 < mixed.forward_passes <= 1 + 2 * 3  # the split costs at most 2 log2(B) passes
+    others = mixed.results[:5] + mixed.results[6:]
+    assert [d.text for d in others] == [d.text for d in alone]
