@@ -89,7 +89,9 @@ class Engine:
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
-        (result,) = self.run([EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)]).results
+        (result,) = self.run(
+            [EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)]
+        ).results
         if isinstance(result, Exception):
             raise result
 

@@ -43,7 +43,9 @@ def decode(
     logits: torch.Tensor, lengths: torch.Tensor, vocabularies: list[tuple[str, ...]]
 ) -> list[Decoded]:
     """One Decoded per utterance of a batch: logits [B, T, V], lengths [B]."""
-    return [decode_one(logits[b, : int(n)], v) for b, (n, v) in enumerate(zip(lengths, vocabularies))]
+    return [
+        decode_one(logits[b, : int(n)], v) for b, (n, v) in enumerate(zip(lengths, vocabularies))
+    ]
 
 
 def forward_padded(

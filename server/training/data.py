@@ -119,18 +119,3 @@ def sample_batch(data: FeatureSet, step: int, seed: int, max_frames: int) -> Bat
     count = max(1, max_frames // data.features[order[pos]].shape[0])
     start = max(0, min(pos - count // 2, len(order) - count))
     return collate(data, order[start : start + count])
-
-
-def iterate_batches(data: FeatureSet, max_frames: int):
-    """Every utterance once, in length order (for evaluation)."""
-    order = data.length_order
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while (
-            end < len(order)
-            and (end - start + 1) * data.features[order[end]].shape[0] <= max_frames
-        ):
-            end += 1
-        yield collate(data, order[start:end])
-        start = end

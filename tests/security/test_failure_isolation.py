@@ -57,7 +57,9 @@ class World:
                 assert r.status_code == 200, r.text
             for u in fsdd_test[::25][:24]:  # every speaker, every digit
                 task, audio = f"victim-{u.task.removeprefix('fsdd-')}", fsdd_bytes(u)
-                r = http.post(f"/v1/transcribe?task_id={task}", content=audio, headers=_auth(VICTIM))
+                r = http.post(
+                    f"/v1/transcribe?task_id={task}", content=audio, headers=_auth(VICTIM)
+                )
                 assert r.status_code == 200, r.text
                 self.good.append((task, audio, r.json()["text"]))
             self.mallory_tasks += self._register_odd_heads(http)
@@ -127,7 +129,13 @@ RATES = st.one_of(
     st.sampled_from([1000, 7999, 8000, 11025, 16000, 22050, 44100, 44101, 48000, 96000, 383987]),
     st.integers(1000, 384_000),
 )
-CONTAINERS = [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAV", "PCM_U8"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")]
+CONTAINERS = [
+    ("WAV", "PCM_16"),
+    ("WAV", "FLOAT"),
+    ("WAV", "PCM_U8"),
+    ("FLAC", "PCM_16"),
+    ("OGG", "VORBIS"),
+]
 
 
 class Clip(bytes):
