@@ -63,9 +63,7 @@ def _work(head: HeadRecord | None, frames=80, timeout=10.0) -> Work:
     return Work(audio, head, time.monotonic() + timeout)
 
 
-async def test_concurrent_requests_are_fused_into_batches_up_to_the_size_limit(
-    make_batcher, heads
-):
+async def test_concurrent_requests_are_fused_into_batches_up_to_the_size_limit(make_batcher, heads):
     batcher, observer = make_batcher(max_batch_size=4, max_wait_ms=50)
     results = await asyncio.gather(*[batcher.submit(_work(heads[t])) for t in "abcabcabca"])
     assert len(results) == 10
@@ -148,9 +146,7 @@ async def test_a_cancelled_request_leaves_the_queue(make_batcher, heads):
     await batcher.stop()
 
 
-async def test_requests_arriving_slower_than_max_wait_never_wait_for_company(
-    make_batcher, heads
-):
+async def test_requests_arriving_slower_than_max_wait_never_wait_for_company(make_batcher, heads):
     batcher, observer = make_batcher(max_wait_ms=300)
     for _ in range(3):
         began = time.monotonic()

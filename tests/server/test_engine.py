@@ -1,7 +1,6 @@
 import torch
 
 from adapters_store.head_format import HeadRecord
-
 from server.audio import Audio
 from server.data.manifest import load_audio
 from server.engine import Engine, EngineInput

@@ -23,7 +23,9 @@ def test_only_busy_tasks_get_labels_and_the_rest_count_as_other():
 
 def test_batch_observations_feed_the_batch_histograms():
     metrics = Metrics()
-    metrics.batch_done(size=12, distinct_tasks=7, compute_s=0.05, forward_passes=1, isolated_failures=0)
+    metrics.batch_done(
+        size=12, distinct_tasks=7, compute_s=0.05, forward_passes=1, isolated_failures=0
+    )
     text = metrics.render().decode()
     assert "hra_forward_passes_total 1.0" in text
     assert "hra_batch_size_sum 12.0" in text and "hra_batch_distinct_tasks_sum 7.0" in text
