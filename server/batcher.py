@@ -63,7 +63,6 @@ class Result:
     decoded: Decoded
     queue_s: float
     compute_s: float
-    batch_size: int
 
 
 @dataclass(eq=False)  # identity: two requests are never "equal"
@@ -227,7 +226,7 @@ class Batcher:
             if isinstance(result, Exception):
                 p.done.set_exception(result)
             else:
-                p.done.set_result(Result(result, started - p.admitted, compute, len(batch)))
+                p.done.set_result(Result(result, started - p.admitted, compute))
 
     def _report_depth(self) -> None:
         if self.observer:
