@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+Probes answer GET and HEAD. /metrics is guarded by server/api/auth_gate.py
+(an admin or metrics key when keys are configured).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from server.api.deps import Service
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(service: Service):
     """200 when ready; 503 with status "degraded" while the store is unreachable."""
     report = await service.readiness()
