@@ -27,7 +27,9 @@ from server.api.limits import send_error
 from server.auth import OPEN, Principal, Unauthorized
 
 PRINCIPAL_KEY = "hra.principal"  # where the authenticated caller lives in the ASGI scope
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 METRICS_PATH = "/metrics"
 
 
