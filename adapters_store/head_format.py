@@ -8,6 +8,7 @@ its description. Parsing never unpickles: safetensors is plain tensors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from adapters_store.errors import (
     InvalidTaskId,
     InvalidVocabulary,
 )
+from adapters_store.json_limits import JsonTooDeep, loads_bounded
 
 FORMAT = "hra-head/1"
 METADATA_KEY = "hra_head"
@@ -122,9 +124,18 @@ def _read_header(data: bytes) -> dict:
     if header_len > len(data) - 8 or header_len > 100_000_000:
         raise HeadRejected("not a safetensors file: header length exceeds the file")
     try:
-        header = json.loads(data[8 : 8 + header_len])
+        header = loads_bounded(data[8 : 8 + header_len])
+        # The metadata entry is JSON inside a JSON string: bound its depth here too, so
+        # decode_head's json.loads of it cannot recurse without limit.
+        raw_meta = header.get("__metadata__") if isinstance(header, dict) else None
+        raw_meta = raw_meta.get(METADATA_KEY) if isinstance(raw_meta, dict) else None
+        if isinstance(raw_meta, str) and len(raw_meta) <= MAX_METADATA_BYTES:
+            with contextlib.suppress(json.JSONDecodeError):  # decode_head reports it
+                loads_bounded(raw_meta)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise HeadRejected("not a safetensors file: header is not JSON") from None
+    except JsonTooDeep as exc:
+        raise HeadRejected(f"safetensors header: {exc}") from None
     if not isinstance(header, dict):
         raise HeadRejected("not a safetensors file: header is not an object")
     return header

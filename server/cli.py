@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from server.allocator import reexec_with_allocator
-from server.config import get_settings
+from server.config import Settings, get_settings
 
 logger = logging.getLogger("server.cli")
 
@@ -115,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     return COMMANDS[args.command](args)
 
 
+def uvicorn_options(settings: Settings) -> dict:
+    """uvicorn's connection bounds from HttpSettings (the body-read timeout is middleware,
+    server/api/limits.py, so it holds under any ASGI server)."""
+    return dict(
+        host=settings.host,
+        port=settings.port,
+        limit_concurrency=settings.http.max_connections,
+        timeout_keep_alive=settings.http.keep_alive_timeout_s,
+        h11_max_incomplete_event_size=settings.http.max_header_bytes,
+    )
+
+
 def _serve(args) -> int:
     import uvicorn
 
@@ -122,9 +134,8 @@ def _serve(args) -> int:
     uvicorn.run(
         "server.api.app:create_app",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         log_level="info",
+        **uvicorn_options(settings),
     )
     return 0
 

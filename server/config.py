@@ -52,6 +52,25 @@ class AudioSettings(BaseModel):
     """Longest audio accepted, in seconds."""
 
 
+class HttpSettings(BaseModel):
+    """The HTTP edge: who may read /metrics, and how long and how many clients may hold us."""
+
+    metrics_key: SecretStr | None = None
+    """A key that opens /metrics only (Prometheus sends it as a bearer token). With API keys
+    configured, /metrics answers this key or an admin key; in open-access mode it is open."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """Most seconds to receive a whole request body, from the request's start; past it the
+    request gets 408 `request_timeout` (a client trickling a body cannot hold a worker)."""
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    """Concurrent connections and requests `hra serve` accepts (uvicorn limit_concurrency);
+    beyond it new requests get 503."""
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=600)
+    """Seconds an idle keep-alive connection stays open (uvicorn timeout_keep_alive)."""
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    """Largest request head (request line + headers) `hra serve` accepts, in bytes
+    (h11 max incomplete event size); larger gets the connection closed."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
 
@@ -85,6 +104,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     cache: CacheSettings = CacheSettings()
     audio: AudioSettings = AudioSettings()
+    http: HttpSettings = HttpSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""

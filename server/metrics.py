@@ -1,24 +1,35 @@
 """Prometheus metrics, on a registry per app so test apps never collide.
 
-Per-task series exist only for the busiest tasks (top N by requests seen);
-every other task is counted under task="other", so label cardinality stays
-bounded however many tenants register heads.
+Per-task series exist only for the tasks busiest *now* (top N by a decaying
+request count, server/busiest_tasks.py); every other task is counted under
+task="other", and a task that drops out of the top N has its series removed,
+so label cardinality stays bounded however many tenants register heads.
+
+Who may read them: task ids are tenant data, so /metrics is not public when
+API keys are configured. It answers only an admin key or the dedicated
+metrics key (HRA_HTTP__METRICS_KEY, which Prometheus sends as a bearer token
+and which opens nothing else); in open-access mode (local use, everyone is
+admin anyway) it stays open. We chose this over hashed or per-tenant labels:
+a hash of a guessable id still reveals it (hash "acme-support" and compare),
+per-tenant label sets multiply cardinality by tenants, and operators need the
+real ids to act on a busy or failing task. Enforced by server/api/auth_gate.py.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter as TallyCounter
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from server.busiest_tasks import BusiestTasks
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-LABEL_AFTER = 3
+OTHER = "other"
 LOAD_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 
 class Metrics:
-    def __init__(self, busiest_tasks: int = 20) -> None:
+    def __init__(self, busiest_tasks: int = 20, tracker: BusiestTasks | None = None) -> None:
         self.registry = r = CollectorRegistry()
         self.requests = Counter(
             "hra_requests_total",
@@ -93,31 +104,29 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self._busiest = busiest_tasks
-        self._tally: TallyCounter[str] = TallyCounter()
-        self._labelled: set[str] = set()
-        self._lock = threading.Lock()
+        self.busiest = tracker if tracker is not None else BusiestTasks(busiest_tasks)
+        self.busiest.on_unlabel = self._forget_task
+        self._label_lock = threading.RLock()  # label choice + series update: one step
 
     def task_label(self, task_id: str) -> str:
-        """The task's own label once it proves busy, else "other".
+        """The task's own label while it is among the busiest now, else "other"."""
+        if task_id == OTHER:  # a task named "other" is counted with the others
+            return OTHER
+        return self.busiest.observe(task_id) or OTHER
 
-        A task earns a label after LABEL_AFTER requests while labels remain, and
-        keeps it (a Prometheus series cannot move), so one-off tasks never use
-        up labels and at most `busiest_tasks` task labels exist, plus "other".
-        """
-        with self._lock:
-            self._tally[task_id] += 1
-            if task_id in self._labelled:
-                return task_id
-            if self._tally[task_id] >= LABEL_AFTER and len(self._labelled) < self._busiest:
-                self._labelled.add(task_id)
-                return task_id
-            return "other"
+    def _forget_task(self, task_id: str) -> None:
+        """A task left the busiest: drop its series (its future requests count as other)."""
+        for metric in (self.task_requests, self.task_latency):
+            try:
+                metric.remove(task_id)
+            except KeyError:
+                pass  # labelled but never observed under its own label
 
     def transcription_done(self, task_id: str, seconds: float, audio_s: float, queue_s: float):
-        label = self.task_label(task_id)
-        self.task_requests.labels(label).inc()
-        self.task_latency.labels(label).observe(seconds)
+        with self._label_lock:  # a series removed between choosing and using it would linger
+            label = self.task_label(task_id)
+            self.task_requests.labels(label).inc()
+            self.task_latency.labels(label).observe(seconds)
         self.e2e_latency.observe(seconds)
         self.queue_latency.observe(queue_s)
         self.audio_seconds.inc(audio_s)

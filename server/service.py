@@ -31,6 +31,7 @@ from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
 from server.errors import InvalidRequest, UnknownTask
+from server.log_safety import printable
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec, load_model
 from server.model.decoding import WordTiming
@@ -175,7 +176,7 @@ class AsrService:
             changes["owner"] = caller.tenant  # tenants register for themselves only
         stored = await self.store.put(HeadRecord(replace(record.meta, **changes), record.tensors))
         self.cache.invalidate(task_id)
-        logger.info("registered %s version %d", task_id, stored.meta.version)
+        logger.info("registered %s version %d", printable(task_id), stored.meta.version)
         return stored
 
     async def _owned(self, task_id: str, caller: Principal) -> HeadRecord:

@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from server.api import errors
-from server.api.limits import BodySizeLimit
+from server.api.auth_gate import AuthGate
+from server.api.limits import BodyReadTimeout, BodySizeLimit
 from server.api.routes import health, tasks, transcription
+from server.auth import Principal
 from server.config import Settings, get_settings
 from server.service import AsrService, set_threads
 
@@ -41,7 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Multi-tenant speech recognition with per-task HRA heads.",
         responses=errors.DOCUMENTED_ERRORS,
     )
+    # Last added runs first: the gate (headers only), then the body's time and size bounds.
     app.add_middleware(BodySizeLimit, max_bytes=settings.audio.max_bytes + 64 * 1024)
+    app.add_middleware(BodyReadTimeout, timeout_s=settings.http.body_read_timeout_s)
+    app.add_middleware(
+        AuthGate,
+        authenticate=_authenticate,
+        open_access=settings.open_access,
+        metrics_key=settings.http.metrics_key,
+    )
     errors.install(app)
 
     @app.middleware("http")
@@ -58,3 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(health.router)
     return app
+
+
+def _authenticate(scope, key: str | None) -> Principal:
+    """The service's key ring (built by the lifespan) judges the key."""
+    return scope["app"].state.service.authenticate(key)

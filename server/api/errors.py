@@ -15,7 +15,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server import errors as e
+from server.api.limits import RequestTimeout
 from server.auth import Unauthorized
+from server.log_safety import printable
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.UnknownTask, 404),
     (e.InvalidTaskId, 422),
     (e.HeadRejected, 422),
+    (RequestTimeout, 408),
     (e.AudioTooLong, 413),
     (e.PayloadTooLarge, 413),
     (e.AudioDecodeError, 400),
@@ -36,7 +39,20 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.InferenceFailed, 500),
 ]
 
-UNSUPPORTED_MEDIA = "unsupported_media_type"
+# The error `type` (OpenAI's coarse class) per status; anything else 5xx is a server error.
+KIND = {
+    400: "invalid_request",
+    401: "authentication",
+    404: "not_found",
+    405: "invalid_request",
+    408: "timeout",
+    413: "too_large",
+    422: "invalid_request",
+    503: "unavailable",
+    504: "timeout",
+}
+# Framework-raised HTTP errors (no route, wrong method, a body FastAPI could not parse).
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 class ErrorDetail(BaseModel):
@@ -57,8 +73,8 @@ DOCUMENTED_ERRORS = {
         (401, "missing or invalid API key"),
         (404, "unknown task"),
         (405, "method not allowed"),
+        (408, "request body not received in time"),
         (413, "audio or body too large"),
-        (415, "unsupported media type"),
         (422, "validation error or rejected head"),
         (500, "batch failed or internal error"),
         (503, "overloaded or store unavailable"),
@@ -68,16 +84,7 @@ DOCUMENTED_ERRORS = {
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    kind = {
-        400: "invalid_request",
-        401: "authentication",
-        404: "not_found",
-        413: "too_large",
-        415: "invalid_request",
-        422: "invalid_request",
-        503: "unavailable",
-        504: "timeout",
-    }.get(status, "server_error")
+    kind = KIND.get(status, "invalid_request" if status < 500 else "server_error")
     body = {"error": {"code": code, "message": message, "type": kind}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -90,7 +97,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = _status_for(exc)
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.Overloaded) else None
     if status >= 500 and status not in (503, 504):
-        logger.error("request %s failed: %s", request.url.path, exc)
+        logger.error("request %s failed: %s", printable(request.url.path), printable(exc))
     return error_response(status, exc.code, str(exc), headers)
 
 
@@ -102,14 +109,13 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed", 415: UNSUPPORTED_MEDIA}.get(
-        exc.status_code, "http_error"
-    )
-    return error_response(exc.status_code, code, str(exc.detail))
+    status = exc.status_code
+    code = HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
+    return error_response(status, code, str(exc.detail), getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s", request.url.path)
+    logger.exception("unhandled error on %s", printable(request.url.path))
     return error_response(500, "internal_error", "internal server error")
 
 

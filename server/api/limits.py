@@ -1,16 +1,35 @@
-"""Refuse oversized bodies before reading them (413), declared or streamed.
+"""Bounds on what a client may make us read: body size (413) and body time (408).
 
-A declared Content-Length over the limit is refused at once; a chunked body
-is counted as it streams and cut off at the limit, so memory stays bounded.
+BodySizeLimit: a declared Content-Length over the limit is refused at once; a
+chunked body is counted as it streams and cut off at the limit, so memory
+stays bounded.
+
+BodyReadTimeout: the whole body must arrive within `timeout_s` of the request's
+start, however it trickles (a slowloris client sending a byte a second would
+otherwise hold a request, its buffers and its connection for ever). This is
+ASGI middleware, not a server setting, so it holds under any ASGI server.
+
+Both raise a domain error from inside the app's `receive`. Where the app turns
+that into some other response (FastAPI wraps any error while parsing a form
+into a 400), the first response start after the limit tripped is replaced by
+the limit's own answer, so the client always gets 413 / 408 with its code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import PayloadTooLarge
+from server.errors import PayloadTooLarge, ServingError
+
+
+class RequestTimeout(ServingError):
+    """The request body did not arrive in time (HttpSettings.body_read_timeout_s)."""
+
+    code = "request_timeout"
 
 
 class BodySizeLimit:
@@ -23,9 +42,9 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
+            return await send_error(send, 413, "payload_too_large", "too_large", self._message)
         seen = 0
-        started = False
+        guard = _Guard(send)
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -33,41 +52,93 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge(f"request body exceeds {self.max_bytes} bytes")
+                    guard.trip(413, "payload_too_large", "too_large", self._message)
+                    raise _TooLarge(self._message)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        await guard.run(self.app, scope, limited_receive)
 
+    @property
+    def _message(self) -> str:
+        return f"request body exceeds {self.max_bytes} bytes"
+
+
+class BodyReadTimeout:
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        deadline = time.monotonic() + self.timeout_s
+        guard = _Guard(send)
+        body_done = False
+        message_text = f"request body not received within {self.timeout_s:g} s"
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:  # after the body, receive only waits for a disconnect: no bound
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
+            except TimeoutError:
+                guard.trip(408, "request_timeout", "timeout", message_text)
+                raise RequestTimeout(message_text) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await guard.run(self.app, scope, timed_receive)
+
+
+class _Guard:
+    """Sends the app's response, unless a limit tripped first: then the limit's."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._started = False
+        self._refusal: tuple[int, str, str, str] | None = None
+        self._replaced = False
+
+    def trip(self, status: int, code: str, kind: str, message: str) -> None:
+        if self._refusal is None:
+            self._refusal = (status, code, kind, message)
+
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> None:
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            await app(scope, receive, self.send)
+        except (_TooLarge, RequestTimeout):
+            pass  # answered below
+        if self._refusal is not None and not self._started:
+            self._started = True
+            await send_error(self._send, *self._refusal)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "type": "too_large",
-                    "message": f"request body exceeds {self.max_bytes} bytes",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def send(self, message: Message) -> None:
+        if self._replaced:
+            return  # the rest of the app's answer to a refused request
+        if self._refusal is not None and not self._started:
+            self._started = self._replaced = True
+            await send_error(self._send, *self._refusal)
+            return
+        self._started = self._started or message["type"] == "http.response.start"
+        await self._send(message)
+
+
+async def send_error(send: Send, status: int, code: str, kind: str, message: str) -> None:
+    """The JSON error body of server/api/errors.py, sent by raw ASGI (no app needed)."""
+    body = json.dumps({"error": {"code": code, "message": message, "type": kind}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(PayloadTooLarge):

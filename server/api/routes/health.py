@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+Probes answer GET and HEAD. /metrics is guarded by server/api/auth_gate.py
+(an admin or metrics key when keys are configured).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
 @router.get("/readyz")
+@router.head("/readyz", include_in_schema=False)
 async def readyz(service: Service):
     """200 when ready; 503 with status "degraded" while the store is unreachable."""
     report = await service.readiness()

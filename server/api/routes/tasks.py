@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from adapters_store.head_format import HeadRecord
+from adapters_store.json_limits import JsonTooDeep, loads_bounded
 from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
 
@@ -84,9 +85,11 @@ async def register(
     extra = None
     if metadata:
         try:
-            extra = json.loads(metadata)
+            extra = loads_bounded(metadata)
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"metadata is not JSON: {exc}") from None
+        except JsonTooDeep as exc:
+            raise InvalidRequest(f"metadata: {exc}") from None
         if not isinstance(extra, dict):
             raise InvalidRequest("metadata must be a JSON object")
     words = None if vocabulary is None else _words(vocabulary)
@@ -98,9 +101,11 @@ def _words(field: str) -> list[str]:
     if not field.lstrip().startswith("["):
         return field.replace(",", " ").split()
     try:
-        words = json.loads(field)
+        words = loads_bounded(field)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"vocabulary is not a JSON list: {exc}") from None
+    except JsonTooDeep as exc:
+        raise InvalidRequest(f"vocabulary: {exc}") from None
     return words  # checked (a list of spellable words) with the rest of the head
 
 

@@ -106,3 +106,22 @@ async def test_server_refuses_to_start_without_keys_unless_open_access_is_set(tm
     with pytest.raises(ValueError, match="no API keys"):
         async with running_client(make_settings(tmp_path, open_access=False)):
             pass
+
+
+async def test_the_key_is_read_from_a_bearer_token_first_then_x_api_key(keyed):
+    for headers in (
+        {"Authorization": f"bearer {ACME}"},  # the scheme is case-insensitive
+        {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": ACME},  # not bearer: X-API-Key
+        {"Authorization": f"Bearer {ACME}", "X-API-Key": "wrong"},  # bearer wins
+    ):
+        r = await keyed.get("/v1/tasks", headers=headers)
+        assert r.status_code == 200, headers
+    r = await keyed.get("/v1/tasks", headers={"Authorization": "Bearer wrong", "X-API-Key": ACME})
+    assert r.status_code == 401
+
+
+async def test_without_a_key_unknown_paths_answer_401_not_404(keyed):
+    """Route names are not probed anonymously; with a key they answer a typed 404."""
+    assert (await keyed.get("/v1/nothing-here")).status_code == 401
+    r = await keyed.get("/v1/nothing-here", headers=_auth(ACME))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

@@ -107,6 +107,25 @@ async def test_over_the_byte_limit_is_413_without_reading_the_body(small_limits)
     await _assert_error(small_limits, declared, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/tasks/big-head"])
+async def test_an_oversized_streamed_multipart_body_is_413_on_form_routes_too(small_limits, path):
+    """FastAPI turns any error while it parses a form into 400; the limit's answer wins."""
+    boundary = b"XyZ"
+
+    async def streamed():
+        yield b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+        for _ in range(100):  # 6.5 MB against a 264 KB limit
+            yield b"\x00" * 65536
+
+    method = small_limits.put if path.startswith("/v1/tasks") else small_limits.post
+    r = await method(
+        path,
+        content=streamed(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary.decode()}"},
+    )
+    await _assert_error(small_limits, r, 413, "payload_too_large")
+
+
 async def test_unknown_malformed_and_missing_task_ids(client, fsdd_test):
     clip = open(fsdd_test[0].audio, "rb").read()
     r = await client.post("/v1/transcribe?task_id=no-such-task", content=clip)
