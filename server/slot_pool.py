@@ -152,8 +152,10 @@ class DeviceSlotPool:
         needed: dict[HeadType, set[HeadKey]] = {t: set() for t in HeadType}
         for head in heads:
             if head is not None:
-                self.check(head)
-                needed[_type_of(head)].add(_key(head))
+                kind, key = _type_of(head), _key(head)
+                if key not in needed[kind] and key not in self._families[kind].index:
+                    self._families[kind].check(head)  # resident heads passed it when written
+                needed[kind].add(key)
         for head_type, keys in needed.items():
             if len(keys) > self.capacity:
                 raise SlotPoolExhausted(
