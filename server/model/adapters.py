@@ -67,7 +67,10 @@ class HeadBatch:
     def from_heads(
         cls, heads: list[tuple[HeadType | str, Mapping[str, torch.Tensor]] | None]
     ) -> HeadBatch:
-        """One (type, tensors) or None per utterance; identical heads share a slot."""
+        """One (type, tensors) or None per utterance; identical heads share a slot.
+
+        Heads of one family but different ranks are zero-padded to the largest.
+        """
         pools: dict[HeadType, list[Mapping[str, torch.Tensor]]] = {t: [] for t in HeadType}
         slots = {t: [-1] * len(heads) for t in HeadType}
         seen: dict[int, int] = {}
@@ -81,10 +84,7 @@ class HeadBatch:
                 pools[head_type].append(tensors)
             slots[head_type][b] = seen[key]
         families = {
-            t: FamilyBatch(
-                {name: torch.stack([e[name] for e in entries]) for name in entries[0]},
-                torch.tensor(slots[t]),
-            )
+            t: FamilyBatch(FAMILIES[t].stack(entries), torch.tensor(slots[t]))
             for t, entries in pools.items()
             if entries
         }

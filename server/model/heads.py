@@ -109,6 +109,20 @@ class HeadFamily:
             target.zero_()
             target[tuple(slice(0, n) for n in tensor.shape)].copy_(tensor, non_blocking=True)
 
+    def stack(self, heads: list[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Heads of this family as pools [S, ...], zero-padded to the largest rank among them."""
+        pools = {}
+        for name in heads[0]:
+            tensors = [h[name] for h in heads]
+            shape = tuple(max(sizes) for sizes in zip(*(t.shape for t in tensors)))
+            if all(tuple(t.shape) == shape for t in tensors):
+                pools[name] = torch.stack(tensors)
+                continue
+            pools[name] = tensors[0].new_zeros((len(tensors), *shape))
+            for i, tensor in enumerate(tensors):
+                self.write_padded({name: pools[name][i]}, {name: tensor})
+        return pools
+
     def padded(self, tensors: Mapping[str, torch.Tensor], max_rank: int, dims: ModelDims):
         """The head as a pool slot of `max_rank` holds it (for tests and references)."""
         slot = {n: torch.zeros(s) for n, s in self.pool_shapes(dims, max_rank).items()}

@@ -111,3 +111,21 @@ def test_padding_a_head_to_a_larger_rank_keeps_its_output(tiny_model, head_type)
         atol=1e-5,
         rtol=0,
     )
+
+
+@pytest.mark.parametrize("head_type", [HeadType.FFN, HeadType.RESIDUAL])
+def test_heads_of_one_family_with_different_ranks_share_a_batch(tiny_model, head_type):
+    """Evaluation batches any heads together: ranks 3 and 11 pad to 11, outputs unchanged."""
+    g = torch.Generator().manual_seed(2)
+    feats = [torch.randn(n, 64, generator=g) for n in (40, 25)]
+    heads = [_random_head(tiny_model, head_type, s, rank=r) for s, r in ((1, 3), (2, 11))]
+    batch = HeadBatch.from_heads(heads)
+    shapes = {n: tuple(p.shape) for n, p in batch.families[head_type].pools.items()}
+    assert shapes == {n: (2, *t.shape) for n, t in heads[1][1].items()}  # padded to rank 11
+    inputs, lengths = pad_features(feats)
+    with torch.no_grad():
+        batched, out_lengths = tiny_model(inputs, lengths, batch)
+    for b, (f, head) in enumerate(zip(feats, heads)):
+        torch.testing.assert_close(
+            batched[b, : out_lengths[b]], _alone(tiny_model, f, head), atol=1e-4, rtol=0
+        )
