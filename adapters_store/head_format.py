@@ -66,7 +66,7 @@ class HeadSpec:
     controller_dim: int
     num_layers: int
     shapes: ShapesFn | None = field(default=None, compare=False)
-    max_ranks: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
+    max_ranks: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def max_rank(self, head_type: str) -> int:
         """Largest rank a head of this family may have here (0 for rank-less linear)."""

@@ -225,5 +225,5 @@ def make_head_spec(
         controller_dim=controller_dim,
         num_layers=num_layers,
         shapes=_ShapesOf(dims),
-        max_ranks=MappingProxyType(dict(max_ranks or {})),
+        max_ranks=dict(max_ranks or {}),
     )
