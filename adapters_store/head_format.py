@@ -14,6 +14,7 @@ import math
 import re
 import struct
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
@@ -48,14 +49,32 @@ def validate_task_id(task_id: str) -> str:
     return task_id
 
 
+ShapesFn = Callable[[str, int], dict[str, tuple[int, ...]]]  # (head type, rank) -> shapes
+DEFAULT_MAX_RANK = 64  # largest FFN/residual rank when a spec names none (HeadSettings)
+
+
 @dataclass(frozen=True)
 class HeadSpec:
-    """What the loaded backbone+controller accepts: shapes follow from these."""
+    """What the loaded backbone+controller and the device slot pool accept.
+
+    Head shapes come from the model side (server/model/heads.py builds specs with
+    `make_head_spec`): the store validates against them but does not define them.
+    `max_ranks` is the largest rank per head family that the slot pool holds; a
+    head above it is rejected at upload, so it can never reach a batch.
+    """
 
     fingerprint: str
     hidden_dim: int
     controller_dim: int
     num_layers: int
+    shapes: ShapesFn | None = field(default=None, compare=False)
+    max_ranks: Mapping[str, int] = field(default_factory=dict, hash=False)
+
+    def max_rank(self, head_type: str) -> int:
+        """Largest rank a head of this family may have here (0 for rank-less linear)."""
+        if head_type == HeadType.LINEAR:
+            return 0
+        return self.max_ranks.get(head_type, DEFAULT_MAX_RANK)
 
 
 @dataclass(frozen=True)
@@ -92,23 +111,12 @@ class HeadType(StrEnum):
     RESIDUAL = "residual"
 
 
-def head_shapes(
-    head_type: HeadType, hidden_dim: int, controller_dim: int, rank: int, num_layers: int
-) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of each head type (see server/model/adapters.py)."""
-    if head_type == HeadType.LINEAR:
-        return {"V": (hidden_dim, controller_dim)}
-    if head_type == HeadType.FFN:
-        return {"V1": (rank, controller_dim), "V2": (hidden_dim, rank)}
-    return {"down": (num_layers, rank, hidden_dim), "up": (num_layers, hidden_dim, rank)}
-
-
 def expected_shapes(head_type: str, rank: int, spec: HeadSpec) -> dict[str, tuple[int, ...]]:
-    try:
-        kind = HeadType(head_type)
-    except ValueError:
-        raise HeadRejected(f"unknown head type {head_type!r}") from None
-    return head_shapes(kind, spec.hidden_dim, spec.controller_dim, rank, spec.num_layers)
+    """Tensor shapes of a head of this type and rank, as the spec's model defines them."""
+    kind = _head_type(head_type)
+    if spec.shapes is None:
+        raise TypeError("HeadSpec has no shapes: build it with server.model.heads.make_head_spec")
+    return spec.shapes(kind, rank)
 
 
 def encode_head(record: HeadRecord) -> bytes:
@@ -188,7 +196,10 @@ def validate_head(record: HeadRecord, spec: HeadSpec) -> None:
             f"head was trained against backbone+controller {meta.fingerprint}, "
             f"this server runs {spec.fingerprint}"
         )
-    expected = expected_shapes(meta.head_type, meta.rank, spec)
+    kind = _head_type(meta.head_type)
+    if kind != HeadType.LINEAR:
+        check_rank(kind, meta.rank, spec)
+    expected = expected_shapes(kind, meta.rank, spec)
     if set(record.tensors) != set(expected):
         raise HeadRejected(
             f"{meta.head_type} head needs tensors {sorted(expected)}, got {sorted(record.tensors)}"
@@ -201,7 +212,22 @@ def validate_head(record: HeadRecord, spec: HeadSpec) -> None:
             raise HeadRejected(f"tensor {name} has dtype {tensor.dtype}; use float32/16 or bf16")
         if not bool(torch.isfinite(tensor).all()):
             raise HeadRejected(f"tensor {name} holds NaN or infinite values")
-    if meta.head_type != "linear" and not (0 < meta.rank <= 4096):
-        raise HeadRejected(f"rank {meta.rank} out of range for a {meta.head_type} head")
-    if not math.isfinite(meta.created_at):
+    if not isinstance(meta.created_at, (int, float)) or not math.isfinite(meta.created_at):
         raise HeadRejected("created_at must be a finite timestamp")
+
+
+def _head_type(head_type: object) -> HeadType:
+    try:
+        return HeadType(head_type)
+    except (ValueError, TypeError):
+        raise HeadRejected(f"unknown head type {head_type!r}") from None
+
+
+def check_rank(head_type: str, rank: object, spec: HeadSpec) -> None:
+    """A head's rank must fit the device slot pool: 1 <= rank <= the family's max rank."""
+    limit = spec.max_rank(head_type)
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 0 < rank <= limit:
+        raise HeadRejected(
+            f"{head_type} head rank {rank!r} is outside 1..{limit}, "
+            f"the largest {head_type} rank this server holds"
+        )

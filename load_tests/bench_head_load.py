@@ -27,6 +27,7 @@ from adapters_store.head_format import HeadMetadata, HeadRecord, HeadSpec
 from adapters_store.redis_store import RedisStore
 from load_tests.report import write_table
 from server.config import REPO_ROOT
+from server.model.heads import make_head_spec
 from server.slot_pool import DeviceSlotPool
 
 SIZES = {"default (D=144, d_c=32)": (144, 32, 6), "wav2vec2-base (D=768, d_c=64)": (768, 64, 12)}
@@ -49,7 +50,7 @@ async def cold_loads(store, spec: HeadSpec, tasks: list[str]) -> list[float]:
 
 async def measure(size: str, redis_url: str, count: int) -> list[dict]:
     hidden, ctrl, layers = SIZES[size]
-    spec = HeadSpec("bench", hidden, ctrl, layers)
+    spec = make_head_spec("bench", hidden, ctrl, layers)
     g = torch.Generator().manual_seed(0)
     records = [
         HeadRecord(

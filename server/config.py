@@ -45,6 +45,25 @@ class CacheSettings(BaseModel):
     """Heads kept decoded in host memory."""
 
 
+class HeadSettings(BaseModel):
+    """Head families' ranks and the host head cache's byte bound (HRA_HEADS__...)."""
+
+    max_ffn_rank: int = Field(default=64, ge=1, le=4096)
+    """Largest FFN head rank (hidden size) accepted at upload; the device slot pool
+    sizes its FFN slots to it, so every accepted head fits a slot."""
+    max_residual_rank: int = Field(default=64, ge=1, le=4096)
+    """Largest residual adapter rank (bottleneck) accepted at upload; sizes the
+    residual slots (per slot: 2 x layers x rank x hidden floats)."""
+    host_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=1 << 40)
+    """Bytes of decoded head tensors the host cache keeps, in bytes (LRU beyond it;
+    HRA_CACHE__HOST_HEADS bounds the count as well)."""
+
+    @property
+    def max_ranks(self) -> dict[str, int]:
+        """Head type -> largest rank, as HeadSpec carries it."""
+        return {"ffn": self.max_ffn_rank, "residual": self.max_residual_rank}
+
+
 class AudioSettings(BaseModel):
     max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
@@ -105,6 +124,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     audio: AudioSettings = AudioSettings()
     http: HttpSettings = HttpSettings()
+    heads: HeadSettings = HeadSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""

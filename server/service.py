@@ -71,7 +71,7 @@ class AsrService:
         self.metrics = Metrics(settings.busiest_tasks_tracked)
         device = pick_device(settings.device)
         model, fp = load_model(settings.model_dir / "model.safetensors", device)
-        self.spec = head_spec(model, fp)
+        self.spec = head_spec(model, fp, settings.heads.max_ranks)
         self.store = make_store(settings)
         self.cache = HostHeadCache(
             self.store,
@@ -80,6 +80,7 @@ class AsrService:
             on_event=self.metrics.cache_event,
             on_load=self.metrics.head_loaded,
             source_name=settings.store.value,
+            max_bytes=settings.heads.host_cache_bytes,
         )
         slots = DeviceSlotPool(
             self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event

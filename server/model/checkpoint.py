@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from adapters_store.head_format import HeadSpec
 from server.model.conformer import ConformerConfig, ConformerCTC
+from server.model.heads import make_head_spec
 from server.model.hra import HRAModel
 
 
@@ -28,12 +30,19 @@ def fingerprint(model: HRAModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def head_spec(model: HRAModel, fp: str | None = None) -> HeadSpec:
-    return HeadSpec(
-        fingerprint=fp or fingerprint(model),
-        hidden_dim=model.backbone.hidden_dim,
-        controller_dim=model.controller.dim,
-        num_layers=model.backbone.num_layers,
+def head_spec(
+    model: HRAModel, fp: str | None = None, max_ranks: Mapping[str, int] | None = None
+) -> HeadSpec:
+    """What heads must match to serve on `model`: its fingerprint, shapes and max ranks.
+
+    max_ranks: head type -> largest rank (Settings.heads.max_ranks); unset, 64 each.
+    """
+    return make_head_spec(
+        fp or fingerprint(model),
+        model.backbone.hidden_dim,
+        model.controller.dim,
+        model.backbone.num_layers,
+        max_ranks,
     )
 
 

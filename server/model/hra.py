@@ -27,7 +27,7 @@ class HRAModel(nn.Module):
         x, lengths = self.backbone.embed(inputs, lengths)
         mask = padding_mask(lengths, x.shape[1])
         use_controller = heads is not None and heads.uses_controller
-        use_residual = heads is not None and heads.residual_slots is not None
+        use_residual = heads is not None and heads.uses_residual
         h = x.new_zeros(*x.shape[:2], self.controller.dim) if use_controller else None
         for index in range(self.backbone.num_layers):
             y = self.backbone.layer(index, x, mask)

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 
 from adapters_store.disk_store import DiskStore
-from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType, head_shapes
+from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType
 from server.data import synthetic
 from server.data.fsdd import DIGIT_WORDS, FSDD_PREFIX, TRAIN_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
-from server.model.adapters import HeadBatch, init_head
+from server.model.adapters import HeadBatch
 from server.model.checkpoint import fingerprint, save_model
 from server.model.conformer import ConformerConfig, ConformerCTC
+from server.model.heads import family, head_shapes
 from server.model.hra import HRAModel
 from server.training.data import Batch, FeatureSet
 from server.training.trainer import TrainConfig, train
@@ -90,7 +91,7 @@ class HeadPools(nn.Module):
         self.head_type = head_type
         self.task_ids = task_ids
         g = torch.Generator().manual_seed(seed)
-        inits = [init_head(shapes, g) for _ in task_ids]
+        inits = [family(head_type).init_tensors(shapes, g) for _ in task_ids]
         self.pools = nn.ParameterDict(
             {name: nn.Parameter(torch.stack([i[name] for i in inits])) for name in shapes}
         )

@@ -22,8 +22,9 @@ from adapters_store.head_format import (
     encode_head,
     validate_task_id,
 )
+from server.model.heads import make_head_spec
 
-SPEC = HeadSpec(fingerprint="abc123", hidden_dim=6, controller_dim=4, num_layers=2)
+SPEC = make_head_spec(fingerprint="abc123", hidden_dim=6, controller_dim=4, num_layers=2)
 
 
 def _record(**changes) -> HeadRecord:
@@ -127,3 +128,61 @@ def test_a_vocabulary_of_more_than_1000_words_is_refused():
     )
     with pytest.raises(InvalidVocabulary, match="limit 1000"):
         decode_head(encode_head(_record(vocabulary=words)), SPEC)
+
+
+def _ffn(rank: int) -> HeadRecord:
+    return HeadRecord(
+        HeadMetadata("t", "ffn", "abc123", rank=rank),
+        {"V1": torch.randn(rank, 4), "V2": torch.randn(6, rank)},
+    )
+
+
+def _residual(rank: int) -> HeadRecord:
+    return HeadRecord(
+        HeadMetadata("t", "residual", "abc123", rank=rank),
+        {"down": torch.randn(2, rank, 6), "up": torch.randn(2, 6, rank)},
+    )
+
+
+def test_a_head_above_its_familys_max_rank_is_rejected_at_upload():
+    """Regression (issue 12): rank 65 passed upload (limit 4096) but no pool slot held it."""
+    assert decode_head(encode_head(_ffn(64)), SPEC).meta.rank == 64  # default max rank 64
+    with pytest.raises(HeadRejected, match="rank 65 is outside 1..64"):
+        decode_head(encode_head(_ffn(65)), SPEC)
+    with pytest.raises(HeadRejected, match="residual head rank 65"):
+        decode_head(encode_head(_residual(65)), SPEC)
+
+
+def test_max_ranks_come_from_the_spec_per_family():
+    spec = make_head_spec("abc123", 6, 4, 2, max_ranks={"ffn": 4, "residual": 9})
+    decode_head(encode_head(_ffn(4)), spec)
+    decode_head(encode_head(_residual(9)), spec)
+    with pytest.raises(HeadRejected, match="outside 1..4"):
+        decode_head(encode_head(_ffn(5)), spec)
+    with pytest.raises(HeadRejected, match="outside 1..9"):
+        decode_head(encode_head(_residual(10)), spec)
+
+
+@pytest.mark.parametrize("rank", [0, -3, "8", 2.5, None, True])
+def test_a_malformed_rank_is_a_rejection_not_a_crash(rank):
+    head = _ffn(3).with_meta(rank=rank)
+    with pytest.raises(HeadRejected, match="rank"):
+        decode_head(encode_head(head), SPEC)
+
+
+@pytest.mark.parametrize("head_type", ["lora", ["ffn"], 7])
+def test_an_unknown_head_type_is_rejected(head_type):
+    with pytest.raises(HeadRejected, match="unknown head type"):
+        decode_head(encode_head(_record(head_type=head_type)), SPEC)
+
+
+def test_a_non_numeric_created_at_is_rejected():
+    with pytest.raises(HeadRejected, match="created_at"):
+        decode_head(encode_head(_record(created_at="yesterday")), SPEC)
+
+
+def test_shapes_are_the_model_sides_the_spec_carries():
+    assert SPEC.shapes("ffn", 3) == {"V1": (3, 4), "V2": (6, 3)}
+    bare = HeadSpec("abc123", 6, 4, 2)  # no shapes: cannot validate, says how to build one
+    with pytest.raises(TypeError, match="make_head_spec"):
+        decode_head(encode_head(_record()), bare)

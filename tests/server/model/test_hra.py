@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapters_store.head_format import HeadType, head_shapes
+from adapters_store.head_format import HeadType
 from server.data.manifest import load_audio
 from server.model.adapters import HeadBatch
 from server.model.features import pad_features
+from server.model.heads import FAMILIES, ModelDims, head_shapes
 
 
 def _random_head(model, head_type: HeadType, seed: int, rank: int = 8):
@@ -72,7 +73,8 @@ def test_each_head_type_changes_the_output_and_zero_output_side_is_a_no_op(tiny_
     plain = _alone(tiny_model, feats, None)
     head_type, tensors = _random_head(tiny_model, head_type, 7)
     assert not torch.allclose(_alone(tiny_model, feats, (head_type, tensors)), plain, atol=1e-3)
-    output_side = {"V", "V2", "up"}
+    output_side = FAMILIES[head_type].zero_init
+    assert output_side and output_side <= set(tensors)
     zeroed = {k: (torch.zeros_like(v) if k in output_side else v) for k, v in tensors.items()}
     torch.testing.assert_close(_alone(tiny_model, feats, (head_type, zeroed)), plain)
 
@@ -80,5 +82,50 @@ def test_each_head_type_changes_the_output_and_zero_output_side_is_a_no_op(tiny_
 def test_same_head_object_shares_one_pool_slot(tiny_model):
     head = _random_head(tiny_model, HeadType.LINEAR, 3)
     batch = HeadBatch.from_heads([head, None, head])
-    assert batch.linear_pool.shape[0] == 1
-    assert batch.linear_slots.tolist() == [0, -1, 0]
+    assert batch.families[HeadType.LINEAR].pools["V"].shape[0] == 1
+    assert batch.slots(HeadType.LINEAR).tolist() == [0, -1, 0]
+
+
+@pytest.mark.parametrize("head_type", list(HeadType))
+def test_a_fresh_head_of_every_family_is_a_no_op(tiny_model, head_type):
+    dims = ModelDims(tiny_model.backbone.hidden_dim, tiny_model.controller.dim, 3)
+    tensors = FAMILIES[head_type].init(dims, 8, torch.Generator().manual_seed(0))
+    for name, tensor in tensors.items():  # output side zero, input side random
+        assert bool((tensor == 0).all()) == (name in FAMILIES[head_type].zero_init)
+    feats = torch.randn(40, 64)
+    plain = _alone(tiny_model, feats, None)
+    torch.testing.assert_close(_alone(tiny_model, feats, (head_type, tensors)), plain)
+
+
+@pytest.mark.parametrize("head_type", [HeadType.FFN, HeadType.RESIDUAL])
+def test_padding_a_head_to_a_larger_rank_keeps_its_output(tiny_model, head_type):
+    dims = ModelDims(tiny_model.backbone.hidden_dim, tiny_model.controller.dim, 3)
+    family = FAMILIES[head_type]
+    _, tensors = _random_head(tiny_model, head_type, 5, rank=5)
+    padded = family.padded(tensors, 16, dims)
+    assert {n: tuple(t.shape) for n, t in padded.items()} == family.pool_shapes(dims, 16)
+    feats = torch.randn(30, 64)
+    torch.testing.assert_close(
+        _alone(tiny_model, feats, (head_type, padded)),
+        _alone(tiny_model, feats, (head_type, tensors)),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("head_type", [HeadType.FFN, HeadType.RESIDUAL])
+def test_heads_of_one_family_with_different_ranks_share_a_batch(tiny_model, head_type):
+    """Evaluation batches any heads together: ranks 3 and 11 pad to 11, outputs unchanged."""
+    g = torch.Generator().manual_seed(2)
+    feats = [torch.randn(n, 64, generator=g) for n in (40, 25)]
+    heads = [_random_head(tiny_model, head_type, s, rank=r) for s, r in ((1, 3), (2, 11))]
+    batch = HeadBatch.from_heads(heads)
+    shapes = {n: tuple(p.shape) for n, p in batch.families[head_type].pools.items()}
+    assert shapes == {n: (2, *t.shape) for n, t in heads[1][1].items()}  # padded to rank 11
+    inputs, lengths = pad_features(feats)
+    with torch.no_grad():
+        batched, out_lengths = tiny_model(inputs, lengths, batch)
+    for b, (f, head) in enumerate(zip(feats, heads)):
+        torch.testing.assert_close(
+            batched[b, : out_lengths[b]], _alone(tiny_model, f, head), atol=1e-4, rtol=0
+        )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from adapters_store.head_format import HeadType, head_shapes
+from adapters_store.head_format import HeadType
 from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model, save_model
+from server.model.heads import head_shapes
 from server.model.hra import HRAModel
 from server.model.wav2vec2 import Wav2Vec2Backbone
 
