@@ -29,6 +29,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.PayloadTooLarge, 413),
     (e.AudioDecodeError, 400),
     (e.InvalidRequest, 400),
+    (e.QuotaExceeded, 429),
     (e.Overloaded, 503),
     (e.StoreUnavailable, 503),
     (e.DeadlineExceeded, 504),
@@ -59,6 +60,7 @@ DOCUMENTED_ERRORS = {
         (413, "audio or body too large"),
         (415, "unsupported media type"),
         (422, "validation error or rejected head"),
+        (429, "a tenant quota (tasks, versions, stored bytes) would be exceeded"),
         (500, "batch failed or internal error"),
         (503, "overloaded or store unavailable"),
         (504, "deadline exceeded"),
@@ -74,6 +76,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         413: "too_large",
         415: "invalid_request",
         422: "invalid_request",
+        429: "quota_exceeded",
         503: "unavailable",
         504: "timeout",
     }.get(status, "server_error")
