@@ -4,6 +4,7 @@
     <root>/<task_id>/CURRENT               the version served, e.g. "3"
     <root>/<task_id>/OWNER                 owner of the current version ("" for none)
     <root>/.versions/<task_id>             last version ever assigned; survives DELETE
+    <root>/.owners/<owner hash>/<task_id>  index of each owner's tasks (listing, quotas)
     <root>/.locks/write.lock               held by every write, across processes
 
 Every file write goes to a temporary file that is fsynced and renamed into
@@ -15,12 +16,17 @@ lock, not one per task, because the per-tenant quotas count across a tenant's
 tasks and must be counted under the same lock as the write; writes are rare
 management calls (a few ms each). Readers never lock: they see CURRENT and the
 version files, each replaced atomically.
+
+OWNER is the truth about ownership; the owner index is a superset of it (a
+marker is added before OWNER names the owner, removed after OWNER stops), so a
+crash can leave a stale marker, which readers skip, but never a missing one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 _CURRENT = "CURRENT"
 _OWNER = "OWNER"  # owner of the current version, for listing and ownership checks
 _COUNTERS = ".versions"
+_OWNERS = ".owners"
 _LOCKS = ".locks"
 
 
@@ -87,6 +94,7 @@ class DiskStore:
             folder.mkdir(exist_ok=True)
             path = folder / _version_file(version)
             try:
+                self._mark(owner, task_id)
                 _atomic_write(path, data)
                 _atomic_write(folder / _OWNER, (owner or "").encode())
                 _atomic_write(folder / _CURRENT, str(version).encode())
@@ -98,7 +106,11 @@ class DiskStore:
                     shutil.rmtree(folder, ignore_errors=True)
                 elif exists:
                     _restore_owner(folder)
+                if owner != owner_now:
+                    self._unmark(owner, task_id)
                 raise
+            if owner != owner_now:
+                self._unmark(owner_now, task_id)
         return stored
 
     def get(self, task_id: str, version: int | None = None) -> HeadRecord:
@@ -138,18 +150,23 @@ class DiskStore:
             if acting_tenant is not None and version_owner != acting_tenant:
                 # Written before an admin gave the task to this tenant: not theirs.
                 raise UnknownTask(f"task {task_id!r} has no version {version}")
+            owner_now = _read_owner(folder)
+            self._mark(version_owner, task_id)
             _atomic_write(folder / _OWNER, (version_owner or "").encode())
             try:
                 _atomic_write(folder / _CURRENT, str(version).encode())
             except BaseException:
                 _restore_owner(folder)
                 raise
+            if version_owner != owner_now:
+                self._unmark(owner_now, task_id)
 
     def delete(self, task_id: str, acting_tenant: str | None = None) -> None:
         """Remove the task and its versions; its version counter stays."""
         with self._write_lock():
             folder = self._folder(task_id)
-            if acting_tenant is not None and _read_owner(folder) != acting_tenant:
+            owner = _read_owner(folder)
+            if acting_tenant is not None and owner != acting_tenant:
                 raise UnknownTask(f"task {task_id!r} is not registered")
             # Folders written before the counter existed: record their last version.
             self._set_last_version(task_id, self._last_version(task_id, folder))
@@ -157,18 +174,25 @@ class DiskStore:
             trash = self.root / f".deleted-{task_id}-{os.getpid()}-{id(folder)}"
             folder.rename(trash)
             shutil.rmtree(trash, ignore_errors=True)
+            self._unmark(owner, task_id)
 
     def task_ids(self, owner: str | None = None) -> list[str]:
-        """All task ids, or only those `owner` owns."""
-        ids = sorted(
-            p.name for p in self.root.iterdir() if not p.name.startswith(".") and _is_task(p)
-        )
-        if owner is None:
-            return ids
-        return [t for t in ids if _read_owner(self.root / t) == owner]
+        """All task ids, or only those `owner` owns (from the index: O(owner's tasks))."""
+        if owner is None or not (self.root / _OWNERS).is_dir():
+            ids = sorted(
+                p.name for p in self.root.iterdir() if not p.name.startswith(".") and _is_task(p)
+            )
+            return ids if owner is None else [t for t in ids if self.owns(owner, t)]
+        index = self._index(owner)
+        marked = sorted(p.name for p in index.iterdir()) if index.is_dir() else []
+        return [t for t in marked if self.owns(owner, t)]  # a stale marker is skipped
+
+    def owns(self, owner: str, task_id: str) -> bool:
+        folder = self.root / task_id
+        return _is_task(folder) and _read_owner(folder) == owner
 
     def _usage(self, tenant: str) -> tuple[int, int]:
-        """(tasks, stored bytes) of `tenant`: a scan, O(tasks), under the write lock."""
+        """(tasks, stored bytes) of `tenant`, O(its tasks), under the write lock."""
         tasks = used = 0
         for task_id in self.task_ids(tenant):
             tasks += 1
@@ -190,6 +214,33 @@ class DiskStore:
         (self.root / _COUNTERS).mkdir(exist_ok=True)
         _atomic_write(self.root / _COUNTERS / task_id, str(version).encode())
 
+    def _index(self, owner: str) -> Path:
+        # Owners are free text an admin may set: hashed, never a path.
+        return self.root / _OWNERS / hashlib.sha256(owner.encode()).hexdigest()[:40]
+
+    def _mark(self, owner: str | None, task_id: str) -> None:
+        if owner:
+            index = self._index(owner)
+            index.mkdir(parents=True, exist_ok=True)
+            (index / task_id).touch()
+
+    def _unmark(self, owner: str | None, task_id: str) -> None:
+        if owner:
+            (self._index(owner) / task_id).unlink(missing_ok=True)
+
+    def _build_index(self) -> None:
+        """Once per store, under the lock: index folders written before the index existed."""
+        building = self.root / ".owners-building"
+        shutil.rmtree(building, ignore_errors=True)
+        for folder in self.root.iterdir():
+            owner = _read_owner(folder) if not folder.name.startswith(".") else None
+            if owner and _is_task(folder):
+                index = building / self._index(owner).name
+                index.mkdir(parents=True, exist_ok=True)
+                (index / folder.name).touch()
+        building.mkdir(exist_ok=True)
+        building.rename(self.root / _OWNERS)
+
     @staticmethod
     def _versions(folder: Path) -> list[int]:
         return sorted(
@@ -206,6 +257,8 @@ class DiskStore:
         with open(locks / "write.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if not (self.root / _OWNERS).is_dir():
+                    self._build_index()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)

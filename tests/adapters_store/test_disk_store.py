@@ -234,3 +234,17 @@ def test_two_stores_in_threads_racing_on_one_id_keep_every_invariant(tmp_path):
         leftovers = {p.name for p in folder.iterdir()} - {"CURRENT", "OWNER"}
         assert leftovers == {f"v{v:06d}.safetensors" for v in store.versions("x")}
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_the_owner_index_is_built_for_old_stores_and_skips_stale_markers(tmp_path):
+    store = DiskStore(tmp_path)
+    store.put(_owned("a", owner="acme"))
+    store.put(_owned("b", owner="globex"))
+    shutil.rmtree(tmp_path / ".owners")  # as written before the index existed
+    assert store.task_ids("acme") == ["a"]  # readers fall back to a scan
+    store.put(_owned("c", owner="acme"), acting_tenant="acme")  # a write rebuilds the index
+    assert store.task_ids("acme") == ["a", "c"] and store.task_ids("globex") == ["b"]
+    (store._index("acme") / "b").touch()  # a marker a crash left behind
+    assert store.task_ids("acme") == ["a", "c"]
+    store.put(_owned("a", owner="globex"))  # the admin gives "a" to globex
+    assert store.task_ids("acme") == ["c"] and store.task_ids("globex") == ["a", "b"]
