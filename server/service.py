@@ -18,6 +18,7 @@ from adapters_store.base import HeadStore, Quotas
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.head_format import (
+    HeadMetadata,
     HeadRecord,
     decode_head,
     validate_task_id,
@@ -29,7 +30,7 @@ from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
-from server.errors import InvalidRequest
+from server.errors import HeadRejected, InvalidRequest
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec, load_model
 from server.model.decoding import WordTiming
@@ -170,8 +171,10 @@ class AsrService:
                 changes.setdefault("extra", dict(record.meta.extra))[key] = value
         if vocabulary is not None:
             changes["vocabulary"] = validate_vocabulary(vocabulary)
+        meta = replace(record.meta, **changes)
+        check_head_metadata(meta)  # what the file itself brings, echoed back after the write
         stored = await self.store.put(
-            HeadRecord(replace(record.meta, **changes), record.tensors),
+            HeadRecord(meta, record.tensors),
             acting_tenant=_acting(caller),
             keep_owner=caller.admin and "owner" not in metadata,
         )
@@ -237,6 +240,21 @@ def _acting(caller: Principal) -> str | None:
 
 
 MAX_METADATA_DEPTH = 16
+
+
+def check_head_metadata(meta: HeadMetadata) -> None:
+    """Fields of a head file's own metadata that are stored and answered as typed JSON."""
+    for name in ("owner", "description"):
+        if not isinstance(getattr(meta, name), str | None):
+            raise HeadRejected(f"head metadata {name!r} must be a string")
+    if not isinstance(meta.extra, dict):
+        raise HeadRejected("head metadata 'extra' must be an object")
+    if not isinstance(meta.rank, int) or isinstance(meta.rank, bool):
+        raise HeadRejected("head metadata 'rank' must be an integer")
+    try:
+        check_metadata(meta.extra)
+    except InvalidRequest as exc:
+        raise HeadRejected(f"head file: {exc}") from None
 
 
 def check_metadata(value: object, depth: int = 0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from adapters_store.head_format import decode_head
+from adapters_store.head_format import decode_head, encode_head
 from tests.conftest import fsdd_bytes
 from tests.security.conftest import auth
 
@@ -108,3 +108,27 @@ async def test_a_put_is_either_refused_with_nothing_stored_or_reported_as_stored
         assert r.status_code in (200, 400), (metadata.keys(), r.status_code)
         listed = await client.get("/v1/tasks/odd-meta", headers=auth("acme"))
         assert listed.status_code == (200 if r.status_code == 200 else 404)
+
+
+async def test_odd_metadata_inside_the_head_file_is_refused_before_anything_is_stored(
+    tenants, head_files
+):
+    client, _ = tenants
+    shipped = decode_head(head_files["acme"])
+    deep: object = {}
+    for _ in range(300):
+        deep = {"d": deep}
+    odd = {
+        "owner": {"owner": 5},
+        "description": {"description": ["x"]},
+        "extra list": {"extra": [1, 2]},
+        "extra nan": {"extra": {"x": float("nan")}},
+        "extra deep": {"extra": deep},
+        "rank": {"rank": "x"},
+    }
+    for name, changes in odd.items():
+        data = encode_head(shipped.with_meta(**changes))
+        r = await _put(client, f"odd-{name.replace(' ', '-')}", "admin", data)
+        assert r.status_code in (400, 422), (name, r.status_code)
+        listing = (await client.get("/v1/tasks?limit=1000", headers=auth("admin"))).json()
+        assert f"odd-{name.replace(' ', '-')}" not in listing["tasks"], name
