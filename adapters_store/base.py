@@ -1,20 +1,84 @@
-"""The async interface every head store offers the cache.
+"""The async interface every head store offers the cache and the service.
 
 Stores deal in bytes (the safetensors head file) and versions; decoding and
 validation against the loaded model happen once, in the cache.
+
+Lifecycle contract, shared by every store (issue 12):
+- Versions of a task id are never reused, not even after DELETE: caches key
+  heads by (task, version), so a reused pair would serve a deleted head.
+- Each write (put, set_current, delete) checks ownership and writes in ONE
+  atomic step. `acting_tenant` is the caller's tenant, None for an admin; a
+  tenant acting on a task owned by anyone else gets UnknownTask, exactly as
+  for a task that does not exist.
+- The task's owner is the owner embedded in its current version's file.
+- A tenant's writes are bounded by `Quotas`, counted in the same atomic step;
+  an admin's are not.
+- A write that raises left nothing behind; a write that returned is durable
+  (a failed change notification afterwards is logged, not raised).
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
-from adapters_store.head_format import HeadRecord
+from adapters_store.errors import QuotaExceeded
+from adapters_store.head_format import METADATA_KEY, HeadRecord
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Per-tenant limits a store enforces on tenant writes (admin writes are free)."""
+
+    max_tasks_per_tenant: int = 1000
+    max_versions_per_task: int = 100
+    max_bytes_per_tenant: int = 1 << 30
+
+    def check(
+        self, tenant: str, *, tasks: int, versions: int, stored_bytes: int, new_bytes: int
+    ) -> None:
+        """Raise QuotaExceeded if the write would pass a limit.
+
+        `tasks` counts the tenant's tasks after the write, `versions` the task's
+        versions after it, `stored_bytes` the tenant's bytes before it.
+        """
+        if tasks > self.max_tasks_per_tenant:
+            raise QuotaExceeded(
+                f"tenant {tenant!r} would own {tasks} tasks, limit {self.max_tasks_per_tenant}"
+            )
+        if versions > self.max_versions_per_task:
+            raise QuotaExceeded(
+                f"task would hold {versions} versions, limit {self.max_versions_per_task}; "
+                "delete the task to start again"
+            )
+        if stored_bytes + new_bytes > self.max_bytes_per_tenant:
+            raise QuotaExceeded(
+                f"tenant {tenant!r} stores {stored_bytes} bytes of heads; {new_bytes} more "
+                f"would pass its limit of {self.max_bytes_per_tenant}"
+            )
+
+
+def embedded_owner(data: bytes) -> str | None:
+    """The owner written into a stored head file's metadata (files the store wrote)."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    return meta.get("owner") or None
 
 
 class HeadStore(Protocol):
-    async def put(self, record: HeadRecord) -> HeadRecord:
-        """Store as a new version, make it current, notify watchers; returns it versioned."""
+    async def put(
+        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+    ) -> HeadRecord:
+        """Store as a new version, make it current, notify watchers; returns it versioned.
+
+        The owner written is `acting_tenant` for a tenant; for an admin, the task's
+        current owner when `keep_owner` and the task exists, else `record.meta.owner`.
+        Raises UnknownTask (foreign task) or QuotaExceeded, having written nothing.
+        """
 
     async def get_bytes(self, task_id: str, version: int | None = None) -> bytes:
         """The head file of `version` (default: current). Raises UnknownTask."""
@@ -23,9 +87,16 @@ class HeadStore(Protocol):
 
     async def versions(self, task_id: str) -> list[int]: ...
 
-    async def set_current(self, task_id: str, version: int) -> None: ...
+    async def set_current(
+        self, task_id: str, version: int, acting_tenant: str | None = None
+    ) -> None:
+        """Rollback (or forward); the task's owner becomes that version's owner.
 
-    async def delete(self, task_id: str) -> None: ...
+        A tenant may only make current a version it owns, of a task it owns.
+        """
+
+    async def delete(self, task_id: str, acting_tenant: str | None = None) -> None:
+        """Remove every version; the task's version counter survives."""
 
     async def list_tasks(
         self, offset: int, limit: int, owner: str | None = None

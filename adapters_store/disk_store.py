@@ -2,16 +2,32 @@
 
     <root>/<task_id>/v000003.safetensors   one immutable file per version
     <root>/<task_id>/CURRENT               the version served, e.g. "3"
+    <root>/<task_id>/OWNER                 owner of the current version ("" for none)
+    <root>/.versions/<task_id>             last version ever assigned; survives DELETE
+    <root>/.owners/<owner hash>/<task_id>  index of each owner's tasks (listing, quotas)
+    <root>/.locks/write.lock               held by every write, across processes
 
-Every write goes to a temporary file that is fsynced and renamed into place,
-so a crash leaves either the old state or the new one, never half a head.
-A per-task lock file serialises concurrent registrations across processes.
+Every file write goes to a temporary file that is fsynced and renamed into
+place, so a crash leaves either the old state or the new one, never half a head.
+
+Writes (put, set_current, delete) take one store-wide lock, kept outside every
+task folder, so DELETE can remove a folder while another writer waits. One
+lock, not one per task, because the per-tenant quotas count across a tenant's
+tasks and must be counted under the same lock as the write; writes are rare
+management calls (a few ms each). Readers never lock: they see CURRENT and the
+version files, each replaced atomically.
+
+OWNER is the truth about ownership; the owner index is a superset of it (a
+marker is added before OWNER names the owner, removed after OWNER stops), so a
+crash can leave a stale marker, which readers skip, but never a missing one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,31 +36,81 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from adapters_store.base import Quotas, embedded_owner
 from adapters_store.errors import UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head, encode_head, validate_task_id
 
+logger = logging.getLogger(__name__)
+
 _CURRENT = "CURRENT"
-_OWNER = "OWNER"  # owner of the current registration, for per-tenant listing
-_LOCK = ".lock"
+_OWNER = "OWNER"  # owner of the current version, for listing and ownership checks
+_COUNTERS = ".versions"
+_OWNERS = ".owners"
+_LOCKS = ".locks"
 
 
 class DiskStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, quotas: Quotas | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.quotas = quotas or Quotas()
 
-    def put(self, record: HeadRecord) -> HeadRecord:
-        """Store as a new version and make it current; returns it with its version."""
+    def put(
+        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+    ) -> HeadRecord:
+        """Store as a new version and make it current; returns it with its version.
+
+        See adapters_store.base.HeadStore.put for the ownership rules.
+        """
         task_id = validate_task_id(record.meta.task_id)
         folder = self.root / task_id
-        folder.mkdir(exist_ok=True)
-        with self._locked(folder):
-            versions = self._versions(folder)
-            version = (max(versions) + 1) if versions else 1
-            stored = HeadRecord(replace(record.meta, version=version), record.tensors)
-            _atomic_write(folder / _version_file(version), encode_head(stored))
-            _atomic_write(folder / _OWNER, (record.meta.owner or "").encode())
-            _atomic_write(folder / _CURRENT, str(version).encode())
+        with self._write_lock():
+            exists = (folder / _CURRENT).exists()
+            owner_now = _read_owner(folder) if exists else None
+            if exists and acting_tenant is not None and owner_now != acting_tenant:
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            if acting_tenant is not None:
+                owner = acting_tenant
+            elif keep_owner and exists:
+                owner = owner_now
+            else:
+                owner = record.meta.owner or None
+            versions = self._versions(folder) if exists else []
+            version = self._last_version(task_id, folder) + 1
+            stored = HeadRecord(replace(record.meta, version=version, owner=owner), record.tensors)
+            data = encode_head(stored)
+            if acting_tenant is not None:
+                tasks, used = self._usage(acting_tenant)
+                self.quotas.check(
+                    acting_tenant,
+                    tasks=tasks + (0 if exists else 1),
+                    versions=len(versions) + 1,
+                    stored_bytes=used,
+                    new_bytes=len(data),
+                )
+            # The counter first: whatever happens next, this version is spent.
+            self._set_last_version(task_id, version)
+            created = not folder.exists()
+            folder.mkdir(exist_ok=True)
+            path = folder / _version_file(version)
+            try:
+                self._mark(owner, task_id)
+                _atomic_write(path, data)
+                _atomic_write(folder / _OWNER, (owner or "").encode())
+                _atomic_write(folder / _CURRENT, str(version).encode())
+            except BaseException:
+                # Leave nothing behind: the previous CURRENT and OWNER still stand
+                # (OWNER is rewritten from the current version if it was replaced).
+                path.unlink(missing_ok=True)
+                if created:
+                    shutil.rmtree(folder, ignore_errors=True)
+                elif exists:
+                    _restore_owner(folder)
+                if owner != owner_now:
+                    self._unmark(owner, task_id)
+                raise
+            if owner != owner_now:
+                self._unmark(owner_now, task_id)
         return stored
 
     def get(self, task_id: str, version: int | None = None) -> HeadRecord:
@@ -60,34 +126,78 @@ class DiskStore:
 
     def current_version(self, task_id: str) -> int:
         try:
-            return int((self._folder(task_id) / _CURRENT).read_text())
+            return int((self.root / validate_task_id(task_id) / _CURRENT).read_text())
         except FileNotFoundError:
             raise UnknownTask(f"task {task_id!r} is not registered") from None
 
     def versions(self, task_id: str) -> list[int]:
         return self._versions(self._folder(task_id))
 
-    def set_current(self, task_id: str, version: int) -> None:
-        """Rollback (or forward): serve an existing version again."""
-        folder = self._folder(task_id)
-        with self._locked(folder):
-            if version not in self._versions(folder):
-                raise UnknownTask(f"task {task_id!r} has no version {version}")
-            _atomic_write(folder / _CURRENT, str(version).encode())
+    def owner(self, task_id: str) -> str | None:
+        return _read_owner(self._folder(task_id))
 
-    def delete(self, task_id: str) -> None:
-        folder = self._folder(task_id)
-        # Rename first so readers never see a half-deleted folder.
-        trash = self.root / f".deleted-{task_id}-{os.getpid()}-{id(folder)}"
-        folder.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+    def set_current(self, task_id: str, version: int, acting_tenant: str | None = None) -> None:
+        """Rollback (or forward): serve an existing version again; its owner owns the task."""
+        with self._write_lock():
+            folder = self._folder(task_id)
+            if acting_tenant is not None and _read_owner(folder) != acting_tenant:
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            path = folder / _version_file(version)
+            try:
+                version_owner = embedded_owner(path.read_bytes())
+            except FileNotFoundError:
+                raise UnknownTask(f"task {task_id!r} has no version {version}") from None
+            if acting_tenant is not None and version_owner != acting_tenant:
+                # Written before an admin gave the task to this tenant: not theirs.
+                raise UnknownTask(f"task {task_id!r} has no version {version}")
+            owner_now = _read_owner(folder)
+            self._mark(version_owner, task_id)
+            _atomic_write(folder / _OWNER, (version_owner or "").encode())
+            try:
+                _atomic_write(folder / _CURRENT, str(version).encode())
+            except BaseException:
+                _restore_owner(folder)
+                raise
+            if version_owner != owner_now:
+                self._unmark(owner_now, task_id)
+
+    def delete(self, task_id: str, acting_tenant: str | None = None) -> None:
+        """Remove the task and its versions; its version counter stays."""
+        with self._write_lock():
+            folder = self._folder(task_id)
+            owner = _read_owner(folder)
+            if acting_tenant is not None and owner != acting_tenant:
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            # Folders written before the counter existed: record their last version.
+            self._set_last_version(task_id, self._last_version(task_id, folder))
+            # Rename first so readers never see a half-deleted folder.
+            trash = self.root / f".deleted-{task_id}-{os.getpid()}-{id(folder)}"
+            folder.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            self._unmark(owner, task_id)
 
     def task_ids(self, owner: str | None = None) -> list[str]:
-        """All task ids, or only those `owner` registered."""
-        ids = sorted(p.name for p in self.root.iterdir() if (p / _CURRENT).exists())
-        if owner is None:
-            return ids
-        return [t for t in ids if _read_text(self.root / t / _OWNER) == owner]
+        """All task ids, or only those `owner` owns (from the index: O(owner's tasks))."""
+        if owner is None or not (self.root / _OWNERS).is_dir():
+            ids = sorted(
+                p.name for p in self.root.iterdir() if not p.name.startswith(".") and _is_task(p)
+            )
+            return ids if owner is None else [t for t in ids if self.owns(owner, t)]
+        index = self._index(owner)
+        marked = sorted(p.name for p in index.iterdir()) if index.is_dir() else []
+        return [t for t in marked if self.owns(owner, t)]  # a stale marker is skipped
+
+    def owns(self, owner: str, task_id: str) -> bool:
+        folder = self.root / task_id
+        return _is_task(folder) and _read_owner(folder) == owner
+
+    def _usage(self, tenant: str) -> tuple[int, int]:
+        """(tasks, stored bytes) of `tenant`, O(its tasks), under the write lock."""
+        tasks = used = 0
+        for task_id in self.task_ids(tenant):
+            tasks += 1
+            used += sum(p.stat().st_size for p in (self.root / task_id).glob("v*.safetensors"))
+        return tasks, used
 
     def _folder(self, task_id: str) -> Path:
         folder = self.root / validate_task_id(task_id)
@@ -95,21 +205,81 @@ class DiskStore:
             raise UnknownTask(f"task {task_id!r} is not registered")
         return folder
 
+    def _last_version(self, task_id: str, folder: Path) -> int:
+        counted = _read_text(self.root / _COUNTERS / task_id)
+        on_disk = self._versions(folder) if folder.exists() else []
+        return max([int(counted) if counted.isdigit() else 0, *on_disk])
+
+    def _set_last_version(self, task_id: str, version: int) -> None:
+        (self.root / _COUNTERS).mkdir(exist_ok=True)
+        _atomic_write(self.root / _COUNTERS / task_id, str(version).encode())
+
+    def _index(self, owner: str) -> Path:
+        # Owners are free text an admin may set: hashed, never a path.
+        return self.root / _OWNERS / hashlib.sha256(owner.encode()).hexdigest()[:40]
+
+    def _mark(self, owner: str | None, task_id: str) -> None:
+        if owner:
+            index = self._index(owner)
+            index.mkdir(parents=True, exist_ok=True)
+            (index / task_id).touch()
+
+    def _unmark(self, owner: str | None, task_id: str) -> None:
+        if owner:
+            (self._index(owner) / task_id).unlink(missing_ok=True)
+
+    def _build_index(self) -> None:
+        """Once per store, under the lock: index folders written before the index existed."""
+        building = self.root / ".owners-building"
+        shutil.rmtree(building, ignore_errors=True)
+        for folder in self.root.iterdir():
+            owner = _read_owner(folder) if not folder.name.startswith(".") else None
+            if owner and _is_task(folder):
+                index = building / self._index(owner).name
+                index.mkdir(parents=True, exist_ok=True)
+                (index / folder.name).touch()
+        building.mkdir(exist_ok=True)
+        building.rename(self.root / _OWNERS)
+
     @staticmethod
     def _versions(folder: Path) -> list[int]:
         return sorted(
             int(p.stem[1:]) for p in folder.glob("v*.safetensors") if p.stem[1:].isdigit()
         )
 
-    @staticmethod
     @contextmanager
-    def _locked(folder: Path) -> Iterator[None]:
-        with open(folder / _LOCK, "a") as lock:
+    def _write_lock(self) -> Iterator[None]:
+        # Outside every task folder, never removed: a writer waiting on it cannot
+        # find it renamed away by a DELETE (flock is per open file, so threads and
+        # processes holding their own DiskStore exclude each other too).
+        locks = self.root / _LOCKS
+        locks.mkdir(exist_ok=True)
+        with open(locks / "write.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                if not (self.root / _OWNERS).is_dir():
+                    self._build_index()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _is_task(folder: Path) -> bool:
+    return (folder / _CURRENT).exists()
+
+
+def _read_owner(folder: Path) -> str | None:
+    return _read_text(folder / _OWNER) or None
+
+
+def _restore_owner(folder: Path) -> None:
+    """OWNER follows the current version's file: rewrite it from there."""
+    try:
+        current = int((folder / _CURRENT).read_text())
+        owner = embedded_owner((folder / _version_file(current)).read_bytes())
+        _atomic_write(folder / _OWNER, (owner or "").encode())
+    except Exception:  # the original error matters more; a later write repairs OWNER
+        logger.exception("could not restore OWNER of %s", folder.name)
 
 
 def _read_text(path: Path) -> str:
@@ -143,12 +313,14 @@ class AsyncDiskStore:
     the single-replica embedded default; replicas share a RedisStore.
     """
 
-    def __init__(self, root: str | Path) -> None:
-        self.disk = DiskStore(root)
+    def __init__(self, root: str | Path, quotas: Quotas | None = None) -> None:
+        self.disk = DiskStore(root, quotas)
         self._watchers: list[asyncio.Queue[str]] = []
 
-    async def put(self, record: HeadRecord) -> HeadRecord:
-        stored = await asyncio.to_thread(self.disk.put, record)
+    async def put(
+        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+    ) -> HeadRecord:
+        stored = await asyncio.to_thread(self.disk.put, record, acting_tenant, keep_owner)
         self._notify(stored.meta.task_id)
         return stored
 
@@ -161,12 +333,14 @@ class AsyncDiskStore:
     async def versions(self, task_id: str) -> list[int]:
         return await asyncio.to_thread(self.disk.versions, task_id)
 
-    async def set_current(self, task_id: str, version: int) -> None:
-        await asyncio.to_thread(self.disk.set_current, task_id, version)
+    async def set_current(
+        self, task_id: str, version: int, acting_tenant: str | None = None
+    ) -> None:
+        await asyncio.to_thread(self.disk.set_current, task_id, version, acting_tenant)
         self._notify(task_id)
 
-    async def delete(self, task_id: str) -> None:
-        await asyncio.to_thread(self.disk.delete, task_id)
+    async def delete(self, task_id: str, acting_tenant: str | None = None) -> None:
+        await asyncio.to_thread(self.disk.delete, task_id, acting_tenant)
         self._notify(task_id)
 
     async def list_tasks(

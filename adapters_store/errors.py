@@ -31,3 +31,9 @@ class StoreUnavailable(StoreError):
     """The backing store (Redis) cannot be reached; cached heads still serve."""
 
     code = "store_unavailable"
+
+
+class QuotaExceeded(StoreError):
+    """A tenant's write would pass one of its quotas (tasks, versions per task, bytes)."""
+
+    code = "quota_exceeded"

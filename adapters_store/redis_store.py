@@ -4,37 +4,60 @@ Keys, under a configurable prefix p:
     p:task:<id>:v:<n>      head file bytes of version n (immutable)
     p:task:<id>:current    the version served
     p:task:<id>:versions   list of versions, oldest first
-    p:task:<id>:next       version counter
-    p:task:<id>:owner      tenant that registered the current head ("" for none)
+    p:task:<id>:next       last version assigned; survives DELETE, so none is reused
+    p:task:<id>:owner      owner of the current version ("" for none)
+    p:task:<id>:bytes      bytes of all the task's versions
     p:tasks                sorted set of task ids (for paginated listing)
     p:owner:<tenant>       sorted set of that tenant's task ids
+    p:usage:<tenant>       bytes of all that tenant's tasks (quota)
     p:events               pub/sub channel: a task id each time that task changes
 
-A registration is one MULTI/EXEC transaction, then one PUBLISH, so a reader
-sees either the old head or the new one and every replica hears of it at once.
+Each write (put, rollback, delete) is one optimistic transaction: WATCH the keys
+it reads (ownership, versions, the tenant's counters), check, then MULTI/EXEC
+every change at once; if another client touched a watched key in between, EXEC
+fails and the whole step is re-run. So the ownership check, the quota count and
+the write are one atomic step, a reader sees the old state or the new one, and
+no interleaving leaves a version blob outside the `versions` list. The head is
+encoded client-side (its metadata carries the version), hence WATCH, not Lua.
+Then one PUBLISH tells every replica; a publish that fails after EXEC is logged,
+not raised: the write happened, and replicas re-read everything on reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
+from adapters_store.base import Quotas, embedded_owner
 from adapters_store.errors import StoreUnavailable, UnknownTask
 from adapters_store.head_format import HeadRecord, encode_head, validate_task_id
 
 logger = logging.getLogger(__name__)
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_MAX_ATTEMPTS = 200  # optimistic retries of one write under contention
+T = TypeVar("T")
 
 
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "hra", timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hra",
+        timeout_s: float = 2.0,
+        quotas: Quotas | None = None,
+    ) -> None:
         self.prefix = prefix
+        self.quotas = quotas or Quotas()
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
@@ -45,29 +68,61 @@ class RedisStore:
     def _owner_key(self, owner: str) -> str:
         return f"{self.prefix}:owner:{owner}"
 
+    def _usage_key(self, owner: str) -> str:
+        return f"{self.prefix}:usage:{owner}"
+
+    @property
+    def _tasks_key(self) -> str:
+        return f"{self.prefix}:tasks"
+
     @property
     def _channel(self) -> str:
         return f"{self.prefix}:events"
 
-    async def put(self, record: HeadRecord) -> HeadRecord:
-        task_id = record.meta.task_id
-        owner = record.meta.owner or ""
-        async with _translate_errors():
-            version = int(await self.client.incr(self._key(task_id, "next")))
-            previous_owner = await self.client.get(self._key(task_id, "owner"))
-            stored = HeadRecord(replace(record.meta, version=version), record.tensors)
-            async with self.client.pipeline(transaction=True) as tx:
-                tx.set(self._key(task_id, "v", str(version)), encode_head(stored))
-                tx.rpush(self._key(task_id, "versions"), version)
-                tx.set(self._key(task_id, "current"), version)
-                tx.set(self._key(task_id, "owner"), owner)
-                tx.zadd(f"{self.prefix}:tasks", {task_id: 0})
-                if previous_owner and previous_owner.decode() != owner:
-                    tx.zrem(self._owner_key(previous_owner.decode()), task_id)
-                if owner:
-                    tx.zadd(self._owner_key(owner), {task_id: 0})
-                await tx.execute()
-            await self.client.publish(self._channel, task_id)
+    def _task_keys(self, task_id: str) -> list[str]:
+        return [self._key(task_id, k) for k in ("current", "owner", "versions", "next", "bytes")]
+
+    async def put(
+        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+    ) -> HeadRecord:
+        task_id = validate_task_id(record.meta.task_id)
+
+        async def step(tx: Pipeline) -> HeadRecord:
+            exists, owner_now = await self._owner_of(tx, task_id)
+            if exists and acting_tenant is not None and owner_now != acting_tenant:
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            if acting_tenant is not None:
+                owner = acting_tenant
+            elif keep_owner and exists:
+                owner = owner_now
+            else:
+                owner = record.meta.owner or None
+            version = int(await tx.get(self._key(task_id, "next")) or 0) + 1
+            stored = HeadRecord(replace(record.meta, version=version, owner=owner), record.tensors)
+            data = encode_head(stored)
+            task_bytes = int(await tx.get(self._key(task_id, "bytes")) or 0) if exists else 0
+            await self._watch_owners(tx, owner_now, owner)
+            if acting_tenant is not None:
+                count = await tx.llen(self._key(task_id, "versions")) if exists else 0
+                self.quotas.check(
+                    acting_tenant,
+                    tasks=await tx.zcard(self._owner_key(acting_tenant)) + (0 if exists else 1),
+                    versions=count + 1,
+                    stored_bytes=int(await tx.get(self._usage_key(acting_tenant)) or 0),
+                    new_bytes=len(data),
+                )
+            tx.multi()
+            tx.set(self._key(task_id, "next"), version)
+            tx.set(self._key(task_id, "v", str(version)), data)
+            tx.rpush(self._key(task_id, "versions"), version)
+            tx.set(self._key(task_id, "current"), version)
+            tx.incrby(self._key(task_id, "bytes"), len(data))
+            tx.zadd(self._tasks_key, {task_id: 0})
+            self._move_owner(tx, task_id, owner_now, owner, task_bytes, len(data))
+            return stored
+
+        stored = await self._atomically(step, self._task_keys(task_id))
+        await self._publish(task_id)
         return stored
 
     async def get_bytes(self, task_id: str, version: int | None = None) -> bytes:
@@ -91,34 +146,54 @@ class RedisStore:
         async with _translate_errors():
             return [int(v) for v in await self.client.lrange(self._key(task_id, "versions"), 0, -1)]
 
-    async def set_current(self, task_id: str, version: int) -> None:
-        if version not in await self.versions(task_id):
-            raise UnknownTask(f"task {task_id!r} has no version {version}")
-        async with _translate_errors():
-            await self.client.set(self._key(task_id, "current"), version)
-            await self.client.publish(self._channel, task_id)
+    async def set_current(
+        self, task_id: str, version: int, acting_tenant: str | None = None
+    ) -> None:
+        async def step(tx: Pipeline) -> None:
+            exists, owner_now = await self._owner_of(tx, task_id)
+            if not exists or (acting_tenant is not None and owner_now != acting_tenant):
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            versions = [int(v) for v in await tx.lrange(self._key(task_id, "versions"), 0, -1)]
+            data = await tx.get(self._key(task_id, "v", str(version)))
+            if version not in versions or data is None:
+                raise UnknownTask(f"task {task_id!r} has no version {version}")
+            owner = embedded_owner(data)
+            if acting_tenant is not None and owner != acting_tenant:
+                # Written before an admin gave the task to this tenant: not theirs.
+                raise UnknownTask(f"task {task_id!r} has no version {version}")
+            task_bytes = int(await tx.get(self._key(task_id, "bytes")) or 0)
+            await self._watch_owners(tx, owner_now, owner)
+            tx.multi()
+            tx.set(self._key(task_id, "current"), version)
+            self._move_owner(tx, task_id, owner_now, owner, task_bytes, 0)
 
-    async def delete(self, task_id: str) -> None:
-        versions = await self.versions(task_id)
-        async with _translate_errors():
-            owner = await self.client.get(self._key(task_id, "owner"))
-            async with self.client.pipeline(transaction=True) as tx:
-                tx.delete(*(self._key(task_id, "v", str(v)) for v in versions))
-                tx.delete(
-                    self._key(task_id, "versions"),
-                    self._key(task_id, "current"),
-                    self._key(task_id, "owner"),
-                )
-                tx.zrem(f"{self.prefix}:tasks", task_id)
-                if owner:
-                    tx.zrem(self._owner_key(owner.decode()), task_id)
-                await tx.execute()
-            await self.client.publish(self._channel, task_id)
+        await self._atomically(step, self._task_keys(task_id))
+        await self._publish(task_id)
+
+    async def delete(self, task_id: str, acting_tenant: str | None = None) -> None:
+        async def step(tx: Pipeline) -> None:
+            exists, owner = await self._owner_of(tx, task_id)
+            if not exists or (acting_tenant is not None and owner != acting_tenant):
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            versions = await tx.lrange(self._key(task_id, "versions"), 0, -1)
+            task_bytes = int(await tx.get(self._key(task_id, "bytes")) or 0)
+            await self._watch_owners(tx, owner, None)
+            tx.multi()
+            if versions:
+                tx.delete(*(self._key(task_id, "v", v.decode()) for v in versions))
+            tx.delete(*(self._key(task_id, k) for k in ("versions", "current", "owner", "bytes")))
+            tx.zrem(self._tasks_key, task_id)  # "next" stays: versions are never reused
+            if owner:
+                tx.zrem(self._owner_key(owner), task_id)
+                tx.decrby(self._usage_key(owner), task_bytes)
+
+        await self._atomically(step, self._task_keys(task_id))
+        await self._publish(task_id)
 
     async def list_tasks(
         self, offset: int, limit: int, owner: str | None = None
     ) -> tuple[list[str], int]:
-        key = f"{self.prefix}:tasks" if owner is None else self._owner_key(owner)
+        key = self._tasks_key if owner is None else self._owner_key(owner)
         async with _translate_errors():
             total = await self.client.zcard(key)
             ids = await self.client.zrange(key, offset, offset + limit - 1)
@@ -151,6 +226,58 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    # --- transactions ---
+
+    async def _atomically(self, step: Callable[[Pipeline], Awaitable[T]], keys: list[str]) -> T:
+        """Run `step` (reads, checks, then tx.multi() and queued writes) until EXEC holds."""
+        async with _translate_errors():
+            for attempt in range(_MAX_ATTEMPTS):
+                async with self.client.pipeline(transaction=True) as tx:
+                    try:
+                        await tx.watch(*keys)
+                        result = await step(tx)
+                        await tx.execute()
+                        return result
+                    except WatchError:
+                        await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+        raise StoreUnavailable(f"write gave up after {_MAX_ATTEMPTS} conflicting attempts")
+
+    async def _owner_of(self, tx: Pipeline, task_id: str) -> tuple[bool, str | None]:
+        """(exists, owner) read inside a watched transaction."""
+        current = await tx.get(self._key(task_id, "current"))
+        owner = await tx.get(self._key(task_id, "owner"))
+        return current is not None, (owner.decode() if owner else None)
+
+    async def _watch_owners(self, tx: Pipeline, *owners: str | None) -> None:
+        """Watch the per-tenant keys the write will read or change."""
+        keys = [k for o in owners if o for k in (self._owner_key(o), self._usage_key(o))]
+        if keys:
+            await tx.watch(*keys)
+
+    def _move_owner(
+        self,
+        tx: Pipeline,
+        task_id: str,
+        old: str | None,
+        new: str | None,
+        task_bytes: int,
+        added: int,
+    ) -> None:
+        """Queue the owner key, index and usage changes of a write that adds `added` bytes."""
+        tx.set(self._key(task_id, "owner"), new or "")
+        if old != new and old:
+            tx.zrem(self._owner_key(old), task_id)
+            tx.decrby(self._usage_key(old), task_bytes)
+        if new:
+            tx.zadd(self._owner_key(new), {task_id: 0})
+            tx.incrby(self._usage_key(new), added + (task_bytes if old != new else 0))
+
+    async def _publish(self, task_id: str) -> None:
+        try:
+            await self.client.publish(self._channel, task_id)
+        except _DOWN as exc:  # the write is done; replicas re-read all on reconnect
+            logger.warning("change notification for %s not sent: %s", task_id, exc)
 
 
 class _translate_errors:

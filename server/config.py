@@ -90,6 +90,17 @@ class HttpSettings(BaseModel):
     (h11 max incomplete event size); larger gets the connection closed."""
 
 
+class QuotaSettings(BaseModel):
+    """Per-tenant limits on stored heads; admin keys are not limited (429 quota_exceeded)."""
+
+    max_tasks_per_tenant: int = Field(default=1000, ge=1, le=10_000_000)
+    """Most tasks one tenant may own."""
+    max_versions_per_task: int = Field(default=100, ge=1, le=1_000_000)
+    """Most versions a tenant's task may hold; DELETE the task to start again."""
+    max_bytes_per_tenant: int = Field(default=1 << 30, ge=1024, le=1 << 50)
+    """Most bytes of head files (every version of every task) one tenant may store."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
 
@@ -125,6 +136,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = AudioSettings()
     http: HttpSettings = HttpSettings()
     heads: HeadSettings = HeadSettings()
+    quotas: QuotaSettings = QuotaSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
 
 import torch
 
-from adapters_store.base import HeadStore
+from adapters_store.base import HeadStore, Quotas
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.head_format import (
+    HeadMetadata,
     HeadRecord,
     decode_head,
     validate_task_id,
@@ -30,7 +32,7 @@ from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
-from server.errors import InvalidRequest, UnknownTask
+from server.errors import HeadRejected, InvalidRequest
 from server.log_safety import printable
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec, load_model
@@ -154,28 +156,33 @@ class AsrService:
         caller: Principal = OPEN,
         vocabulary: list[str] | None = None,
     ) -> HeadRecord:
-        """`vocabulary`, when given, replaces the file's own (an empty list clears it)."""
+        """`vocabulary`, when given, replaces the file's own (an empty list clears it).
+
+        The store checks ownership, quotas and writes in one atomic step: of two
+        tenants racing for a new id exactly one wins, the other gets UnknownTask.
+        An admin update keeps the task's owner unless `metadata` names one.
+        """
         if task_id == BASE_TASK:
             raise InvalidRequest("'base' is reserved for the backbone without a head")
         validate_task_id(task_id)
+        metadata = metadata or {}
+        check_metadata(metadata)  # refused before the write, never after it
         record = await asyncio.to_thread(decode_head, data, self.spec)
-        try:
-            current = await self.cache.resolve(task_id)
-        except UnknownTask:
-            current = None  # a new task: the caller will own it
-        if current is not None:
-            caller.check_owner(task_id, current.meta.owner)
         changes: dict = {"task_id": task_id, "created_at": time.time()}
-        for key, value in (metadata or {}).items():
+        for key, value in metadata.items():
             if key in ("owner", "description"):
                 changes[key] = None if value is None else str(value)
             else:
                 changes.setdefault("extra", dict(record.meta.extra))[key] = value
         if vocabulary is not None:
             changes["vocabulary"] = validate_vocabulary(vocabulary)
-        if not caller.admin:
-            changes["owner"] = caller.tenant  # tenants register for themselves only
-        stored = await self.store.put(HeadRecord(replace(record.meta, **changes), record.tensors))
+        meta = replace(record.meta, **changes)
+        check_head_metadata(meta)  # what the file itself brings, echoed back after the write
+        stored = await self.store.put(
+            HeadRecord(meta, record.tensors),
+            acting_tenant=_acting(caller),
+            keep_owner=caller.admin and "owner" not in metadata,
+        )
         self.cache.invalidate(task_id)
         logger.info("registered %s version %d", printable(task_id), stored.meta.version)
         return stored
@@ -188,13 +195,13 @@ class AsrService:
         return record
 
     async def rollback(self, task_id: str, version: int, caller: Principal = OPEN) -> None:
-        await self._owned(task_id, caller)
-        await self.store.set_current(task_id, version)
+        validate_task_id(task_id)
+        await self.store.set_current(task_id, version, acting_tenant=_acting(caller))
         self.cache.invalidate(task_id)
 
     async def delete_head(self, task_id: str, caller: Principal = OPEN) -> None:
-        await self._owned(task_id, caller)
-        await self.store.delete(task_id)
+        validate_task_id(task_id)
+        await self.store.delete(task_id, acting_tenant=_acting(caller))
         self.cache.invalidate(task_id)
 
     async def head_info(
@@ -224,9 +231,49 @@ class AsrService:
 
 
 def make_store(settings: Settings) -> HeadStore:
+    quotas = Quotas(**settings.quotas.model_dump())
     if settings.store == StoreKind.REDIS:
-        return RedisStore(settings.redis_url.get_secret_value(), settings.redis_prefix)
-    return AsyncDiskStore(settings.heads_path)
+        return RedisStore(
+            settings.redis_url.get_secret_value(), settings.redis_prefix, quotas=quotas
+        )
+    return AsyncDiskStore(settings.heads_path, quotas)
+
+
+def _acting(caller: Principal) -> str | None:
+    """The tenant a store write acts for; None for an admin (any task, no quota)."""
+    return None if caller.admin else caller.tenant
+
+
+MAX_METADATA_DEPTH = 16
+
+
+def check_head_metadata(meta: HeadMetadata) -> None:
+    """Fields of a head file's own metadata that are stored and answered as typed JSON."""
+    for name in ("owner", "description"):
+        if not isinstance(getattr(meta, name), str | None):
+            raise HeadRejected(f"head metadata {name!r} must be a string")
+    if not isinstance(meta.extra, dict):
+        raise HeadRejected("head metadata 'extra' must be an object")
+    if not isinstance(meta.rank, int) or isinstance(meta.rank, bool):
+        raise HeadRejected("head metadata 'rank' must be an integer")
+    try:
+        check_metadata(meta.extra)
+    except InvalidRequest as exc:
+        raise HeadRejected(f"head file: {exc}") from None
+
+
+def check_metadata(value: object, depth: int = 0) -> None:
+    """Metadata is stored and echoed back as JSON: finite numbers, bounded nesting."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidRequest(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest("metadata numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, dict):
+        for item in value.values():
+            check_metadata(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_metadata(item, depth + 1)
 
 
 def set_threads(settings: Settings) -> None:

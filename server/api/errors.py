@@ -32,6 +32,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.PayloadTooLarge, 413),
     (e.AudioDecodeError, 400),
     (e.InvalidRequest, 400),
+    (e.QuotaExceeded, 429),
     (e.Overloaded, 503),
     (e.StoreUnavailable, 503),
     (e.DeadlineExceeded, 504),
@@ -48,6 +49,7 @@ KIND = {
     408: "timeout",
     413: "too_large",
     422: "invalid_request",
+    429: "quota_exceeded",
     503: "unavailable",
     504: "timeout",
 }
@@ -76,6 +78,7 @@ DOCUMENTED_ERRORS = {
         (408, "request body not received in time"),
         (413, "audio or body too large"),
         (422, "validation error or rejected head"),
+        (429, "a tenant quota (tasks, versions, stored bytes) would be exceeded"),
         (500, "batch failed or internal error"),
         (503, "overloaded or store unavailable"),
         (504, "deadline exceeded"),
