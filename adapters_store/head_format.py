@@ -35,13 +35,13 @@ METADATA_KEY = "hra_head"
 MAX_METADATA_BYTES = 131_072  # room for a 1,000-word vocabulary
 MAX_VOCABULARY_WORDS = 1_000  # decoding cost grows with it: load_tests/bench_vocabulary.py
 ALLOWED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would let "\n" end one
 _WORD = re.compile(r"^[a-z']{1,64}$")  # what the CTC character vocabulary can spell
 
 
 def validate_task_id(task_id: str) -> str:
     """Ids become file names and Redis keys: no separators, no dot-dot."""
-    if not _TASK_ID.match(task_id) or ".." in task_id:
+    if not _TASK_ID.fullmatch(task_id) or ".." in task_id:
         raise InvalidTaskId(
             f"task id {task_id!r} must be 1-128 characters of letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

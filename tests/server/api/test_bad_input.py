@@ -142,6 +142,14 @@ async def test_unknown_malformed_and_missing_task_ids(client, fsdd_test):
     await _assert_error(client, r, 422, "validation_error")  # no file part
 
 
+async def test_a_task_id_ending_in_a_newline_is_refused_not_stored(client):
+    head = (await client.get("/v1/tasks/fsdd-george/head")).content
+    r = await client.put("/v1/tasks/evil-id%0A", files={"file": ("h.safetensors", head)})
+    await _assert_error(client, r, 422, "invalid_task_id")
+    listed = (await client.get("/v1/tasks", params={"limit": 1000})).json()["tasks"]
+    assert not [t for t in listed if t.startswith("evil-id")]
+
+
 async def test_wrong_content_type_is_refused(client):
     r = await client.post(
         "/v1/transcribe", content=b'{"audio": 1}', headers={"content-type": "application/json"}
