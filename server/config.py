@@ -57,10 +57,10 @@ class AudioSettings(BaseModel):
     """Most samples decoded from one file, frames x channels, checked from the header before
     decoding and again while decoding. Unset: max_duration_s x 48 kHz x 2 channels
     (5,760,000 for 60 s: 60 s of 48 kHz stereo, 15 s of 384 kHz mono)."""
-    max_vocabulary_cost: int = Field(default=4_000_000, ge=10_000)
+    max_vocabulary_cost: int = Field(default=3_000_000, ge=10_000, le=1_000_000_000)
     """Most vocabulary-decoding work per utterance, in word-loop states x model frames
-    (~57 ns each on this machine's CPU: ~0.2 s at the default, measured with
-    load_tests/bench_vocabulary.py). A longer utterance for that task gets 413."""
+    (~57 ns and one byte each on this machine's CPU: ~0.17 s at the default, measured with
+    load_tests/bench_vocabulary.py). Audio too long for its task's vocabulary gets 413."""
 
     @property
     def decoded_samples_limit(self) -> int:
