@@ -136,9 +136,9 @@ def _read_mono(f: sf.SoundFile, channels: int, limit: int, claimed: int | None) 
     while n <= limit:
         want = min(BLOCK_FRAMES, limit + 1 - n)
         try:
-            got = f.read(want, dtype="float32", out=block[:want])
+            got = block[: _read_frames(f, block[:want])]
         except (sf.LibsndfileError, RuntimeError) as exc:
-            if claimed is None and n > 0:  # a stream of unknown length ends in a read error
+            if claimed is None and n > 0:  # a stream of unknown length may end in an error
                 break
             raise AudioDecodeError(f"audio data is corrupt or truncated: {exc}") from None
         if got.shape[0] == 0:
@@ -151,3 +151,16 @@ def _read_mono(f: sf.SoundFile, channels: int, limit: int, claimed: int | None) 
         n += got.shape[0]
     # Shorter than claimed (a truncated file): keep only what is there, not the claim.
     return out if n == out.shape[0] else out[:n].copy()
+
+
+def _read_frames(f: sf.SoundFile, out: np.ndarray) -> int:
+    """Fill `out` [frames, channels] float32 from `f`; returns the frames read.
+
+    libsndfile's sf_readf_float called directly: soundfile's read() seeks afterwards to
+    where it expects to be, and that seek fails at the end of a FLAC stream of unknown
+    length, losing the frames just read."""
+    frames = sf._snd.sf_readf_float(f._file, sf._ffi.from_buffer("float[]", out), out.shape[0])
+    err = sf._snd.sf_error(f._file)
+    if err:
+        raise sf.LibsndfileError(err)
+    return int(frames)
