@@ -26,8 +26,6 @@ MAX_PHASES = 1_024
 exact ratio needs more is approximated (relative rate error < 1e-5, tested)."""
 LOWPASS_FILTER_WIDTH = 6  # zero crossings each side: torchaudio's default
 ROLLOFF = 0.99  # cutoff as a fraction of the lower Nyquist rate: torchaudio's default
-CONV_MAX_PHASES = 16  # more phases: gather instead of one conv1d per phase (measured)
-GATHER_ELEMENTS = 1 << 18  # window elements gathered at once: 2 x 1 MiB transient
 PLAN_CACHE_BYTES = 16 * 1024 * 1024
 """Filter tables kept across calls; a table is at most ~1.2 MB (384 kHz)."""
 
@@ -105,35 +103,19 @@ def resample(waveform: torch.Tensor, orig_rate: int) -> torch.Tensor:
     out = torch.empty(n_out, dtype=torch.float32)
     if n_out == 0:
         return out
-    xpad = F.pad(waveform.to(torch.float32)[None, None], (plan.width, plan.width + plan.down + 2))
-    if plan.up <= CONV_MAX_PHASES:
-        _by_phase(xpad, plan, out)
-    else:
-        _by_gather(xpad[0, 0], plan, out)
+    xpad = F.pad(waveform.to(torch.float32), (plan.width, plan.width + plan.down + 2))
+    for j in range(min(plan.up, n_out)):  # outputs j, j+up, j+2up, ... share one phase
+        count = -(-(n_out - j) // plan.up)
+        start = j * plan.down // plan.up
+        row = plan.table[(j * plan.down) % plan.up]  # [taps]
+        if plan.down >= plan.taps:  # windows do not overlap: a strided view, no copy
+            windows = xpad.as_strided((count, plan.taps), (plan.down, 1), start)
+            out[j :: plan.up] = torch.mv(windows, row)
+        else:  # overlapping windows (up <= 256 here): one strided conv
+            segment = xpad[start : start + (count - 1) * plan.down + plan.taps][None, None]
+            filtered = F.conv1d(segment, row[None, None], stride=plan.down)  # [1, 1, count]
+            out[j :: plan.up] = filtered[0, 0]
     return out
-
-
-def _by_phase(xpad: torch.Tensor, plan: ResamplePlan, out: torch.Tensor) -> None:
-    """Few phases: one strided conv1d per phase (outputs j, j+up, j+2up, ... share one)."""
-    up, down, n_out = plan.up, plan.down, out.shape[0]
-    for j in range(min(up, n_out)):
-        count = -(-(n_out - j) // up)
-        start = j * down // up
-        segment = xpad[..., start : start + (count - 1) * down + plan.taps]  # [1, 1, S]
-        row = plan.table[(j * down) % up][None, None]  # [1, 1, taps]
-        out[j::up] = F.conv1d(segment, row, stride=down)[0, 0]
-
-
-def _by_gather(xpad: torch.Tensor, plan: ResamplePlan, out: torch.Tensor) -> None:
-    """Many phases: gather each output's window and filter row, GATHER_ELEMENTS at a time
-    (a conv per phase costs ~40 us of overhead each: 1,024 phases = 40 ms even for 1 s)."""
-    windows = xpad.unfold(0, plan.taps, 1)  # [N + pad - taps + 1, taps], a view
-    step = max(1, GATHER_ELEMENTS // plan.taps)
-    for a in range(0, out.shape[0], step):
-        position = torch.arange(a, min(a + step, out.shape[0])) * plan.down  # [B] x up
-        rows = windows[position // plan.up]  # [B, taps]
-        weights = plan.table[position % plan.up]  # [B, taps]
-        out[a : a + rows.shape[0]] = torch.einsum("bt,bt->b", rows, weights)
 
 
 class LogMelFrontend(torch.nn.Module):
