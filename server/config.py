@@ -59,7 +59,7 @@ class AudioSettings(BaseModel):
     (5,760,000 for 60 s: 60 s of 48 kHz stereo, 15 s of 384 kHz mono)."""
     max_vocabulary_cost: int = Field(default=3_000_000, ge=10_000, le=1_000_000_000)
     """Most vocabulary-decoding work per utterance, in word-loop states x model frames
-    (~57 ns and one byte each on this machine's CPU: ~0.17 s at the default, measured with
+    (43-57 ns and one byte each on this machine's CPU: 0.13-0.17 s at the default, measured with
     load_tests/bench_vocabulary.py). Audio too long for its task's vocabulary gets 413."""
 
     @property
