@@ -34,6 +34,7 @@ FORMAT = "hra-head/1"
 METADATA_KEY = "hra_head"
 MAX_METADATA_BYTES = 131_072  # room for a 1,000-word vocabulary
 MAX_VOCABULARY_WORDS = 1_000  # decoding cost grows with it: load_tests/bench_vocabulary.py
+MAX_VOCABULARY_CHARACTERS = 8_000  # <= 17,002 word-loop states: decodes >= 7 s per request
 ALLOWED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would let "\n" end one
 _WORD = re.compile(r"^[a-z']{1,64}$")  # what the CTC character vocabulary can spell
@@ -174,7 +175,9 @@ def decode_head(data: bytes, spec: HeadSpec | None = None) -> HeadRecord:
 
 
 def validate_vocabulary(words: object) -> tuple[str, ...]:
-    """A task vocabulary: distinct lower-case words of letters and apostrophes."""
+    """A task vocabulary: distinct lower-case words of letters and apostrophes, at most
+    MAX_VOCABULARY_WORDS words and MAX_VOCABULARY_CHARACTERS characters in all (what the
+    word loop's size, and so its decoding cost per frame, grows with)."""
     if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
         raise InvalidVocabulary("vocabulary must be a list of words")
     if len(words) > MAX_VOCABULARY_WORDS:
@@ -183,6 +186,11 @@ def validate_vocabulary(words: object) -> tuple[str, ...]:
     if bad:
         raise InvalidVocabulary(
             f"vocabulary words must be 1-64 characters of a-z and ' (lower case): {bad[:5]}"
+        )
+    characters = sum(len(w) for w in words)
+    if characters > MAX_VOCABULARY_CHARACTERS:
+        raise InvalidVocabulary(
+            f"vocabulary has {characters} characters in all, limit {MAX_VOCABULARY_CHARACTERS}"
         )
     if len(set(words)) != len(words):
         raise InvalidVocabulary("vocabulary lists a word twice")

@@ -69,6 +69,23 @@ class AudioSettings(BaseModel):
     """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
     max_duration_s: float = Field(default=60.0, gt=0)
     """Longest audio accepted, in seconds."""
+    max_channels: int = Field(default=8, ge=1, le=255)
+    """Most channels in one file (8 = 7.1 surround; speech is 1 or 2). Every channel is
+    decoded before the downmix, so this bounds decoding work per second of audio."""
+    max_decoded_samples: int | None = Field(default=None, ge=16_000)
+    """Most samples decoded from one file, frames x channels, checked from the header before
+    decoding and again while decoding. Unset: max_duration_s x 48 kHz x 2 channels
+    (5,760,000 for 60 s: 60 s of 48 kHz stereo, 15 s of 384 kHz mono)."""
+    max_vocabulary_cost: int = Field(default=3_000_000, ge=10_000, le=1_000_000_000)
+    """Most vocabulary-decoding work per utterance, in word-loop states x model frames
+    (43-57 ns and one byte each on this machine's CPU: 0.13-0.17 s at the default, measured with
+    load_tests/bench_vocabulary.py). Audio too long for its task's vocabulary gets 413."""
+
+    @property
+    def decoded_samples_limit(self) -> int:
+        if self.max_decoded_samples is not None:
+            return self.max_decoded_samples
+        return int(self.max_duration_s * 48_000 * 2)
 
 
 class HttpSettings(BaseModel):

@@ -34,8 +34,29 @@ class AudioTooShort(AudioDecodeError):
     code = "audio_too_short"
 
 
+class UnsupportedSampleRate(AudioDecodeError):
+    code = "unsupported_sample_rate"
+
+
+class TooManyChannels(AudioDecodeError):
+    code = "too_many_channels"
+
+
 class AudioTooLong(ServingError):
     code = "audio_too_long"
+
+
+class TooManySamples(AudioTooLong):
+    """Duration x rate x channels past the decoded-samples bound (413)."""
+
+    code = "too_many_samples"
+
+
+class VocabularyTooCostly(AudioTooLong):
+    """The audio is too long for the task's vocabulary: decoding would cost more than
+    the per-request bound in states x frames (413)."""
+
+    code = "vocabulary_too_costly"
 
 
 class PayloadTooLarge(ServingError):
@@ -87,4 +108,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnknownTask",
+    "TooManyChannels",
+    "TooManySamples",
+    "UnsupportedSampleRate",
+    "VocabularyTooCostly",
 ]

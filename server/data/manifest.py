@@ -10,11 +10,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from server.model.features import resample
+from server.audio import read_audio_file
+from server.config import AudioSettings, get_settings
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ def read_manifest(path: Path, task: str | None = None) -> list[Utterance]:
     return utterances
 
 
-def load_audio(path: str | Path) -> torch.Tensor:
-    """Any soundfile-readable file -> mono float32 waveform [N] at 16 kHz."""
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-    return resample(mono, rate)
+def load_audio(path: str | Path, limits: AudioSettings | None = None) -> torch.Tensor:
+    """An audio file -> mono float32 waveform [N] at 16 kHz, through the server's one audio
+    reader: the same format, rate, channel, length and finiteness checks as an upload
+    (`limits`: the server's audio settings unless given), and a typed error otherwise."""
+    return read_audio_file(path, limits or get_settings().audio).at_model_rate()
 
 
 def save_audio(path: Path, waveform: torch.Tensor, rate: int) -> None:

@@ -9,21 +9,74 @@ word loop, each word its CTC label sequence [blank c1 blank c2 ... cn blank].
 Between words the loop takes a space token or only blanks; a word may follow
 another word's last character directly only through a blank or a space, which
 costs nothing in practice (the model emits one there anyway).
+
+Cost: Viterbi touches every state on every frame, 43-57 ns per state-frame on this
+machine's CPU (load_tests/bench_vocabulary.py), and keeps one byte of backpointer per
+state-frame. `check_vocabulary_cost` bounds states x frames per utterance at admission;
+compiled loops are cached within a byte budget (WORD_LOOP_CACHE_BYTES).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+from server.bounded_cache import ByteBoundedLRU
+from server.errors import VocabularyTooCostly
 from server.model.decoding import Decoded, WordTiming
 from server.model.tokenizer import BLANK, CharTokenizer
 
 SPACE = CharTokenizer.symbols.index(" ")
 NEG = -1e30
 SILENCE, SPACE_STATE = 0, 1  # flat state ids; word states follow
+MAX_VOCABULARY_COST = 3_000_000
+"""Default bound on states x frames per utterance: 0.13-0.17 s of Viterbi here (43-57 ns per
+state-frame, load_tests/bench_vocabulary.py)."""
+DEFAULT_FRAME_SECONDS = 0.04  # the embedded Conformer: 10 ms features subsampled 4x
+WORD_LOOP_CACHE_BYTES = 32 * 1024 * 1024
+"""Compiled word loops kept across calls: ~56 bytes per state, so a vocabulary at the
+upload limit (8,000 characters, ~17,000 states) is ~1 MB."""
+
+
+def vocabulary_states(words: Sequence[str]) -> int:
+    """States of the word loop for `words`: silence, space, and 2 * len(w) + 1 per word."""
+    return 2 + sum(2 * len(w) + 1 for w in words)
+
+
+def vocabulary_decode_cost(words: Sequence[str], frames: int) -> int:
+    """Viterbi work for one utterance of `frames` model frames: states x frames."""
+    return vocabulary_states(words) * max(frames, 0)
+
+
+def model_frames(audio_seconds: float, frame_seconds: float = DEFAULT_FRAME_SECONDS) -> int:
+    """Model output frames for an utterance, rounded up (never fewer than the model emits)."""
+    return math.ceil(max(audio_seconds, 0.0) / frame_seconds) + 1
+
+
+def check_vocabulary_cost(
+    words: Sequence[str],
+    audio_seconds: float,
+    *,
+    max_cost: int = MAX_VOCABULARY_COST,
+    frame_seconds: float = DEFAULT_FRAME_SECONDS,
+) -> None:
+    """Admission check: raises VocabularyTooCostly (413, `vocabulary_too_costly`) when
+    decoding `audio_seconds` of audio within `words` would cost more than `max_cost`
+    state-frames. No vocabulary (greedy decoding) costs nothing here."""
+    if not words:
+        return
+    frames = model_frames(audio_seconds, frame_seconds)
+    cost = vocabulary_decode_cost(words, frames)
+    if cost > max_cost:
+        states = vocabulary_states(words)
+        longest = (max_cost // states - 1) * frame_seconds
+        raise VocabularyTooCostly(
+            f"decoding {audio_seconds:.1f} s within this task's vocabulary ({len(words)} words, "
+            f"{states} states) costs {cost} state-frames, limit {max_cost}; audio up to "
+            f"{max(longest, 0.0):.1f} s is accepted for it"
+        )
 
 
 class WordLoop:
@@ -68,11 +121,21 @@ class WordLoop:
         self.finals = np.array(finals)
         self.preds = preds
 
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.labels, self.word_of, self.char_of, self.finals, self.preds)
+        return sum(a.nbytes for a in arrays) + sum(len(w) + 49 for w in self.words)
 
-@lru_cache(maxsize=256)
+
+_loops: ByteBoundedLRU[tuple[str, ...], WordLoop] = ByteBoundedLRU(
+    WORD_LOOP_CACHE_BYTES, lambda words: WordLoop(words, CharTokenizer()), lambda loop: loop.nbytes
+)
+
+
 def word_loop(words: tuple[str, ...]) -> WordLoop:
-    """Compiled once per distinct vocabulary (hashing 1,000 words takes ~10 us)."""
-    return WordLoop(words, CharTokenizer())
+    """Compiled once per distinct vocabulary (hashing 1,000 words takes ~10 us), kept in
+    an LRU of at most WORD_LOOP_CACHE_BYTES."""
+    return _loops.get_or_build(words)
 
 
 def vocabulary_decode(log_probs: np.ndarray, loop: WordLoop) -> Decoded:
