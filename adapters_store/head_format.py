@@ -37,7 +37,7 @@ MAX_VOCABULARY_WORDS = 1_000  # decoding cost grows with it: load_tests/bench_vo
 MAX_VOCABULARY_CHARACTERS = 8_000  # <= 17,002 word-loop states: decodes >= 7 s per request
 ALLOWED_DTYPES = {torch.float32, torch.float16, torch.bfloat16}
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would let "\n" end one
-_WORD = re.compile(r"^[a-z']{1,64}$")  # what the CTC character vocabulary can spell
+_WORD = re.compile(r"[a-z']{1,64}")  # what the CTC characters can spell (fullmatch)
 
 
 def validate_task_id(task_id: str) -> str:
@@ -182,7 +182,7 @@ def validate_vocabulary(words: object) -> tuple[str, ...]:
         raise InvalidVocabulary("vocabulary must be a list of words")
     if len(words) > MAX_VOCABULARY_WORDS:
         raise InvalidVocabulary(f"vocabulary has {len(words)} words, limit {MAX_VOCABULARY_WORDS}")
-    bad = [w for w in words if not _WORD.match(w)]
+    bad = [w for w in words if not _WORD.fullmatch(w)]
     if bad:
         raise InvalidVocabulary(
             f"vocabulary words must be 1-64 characters of a-z and ' (lower case): {bad[:5]}"

@@ -6,8 +6,12 @@ share, is refused here with its own 4xx (the engine's bisection is the second
 line, for what nobody foresaw):
     audio       at least the backbone's minimum samples at the model rate, so the
                 front end can make one frame (server.model.backbone.min_samples)
+    vocabulary  a task's word-loop decoding costs states x frames on the engine
+                thread: at most `max_vocabulary_cost` for this audio's length
     head        resolved and authorized by the service; a head the device pool
                 cannot hold is refused at upload and when the cache decodes it
+What the audio itself may cost (rate, channels, decoded samples) is bounded while it
+is read, before it is decoded in full (server/audio.py).
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.errors import AudioTooShort
 from server.model.features import SAMPLE_RATE
+from server.model.vocabulary_decoding import check_vocabulary_cost
 
 
 class Admission:
-    def __init__(self, min_samples: int) -> None:
+    def __init__(self, min_samples: int, frame_seconds: float, max_vocabulary_cost: int) -> None:
         self.min_samples = min_samples  # at SAMPLE_RATE
+        self.frame_seconds = frame_seconds  # model output frames, for the vocabulary cost
+        self.max_vocabulary_cost = max_vocabulary_cost  # states x frames
 
     def check(self, audio: Audio, head: HeadRecord | None) -> None:
         """Raise the typed error of the first rule the request breaks."""
@@ -31,4 +38,11 @@ class Admission:
             raise AudioTooShort(
                 f"audio is {1000 * audio.seconds:.1f} ms; this model needs at least "
                 f"{1000 * self.min_samples / SAMPLE_RATE:.1f} ms"
+            )
+        if head is not None:
+            check_vocabulary_cost(
+                head.meta.vocabulary,
+                audio.seconds,
+                max_cost=self.max_vocabulary_cost,
+                frame_seconds=self.frame_seconds,
             )

@@ -88,7 +88,9 @@ class AsrService:
             self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event
         )
         self.engine = Engine(model, slots, settings.forward_overhead_frames)
-        self.admission = Admission(self.engine.min_samples)
+        self.admission = Admission(
+            self.engine.min_samples, self.engine.frame_seconds, settings.audio.max_vocabulary_cost
+        )
         self.batcher = Batcher(
             self.engine,
             settings.batch,

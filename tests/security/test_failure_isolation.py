@@ -68,7 +68,9 @@ class World:
     def _register_odd_heads(http: httpx.Client) -> list[str]:
         """Heads mallory may register: whatever the server accepts, she will use."""
         head = http.get("/v1/tasks/fsdd-george/head", headers=_auth(ADMIN)).content
-        long_words = ["".join(chr(97 + (i * 7 + j) % 26) for j in range(64)) for i in range(1000)]
+        long_words = [  # 1,000 distinct words: as costly a vocabulary as an upload may be
+            "".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)
+        ]
         accepted = []
         for task, vocabulary in [
             ("mallory-plain", None),
