@@ -190,7 +190,7 @@ def odd_audio(draw) -> Clip:
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(audio=odd_audio(), which=st.integers(0, 100), offset=st.integers(0, 100))
 def test_odd_audio_and_heads_from_one_tenant_never_fail_another_tenants_burst(
     world, audio, which, offset
