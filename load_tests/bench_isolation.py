@@ -34,9 +34,9 @@ from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 
 MAX_DURATION_S = 60  # the server's default limit
-        long_words = [  # 1,000 distinct words: as costly a vocabulary as an upload may be
-            "".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)
-        ]
+LONG_WORDS = [  # 1,000 distinct words: as costly a vocabulary as an upload may be
+    "".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)
+]
 
 
 def _encode(x: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
