@@ -32,6 +32,8 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
+from server.model.conformer import ConformerCTC
+from server.model.vocabulary_decoding import vocabulary_states
 
 MAX_DURATION_S = 60  # the server's default limit
 LONG_WORDS = [  # 1,000 distinct words: as costly a vocabulary as an upload may be
@@ -63,7 +65,18 @@ def hostile_requests() -> dict[str, tuple[str, bytes]]:
         "silent_flac_384k_60s": ("base", _encode(np.zeros((limit * 384_000, 2)), 384_000, "FLAC")),
         "clipped_dc_60s": ("base", _encode(np.ones((limit * 16_000, 1)), 16_000)),
         "huge_vocabulary_60s": ("bench-huge-vocabulary", _encode(_sine(limit, 16_000), 16_000)),
+        "huge_vocabulary_at_cost_limit": (
+            "bench-huge-vocabulary",
+            _encode(_sine(0.95 * _longest_for(LONG_WORDS), 16_000), 16_000),
+        ),
+        "flac_384k_15s_mono": ("base", _encode(_sine(15, 384_000), 384_000, "FLAC")),
     }
+
+
+def _longest_for(words: list[str]) -> float:
+    """The longest audio admission accepts for a task with this vocabulary (seconds)."""
+    frames = get_settings().audio.max_vocabulary_cost / vocabulary_states(words)
+    return frames * ConformerCTC.frame_seconds
 
 
 async def burst(url: str, good: list[tuple[str, bytes]], hostile: tuple[str, bytes] | None):
@@ -87,7 +100,7 @@ async def burst(url: str, good: list[tuple[str, bytes]], hostile: tuple[str, byt
         return responses, hostile_done[0], max(t for _, t in done)  # the good ones' wall time
 
 
-def run(url: str, burst_size: int, repeats: int) -> list[dict]:
+def run(url: str, burst_size: int, repeats: int, kinds: list[str] | None) -> list[dict]:
     clips = load_fsdd(get_settings().fsdd_root, TEST_TAKES)[::7][:burst_size]
     good = [(u.task, Path(u.audio).read_bytes()) for u in clips]
     expected = [
@@ -96,6 +109,8 @@ def run(url: str, burst_size: int, repeats: int) -> list[dict]:
     ]
     rows = []
     for kind, hostile in hostile_requests().items():
+        if kinds and kind not in kinds:
+            continue
         times = {"with": [], "without": []}
         ok, answer = 0, ""
         for _ in range(repeats):
@@ -131,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kinds", nargs="*", help="only these hostile kinds (default: all)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "load_tests/results/isolation.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +161,7 @@ def main() -> None:
                 data={"vocabulary": json.dumps(LONG_WORDS)},
             )
             print(f"registering a 1,000-word vocabulary: {r.status_code}", flush=True)
-            rows = run(url, args.burst, args.repeats)
+            rows = run(url, args.burst, args.repeats, args.kinds)
         finally:
             process.terminate()
             process.wait(30)

@@ -135,3 +135,17 @@ def test_memory_and_soak_scripts_smoke(tmp_path):
     soak_result = json.loads(soak.read_text())
     assert soak_result["errors"] == 0
     assert soak_result["allocator"] == "jemalloc"  # `hra serve` re-executed on jemalloc
+
+
+def test_isolation_benchmark_smoke_serves_every_good_request_beside_a_hostile_one(tmp_path):
+    out = tmp_path / "isolation.json"
+    _run(
+        "load_tests.bench_isolation",
+        *("--burst", "4", "--repeats", "1", "--out", str(out)),
+        *("--kinds", "too_short", "huge_vocabulary_60s"),
+    )
+    rows = {r["hostile"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"too_short", "huge_vocabulary_60s"}
+    assert all(r["good_ok"] == "4/4" for r in rows.values())
+    assert rows["too_short"]["hostile_answer"] == "400 audio_too_short"
+    assert rows["huge_vocabulary_60s"]["hostile_answer"] == "413 vocabulary_too_costly"
