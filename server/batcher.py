@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.config import BatchSettings
-from server.engine import Engine, EngineInput
+from server.engine import Engine, EngineInput, Outcome
 from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
 from server.model.decoding import Decoded
 
@@ -69,6 +69,7 @@ class Result:
 class _Pending:
     work: Work
     admitted: float
+    started: float = 0.0  # when its batch went to the engine
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -110,6 +111,7 @@ class Batcher:
                 p.done.set_exception(ServingError("server shutting down"))
         self._pending.clear()
         self._thread.shutdown(wait=True)
+        self.engine.close()
 
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
@@ -204,6 +206,8 @@ class Batcher:
     async def _execute(self, batch: list[_Pending]) -> None:
         inputs = [EngineInput(p.work.audio, p.work.head, p.work.request_id) for p in batch]
         started = time.monotonic()
+        for p in batch:
+            p.started = started
         try:
             output = await asyncio.get_running_loop().run_in_executor(
                 self._thread, self.engine.run, inputs
@@ -221,13 +225,22 @@ class Batcher:
                 len(batch), len(tasks), compute, output.forward_passes, output.isolated_failures
             )
         for p, result in zip(batch, output.results):
-            if p.done.done():
-                continue
-            if isinstance(result, Exception):
-                p.done.set_exception(result)
+            if isinstance(result, Future):  # a vocabulary decode, on the engine's decoder thread
+                asyncio.wrap_future(result).add_done_callback(
+                    lambda f, p=p: _settle(p, f.result(), compute)
+                )
             else:
-                p.done.set_result(Result(result, started - p.admitted, compute))
+                _settle(p, result, compute)
 
     def _report_depth(self) -> None:
         if self.observer:
             self.observer.queue_depth(len(self._pending))
+
+
+def _settle(p: _Pending, outcome: Outcome, compute_s: float) -> None:
+    if p.done.done():  # timed out or disconnected meanwhile
+        return
+    if isinstance(outcome, Exception):
+        p.done.set_exception(outcome)
+    else:
+        p.done.set_result(Result(outcome, p.started - p.admitted, compute_s))

@@ -9,7 +9,10 @@ Failure model (a property of the interface, not a retry around it):
                      its members run again in halves until only the culprits fail
                      (at most 2 log2(B) extra passes for one culprit), each culprit
                      logged with its request id and counted in `isolated_failures`
-    decode           per item; a vocabulary decode that raises fails only its item
+    decode           per item; greedy on this thread; a decode within a task's vocabulary
+                     (up to `max_vocabulary_cost` state-frames, ~0.15 s) is handed to a
+                     decoder thread, so it delays only its own request, never its
+                     batch-mates or the next batch; one that raises fails only its item
 Admission (server/admission.py) turns away what is known to fail before it can join a
 batch; the bisection is the second line for what nobody foresaw.
 """
@@ -17,8 +20,10 @@ batch; the bisection is the second line for what nobody foresaw.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 import kernels
@@ -29,12 +34,19 @@ from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT, plan
 from server.model.decoding import Decoded
 from server.model.features import SAMPLE_RATE
 from server.model.hra import HRAModel
-from server.model.inference import decode_one, forward_padded, vocabulary_of
+from server.model.inference import (
+    decode_one,
+    decode_within,
+    forward_padded,
+    log_probs_of,
+    vocabulary_of,
+)
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
 
-ItemResult = Decoded | ServingError
+Outcome = Decoded | ServingError  # a transcript, or this item's own error
+ItemResult = Outcome | Future  # Future[Outcome]: a vocabulary decode still running
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,13 @@ class EngineInput:
 
 @dataclass(frozen=True)
 class EngineOutput:
-    results: list[ItemResult]  # in input order: a transcript or this item's own error
+    results: list[ItemResult]  # in input order: a transcript, its own error, or a Future
     forward_passes: int  # bucket passes, re-runs of a failed bucket included
     isolated_failures: int  # items that failed inside a pass that had to be split
+
+    def wait(self) -> list[Outcome]:
+        """Every result, deferred vocabulary decodes waited for (synchronous callers)."""
+        return [r.result() if isinstance(r, Future) else r for r in self.results]
 
 
 class Engine:
@@ -64,6 +80,7 @@ class Engine:
         self.forward_overhead_frames = forward_overhead_frames
         self.frame_seconds = model.backbone.frame_seconds
         self.min_samples = model.backbone.min_samples
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="vocabulary-decoder")
         on, reason = kernels.enable_triton(self.device)
         logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
 
@@ -87,13 +104,20 @@ class Engine:
         isolated = run.isolated_failures + len(batch) - len(features)
         return EngineOutput(results, run.passes, isolated)  # every slot is filled by now
 
+    def decode_later(self, log_probs: np.ndarray, item: EngineInput) -> Future:
+        """Decode within the item's vocabulary on the decoder thread: Future[Outcome]."""
+        return self._decoder.submit(_decode_within, log_probs, item)
+
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
         (result,) = self.run(
             [EngineInput(Audio(torch.zeros(SAMPLE_RATE), SAMPLE_RATE), None)]
-        ).results
+        ).wait()
         if isinstance(result, Exception):
             raise result
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=True)
 
 
 class _Run:
@@ -125,8 +149,11 @@ class _Run:
         for row, i in enumerate(members):
             item = self.batch[i]
             try:
-                n = int(lengths[row])
-                self.results[i] = decode_one(logits[row, :n], vocabulary_of(item.head))
+                valid = logits[row, : int(lengths[row])]
+                if vocabulary_of(item.head):
+                    self.results[i] = self.engine.decode_later(log_probs_of(valid), item)
+                else:
+                    self.results[i] = decode_one(valid, ())
             except Exception as exc:
                 self.results[i] = _culprit(item, "decode", exc)
 
@@ -134,6 +161,13 @@ class _Run:
         head_batch = self.engine.slots.head_batch([self.batch[i].head for i in members])
         feats = [self.features[i] for i in members]
         return forward_padded(self.engine.model, feats, head_batch, self.engine.device)
+
+
+def _decode_within(log_probs: np.ndarray, item: EngineInput) -> Outcome:
+    try:
+        return decode_within(log_probs, vocabulary_of(item.head))
+    except Exception as exc:
+        return _culprit(item, "decode", exc)
 
 
 def _culprit(item: EngineInput, stage: str, exc: Exception) -> ServingError:

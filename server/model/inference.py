@@ -7,6 +7,7 @@ best sequence of the task's vocabulary words when its head names one.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from adapters_store.head_format import HeadRecord, HeadType
@@ -33,10 +34,19 @@ def vocabulary_of(head: HeadRecord | None) -> tuple[str, ...]:
 def decode_one(logits: torch.Tensor, vocabulary: tuple[str, ...]) -> Decoded:
     """logits [T, V] of one utterance (valid frames only): greedy, or within its vocabulary."""
     if vocabulary:
-        log_probs = logits.log_softmax(-1).float().cpu().numpy()
-        return vocabulary_decode(log_probs, word_loop(vocabulary))
+        return decode_within(log_probs_of(logits), vocabulary)
     length = torch.tensor([logits.shape[0]])
     return greedy_decode(logits[None], length, _TOKENIZER)[0]
+
+
+def log_probs_of(logits: torch.Tensor) -> np.ndarray:
+    """logits [T, V] -> log-probabilities [T, V] as float32 numpy, on the host."""
+    return logits.log_softmax(-1).float().cpu().numpy()
+
+
+def decode_within(log_probs: np.ndarray, vocabulary: tuple[str, ...]) -> Decoded:
+    """The best sequence of the vocabulary's words (pure numpy: any thread may run it)."""
+    return vocabulary_decode(log_probs, word_loop(vocabulary))
 
 
 def decode(

@@ -1,3 +1,5 @@
+from concurrent.futures import Future
+
 import torch
 
 from adapters_store.head_format import HeadRecord
@@ -8,6 +10,7 @@ from server.errors import InferenceFailed, ServingError
 from server.length_buckets import NEVER_SPLIT
 from server.model.checkpoint import head_spec
 from server.model.features import SAMPLE_RATE
+from server.model.inference import decode, forward_features
 from server.slot_pool import DeviceSlotPool
 
 
@@ -34,9 +37,9 @@ def test_length_buckets_give_the_same_transcripts_as_one_padded_pass(
     bucketed = _engine(default_model, 0).run(batch)
     assert one_pass.forward_passes == 1
     assert bucketed.forward_passes > 1
-    assert [d.text for d in bucketed.results] == [d.text for d in one_pass.results]
-    assert [d.words for d in bucketed.results] == [d.words for d in one_pass.results]
-    assert any(d.text for d in one_pass.results)
+    assert [d.text for d in bucketed.wait()] == [d.text for d in one_pass.wait()]
+    assert [d.words for d in bucketed.wait()] == [d.words for d in one_pass.wait()]
+    assert any(d.text for d in one_pass.wait())
 
 
 def test_the_engine_on_cpu_splits_a_mixed_batch_but_not_an_even_one(
@@ -53,11 +56,12 @@ def test_an_item_that_cannot_be_featurized_fails_alone(default_model, default_st
     engine = _engine(default_model, None)
     batch = _mixed_lengths_batch(default_store, fsdd_test)[:4]
     too_short = EngineInput(Audio(torch.zeros(engine.min_samples - 1), SAMPLE_RATE), None, "r-1")
-    alone = engine.run(batch).results
+    alone = engine.run(batch).wait()
     mixed = engine.run(batch[:2] + [too_short] + batch[2:])
-    assert isinstance(mixed.results[2], InferenceFailed)
+    results = mixed.wait()
+    assert isinstance(results[2], InferenceFailed)
     assert mixed.isolated_failures == 1
-    others = mixed.results[:2] + mixed.results[3:]
+    others = results[:2] + results[3:]
     assert [d.text for d in others] == [d.text for d in alone]
 
 
@@ -71,10 +75,26 @@ def test_a_fused_pass_that_raises_is_split_until_only_the_culprit_fails(
     culprit = EngineInput(
         batch[0].audio, HeadRecord(wrong_shape.meta, {"V": good.tensors["V"].repeat(2, 1)}), "r-2"
     )
-    alone = engine.run(batch).results
+    alone = engine.run(batch).wait()
     mixed = engine.run(batch[:5] + [culprit] + batch[5:])
-    assert isinstance(mixed.results[5], ServingError)
+    results = mixed.wait()
+    assert isinstance(results[5], ServingError)
     assert mixed.isolated_failures == 1
     assert 1 < mixed.forward_passes <= 1 + 2 * 3  # the split costs at most 2 log2(B) passes
-    others = mixed.results[:5] + mixed.results[6:]
+    others = results[:5] + results[6:]
     assert [d.text for d in others] == [d.text for d in alone]
+
+
+def test_a_vocabulary_decode_runs_off_the_engine_thread_and_gives_the_inline_result(
+    default_model, default_store, fsdd_test
+):
+    engine = _engine(default_model, None)
+    batch = _mixed_lengths_batch(default_store, fsdd_test)[:4]
+    assert all(item.head.meta.vocabulary for item in batch)  # the shipped FSDD heads have one
+    output = engine.run(batch)
+    assert all(isinstance(r, Future) for r in output.results)
+    logits, lengths = forward_features(
+        default_model[0], [engine.featurize(i.audio) for i in batch], [i.head for i in batch]
+    )
+    inline = decode(logits, lengths, [i.head.meta.vocabulary for i in batch])
+    assert [d.text for d in output.wait()] == [d.text for d in inline]
