@@ -61,7 +61,7 @@ def main() -> None:
             times = []
             for _ in range(args.repeats):
                 began = time.perf_counter()
-                vocabulary_decode(log_probs, loop)
+                vocabulary_decode(log_probs, loop, 0.04)
                 times.append(time.perf_counter() - began)
             rows.append(
                 {

@@ -106,7 +106,7 @@ class Engine:
 
     def decode_later(self, log_probs: np.ndarray, item: EngineInput) -> Future:
         """Decode within the item's vocabulary on the decoder thread: Future[Outcome]."""
-        return self._decoder.submit(_decode_within, log_probs, item)
+        return self._decoder.submit(_decode_within, log_probs, item, self.frame_seconds)
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
@@ -153,7 +153,7 @@ class _Run:
                 if vocabulary_of(item.head):
                     self.results[i] = self.engine.decode_later(log_probs_of(valid), item)
                 else:
-                    self.results[i] = decode_one(valid, ())
+                    self.results[i] = decode_one(valid, (), self.engine.frame_seconds)
             except Exception as exc:
                 self.results[i] = _culprit(item, "decode", exc)
 
@@ -163,9 +163,9 @@ class _Run:
         return forward_padded(self.engine.model, feats, head_batch, self.engine.device)
 
 
-def _decode_within(log_probs: np.ndarray, item: EngineInput) -> Outcome:
+def _decode_within(log_probs: np.ndarray, item: EngineInput, frame_seconds: float) -> Outcome:
     try:
-        return decode_within(log_probs, vocabulary_of(item.head))
+        return decode_within(log_probs, vocabulary_of(item.head), frame_seconds)
     except Exception as exc:
         return _culprit(item, "decode", exc)
 

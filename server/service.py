@@ -50,7 +50,6 @@ class Transcription:
     text: str
     words: list[WordTiming]
     duration_s: float
-    frame_s: float
     queue_ms: float
     compute_ms: float
     request_id: str
@@ -144,7 +143,6 @@ class AsrService:
             text=result.decoded.text,
             words=result.decoded.words,
             duration_s=seconds,
-            frame_s=self.engine.frame_seconds,
             queue_ms=1000 * result.queue_s,
             compute_ms=1000 * result.compute_s,
             request_id=request_id,

@@ -25,8 +25,8 @@ def words(t: Transcription) -> list[Word]:
     return [
         Word(
             w.word,
-            round(w.start_frame * t.frame_s, 3),
-            round(min(w.end_frame * t.frame_s, t.duration_s), 3),
+            round(w.start_s, 3),
+            round(min(w.end_s, t.duration_s), 3),
         )
         for w in t.words
     ]

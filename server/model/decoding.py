@@ -12,8 +12,8 @@ from server.model.tokenizer import BLANK, CharTokenizer
 @dataclass(frozen=True)
 class WordTiming:
     word: str
-    start_frame: int
-    end_frame: int  # exclusive
+    start_s: float  # seconds from the start of the audio
+    end_s: float  # exclusive
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,15 @@ class Decoded:
 
 
 def greedy_decode(
-    logits: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer
+    logits: torch.Tensor, lengths: torch.Tensor, tokenizer: CharTokenizer, frame_seconds: float
 ) -> list[Decoded]:
     """Best path per utterance: argmax, collapse repeats, drop blanks.
 
     logits  # [B, T, V]
     lengths # [B] valid frames per utterance
     Word boundaries come from the frames on which each word's first and last
-    characters were emitted, which is what CTC alignment gives for free.
+    characters were emitted, which is what CTC alignment gives for free; a word
+    spans [first frame, last frame + 1) x frame_seconds.
     """
     best = logits.argmax(dim=-1).cpu()  # [B, T]
     results = []
@@ -43,18 +44,21 @@ def greedy_decode(
             if token != prev and token != BLANK:
                 chars.append((tokenizer.symbols[token], t))
             prev = token
-        results.append(_words_from_chars(chars, n))
+        results.append(_words_from_chars(chars, n, frame_seconds))
     return results
 
 
-def _words_from_chars(chars: list[tuple[str, int]], num_frames: int) -> Decoded:
+def _words_from_chars(
+    chars: list[tuple[str, int]], num_frames: int, frame_seconds: float
+) -> Decoded:
     words: list[WordTiming] = []
     current: list[tuple[str, int]] = []
     for ch, t in chars + [(" ", num_frames)]:
         if ch == " ":
             if current:
                 word = "".join(c for c, _ in current)
-                words.append(WordTiming(word, current[0][1], current[-1][1] + 1))
+                start, end = current[0][1], current[-1][1] + 1
+                words.append(WordTiming(word, start * frame_seconds, end * frame_seconds))
             current = []
         else:
             current.append((ch, t))

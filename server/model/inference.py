@@ -31,12 +31,13 @@ def vocabulary_of(head: HeadRecord | None) -> tuple[str, ...]:
     return head.meta.vocabulary if head is not None else ()
 
 
-def decode_one(logits: torch.Tensor, vocabulary: tuple[str, ...]) -> Decoded:
-    """logits [T, V] of one utterance (valid frames only): greedy, or within its vocabulary."""
+def decode_one(logits: torch.Tensor, vocabulary: tuple[str, ...], frame_seconds: float) -> Decoded:
+    """logits [T, V] of one utterance (valid frames only): greedy, or within its vocabulary.
+    Word times in seconds: a frame is `frame_seconds` (the backbone's)."""
     if vocabulary:
-        return decode_within(log_probs_of(logits), vocabulary)
+        return decode_within(log_probs_of(logits), vocabulary, frame_seconds)
     length = torch.tensor([logits.shape[0]])
-    return greedy_decode(logits[None], length, _TOKENIZER)[0]
+    return greedy_decode(logits[None], length, _TOKENIZER, frame_seconds)[0]
 
 
 def log_probs_of(logits: torch.Tensor) -> np.ndarray:
@@ -44,17 +45,23 @@ def log_probs_of(logits: torch.Tensor) -> np.ndarray:
     return logits.log_softmax(-1).float().cpu().numpy()
 
 
-def decode_within(log_probs: np.ndarray, vocabulary: tuple[str, ...]) -> Decoded:
+def decode_within(
+    log_probs: np.ndarray, vocabulary: tuple[str, ...], frame_seconds: float
+) -> Decoded:
     """The best sequence of the vocabulary's words (pure numpy: any thread may run it)."""
-    return vocabulary_decode(log_probs, word_loop(vocabulary))
+    return vocabulary_decode(log_probs, word_loop(vocabulary), frame_seconds)
 
 
 def decode(
-    logits: torch.Tensor, lengths: torch.Tensor, vocabularies: list[tuple[str, ...]]
+    logits: torch.Tensor,
+    lengths: torch.Tensor,
+    vocabularies: list[tuple[str, ...]],
+    frame_seconds: float,
 ) -> list[Decoded]:
     """One Decoded per utterance of a batch: logits [B, T, V], lengths [B]."""
     return [
-        decode_one(logits[b, : int(n)], v) for b, (n, v) in enumerate(zip(lengths, vocabularies))
+        decode_one(logits[b, : int(n)], v, frame_seconds)
+        for b, (n, v) in enumerate(zip(lengths, vocabularies))
     ]
 
 
@@ -85,4 +92,5 @@ def transcribe_features(
 ) -> list[Decoded]:
     """Transcripts as served: each head's own vocabulary, if it has one."""
     logits, lengths = forward_features(model, feats, heads)
-    return decode(logits, lengths, [vocabulary_of(h) for h in heads])
+    vocabularies = [vocabulary_of(h) for h in heads]
+    return decode(logits, lengths, vocabularies, model.backbone.frame_seconds)

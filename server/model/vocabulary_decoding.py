@@ -138,7 +138,7 @@ def word_loop(words: tuple[str, ...]) -> WordLoop:
     return _loops.get_or_build(words)
 
 
-def vocabulary_decode(log_probs: np.ndarray, loop: WordLoop) -> Decoded:
+def vocabulary_decode(log_probs: np.ndarray, loop: WordLoop, frame_seconds: float) -> Decoded:
     """log_probs [T, V] of one utterance, valid frames only -> best word sequence."""
     frames, count = log_probs.shape[0], len(loop.labels)
     scores = np.full(count + 2, NEG)
@@ -159,10 +159,10 @@ def vocabulary_decode(log_probs: np.ndarray, loop: WordLoop) -> Decoded:
         state = int(loop.preds[state, back[t, state]])
         if state == loop.word_end:
             state = int(ended[t])
-    return _words(loop, path)
+    return _words(loop, path, frame_seconds)
 
 
-def _words(loop: WordLoop, path: np.ndarray) -> Decoded:
+def _words(loop: WordLoop, path: np.ndarray, frame_seconds: float) -> Decoded:
     """Frame path -> words, timed like greedy decoding (first char's frame to last's + 1)."""
     timings: list[WordTiming] = []
     start = last_char = None
@@ -172,12 +172,17 @@ def _words(loop: WordLoop, path: np.ndarray) -> Decoded:
         entering = state >= 2 and j <= 1 and (previous < 2 or loop.char_of[previous] > j)
         if entering or state < 2:
             if start is not None:
-                timings.append(WordTiming(loop.words[loop.word_of[previous]], start, last_char + 1))
+                timings.append(_timing(loop, previous, start, last_char, frame_seconds))
             start = last_char = None
         if j > 0 and j % 2 == 1 and state != previous:  # a character starts on this frame
             start = t if start is None else start
             last_char = t
         previous = state
     if start is not None:
-        timings.append(WordTiming(loop.words[loop.word_of[previous]], start, last_char + 1))
+        timings.append(_timing(loop, previous, start, last_char, frame_seconds))
     return Decoded(" ".join(w.word for w in timings), timings, len(path))
+
+
+def _timing(loop: WordLoop, state: int, start: int, last: int, frame_seconds: float):
+    word = loop.words[loop.word_of[state]]
+    return WordTiming(word, start * frame_seconds, (last + 1) * frame_seconds)

@@ -94,9 +94,10 @@ def wers(
     for start in range(0, len(feats), batch_size):
         chunk = feats[start : start + batch_size]
         logits, lengths = forward_features(model, chunk, [head] * len(chunk))
-        greedy += [d.text for d in decode(logits, lengths, [()] * len(chunk))]
+        fs = model.backbone.frame_seconds
+        greedy += [d.text for d in decode(logits, lengths, [()] * len(chunk), fs)]
         if vocabulary:
-            constrained += [d.text for d in decode(logits, lengths, [vocabulary] * len(chunk))]
+            constrained += [d.text for d in decode(logits, lengths, [vocabulary] * len(chunk), fs)]
     return jiwer.wer(refs, greedy), jiwer.wer(refs, constrained) if vocabulary else None
 
 

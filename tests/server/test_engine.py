@@ -96,5 +96,5 @@ def test_a_vocabulary_decode_runs_off_the_engine_thread_and_gives_the_inline_res
     logits, lengths = forward_features(
         default_model[0], [engine.featurize(i.audio) for i in batch], [i.head for i in batch]
     )
-    inline = decode(logits, lengths, [i.head.meta.vocabulary for i in batch])
+    inline = decode(logits, lengths, [i.head.meta.vocabulary for i in batch], engine.frame_seconds)
     assert [d.text for d in output.wait()] == [d.text for d in inline]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from server.model.decoding import greedy_decode
@@ -18,18 +19,18 @@ def test_greedy_decode_collapses_repeats_drops_blanks_and_times_words():
     o, n, e, t, w = (tok.encode(c)[0] for c in "onetw")
     sp = tok.encode("a b")[1]  # the space symbol
     path = [0, o, o, n, 0, e, sp, sp, 0, t, w, w, o, 0]
-    (decoded,) = greedy_decode(_logits_for(path), torch.tensor([len(path)]), tok)
+    (decoded,) = greedy_decode(_logits_for(path), torch.tensor([len(path)]), tok, 0.04)
     assert decoded.text == "one two"
-    assert [(w.word, w.start_frame, w.end_frame) for w in decoded.words] == [
-        ("one", 1, 6),
-        ("two", 9, 13),
+    assert [(w.word, w.start_s, w.end_s) for w in decoded.words] == [
+        ("one", pytest.approx(1 * 0.04), pytest.approx(6 * 0.04)),  # frames 1-5, in seconds
+        ("two", pytest.approx(9 * 0.04), pytest.approx(13 * 0.04)),
     ]
 
 
 def test_decoding_ignores_frames_past_the_length():
     tok = CharTokenizer()
     a = tok.encode("a")[0]
-    (decoded,) = greedy_decode(_logits_for([a, 0, a, a]), torch.tensor([2]), tok)
+    (decoded,) = greedy_decode(_logits_for([a, 0, a, a]), torch.tensor([2]), tok, 0.04)
     assert decoded.text == "a"
 
 

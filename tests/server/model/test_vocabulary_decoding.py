@@ -33,7 +33,7 @@ def _log_probs(path: str, confidence: float = 0.9) -> np.ndarray:
 
 
 def _decode(path: str, words=DIGITS) -> str:
-    return vocabulary_decode(_log_probs(path), word_loop(tuple(words))).text
+    return vocabulary_decode(_log_probs(path), word_loop(tuple(words)), 0.04).text
 
 
 def test_a_misspelling_becomes_the_nearest_vocabulary_word():
@@ -45,10 +45,10 @@ def test_a_misspelling_becomes_the_nearest_vocabulary_word():
 def test_an_in_vocabulary_path_decodes_exactly_as_greedy_with_the_same_timings():
     path = "__oo_n_ee__ _tt_w_o__ _s_i_x___"
     log_probs = _log_probs(path)
-    greedy = greedy_decode(torch.from_numpy(log_probs)[None], torch.tensor([len(path)]), TOKENIZER)[
-        0
-    ]
-    constrained = vocabulary_decode(log_probs, word_loop(DIGITS))
+    greedy = greedy_decode(
+        torch.from_numpy(log_probs)[None], torch.tensor([len(path)]), TOKENIZER, 0.04
+    )[0]
+    constrained = vocabulary_decode(log_probs, word_loop(DIGITS), 0.04)
     assert greedy.text == constrained.text == "one two six"
     assert constrained.words == greedy.words
     assert constrained.num_frames == len(path)
@@ -61,7 +61,7 @@ def test_repeated_words_and_double_letters_survive():
 
 
 def test_silence_decodes_to_no_words():
-    decoded = vocabulary_decode(_log_probs("________"), word_loop(DIGITS))
+    decoded = vocabulary_decode(_log_probs("________"), word_loop(DIGITS), 0.04)
     assert decoded.text == "" and decoded.words == []
 
 
@@ -70,7 +70,7 @@ def test_only_vocabulary_words_ever_come_out():
     loop = word_loop(("yes", "no"))
     for _ in range(20):
         noise = np.log(rng.dirichlet(np.ones(TOKENIZER.vocab_size), size=30))
-        assert set(vocabulary_decode(noise, loop).text.split()) <= {"yes", "no"}
+        assert set(vocabulary_decode(noise, loop, 0.04).text.split()) <= {"yes", "no"}
 
 
 @pytest.mark.parametrize("bad", [(), ("two words",), ("",)])
@@ -126,7 +126,7 @@ def test_decoding_time_follows_states_times_frames_whatever_the_shape():
 
     def timed(loop, frames):
         began = time.perf_counter()
-        vocabulary_decode(noise[:frames], loop)
+        vocabulary_decode(noise[:frames], loop, 0.04)
         return time.perf_counter() - began
 
     timed(wide, 2), timed(narrow, 2)
