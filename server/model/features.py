@@ -1,8 +1,9 @@
 """Audio to model input: resampling and per-utterance log-mel features.
 
-Features are computed one utterance at a time, before batching: the STFT's
-edge padding and the mean/variance normalisation then never see another
-utterance's padding, which keeps a batched result equal to a lone one.
+Features are computed one utterance at a time, on the engine's thread, before
+the batch is padded: the STFT's edge padding and the mean/variance
+normalisation then never see another utterance's padding, which keeps a
+batched result equal to a lone one.
 
 Resampling is polyphase with a bounded number of phases, so its cost is
 bounded for ANY input rate (see `resample`).
