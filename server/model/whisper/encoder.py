@@ -1,0 +1,121 @@
+"""Whisper's encoder as an HRA backbone: featurize, embed, step through layers, output.
+
+Two windowing policies (`window`):
+    "pad": every utterance becomes Whisper's 30 s window (3000 frames -> 1500 states),
+           the frames after the clip holding the front end's silence value, exactly
+           what Whisper was trained on; no masks.
+    "cut": the batch is cut to its longest clip; positions are the first T of the
+           table; shorter rows are zero beyond their length before each conv (as a
+           lone run's conv padding sees) and masked in attention, so a row's states
+           do not depend on its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from server.model.backbone import padding_mask
+from server.model.whisper import frontend
+from server.model.whisper.modules import EncoderLayer, LayerNorm, Tensors
+
+Window = Literal["pad", "cut"]
+
+
+def additive_mask(pad: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """pad [B, T] True on padding -> additive key mask [B, 1, 1, T] (0 or -inf)."""
+    mask = torch.zeros(pad.shape, dtype=dtype, device=pad.device)
+    return mask.masked_fill(pad, float("-inf"))[:, None, None, :]
+
+
+class WhisperEncoder(nn.Module):
+    """Implements the encoder side of server.model.backbone.Backbone for Whisper."""
+
+    frame_seconds = 0.02  # conv2 strides 2 frames of 10 ms
+    min_samples = frontend.HOP  # one 10 ms frame
+
+    def __init__(
+        self, w: Tensors, heads: int, window: Window = "pad", dtype: torch.dtype = torch.float32
+    ) -> None:
+        super().__init__()
+        self.window: Window = window
+        self.heads = heads
+        self.conv1_weight = nn.Parameter(w["encoder/conv1/weight"].to(dtype), requires_grad=False)
+        self.conv1_bias = nn.Parameter(w["encoder/conv1/bias"].to(dtype), requires_grad=False)
+        self.conv2_weight = nn.Parameter(w["encoder/conv2/weight"].to(dtype), requires_grad=False)
+        self.conv2_bias = nn.Parameter(w["encoder/conv2/bias"].to(dtype), requires_grad=False)
+        pos = w["encoder/position_encodings/encodings"].to(dtype)
+        self.positions = nn.Parameter(pos, requires_grad=False)  # [1500, D]
+        self.num_layers = sum(
+            1
+            for k in w
+            if k.endswith("self_attention/linear_0/weight") and k.startswith("encoder/")
+        )
+        self.layers = nn.ModuleList(
+            EncoderLayer(w, i, heads, dtype) for i in range(self.num_layers)
+        )
+        self.norm = LayerNorm(w, "encoder/layer_norm", dtype)
+        self.hidden_dim = pos.shape[1]
+        self.n_mels = self.conv1_weight.shape[1]
+
+    def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
+        """16 kHz mono [N] (at most 30 s) -> log-mel [T_in, 80] of the clip's frames."""
+        return frontend.log_mel(waveform, self.n_mels)
+
+    def embed(
+        self, inputs: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, T_in, 80], lengths [B] -> states [B, T, D], lengths [B]."""
+        b, t_in, _ = inputs.shape
+        pad = padding_mask(lengths, t_in)  # [B, T_in]
+        dtype = self.conv1_weight.dtype
+        if self.window == "pad":
+            x = self._pad_to_window(inputs, lengths, pad)
+        else:
+            x = inputs.masked_fill(pad[..., None], 0.0)
+        x = x.to(dtype).transpose(1, 2)  # [B, 80, T_in]
+        x = F.gelu(F.conv1d(x, self.conv1_weight, self.conv1_bias, padding=1))
+        if self.window == "cut":
+            x = x.masked_fill(pad[:, None, :], 0.0)
+        x = F.gelu(F.conv1d(x, self.conv2_weight, self.conv2_bias, stride=2, padding=1))
+        x = x.transpose(1, 2)  # [B, T, D]
+        t = x.shape[1]
+        assert t <= self.positions.shape[0], "clip longer than Whisper's 30 s window"
+        out_lengths = torch.full_like(lengths, t) if self.window == "pad" else (lengths + 1) // 2
+        return x + self.positions[:t], out_lengths
+
+    def _pad_to_window(self, inputs, lengths, pad) -> torch.Tensor:
+        """Rows -> [B, 3000, 80], frames past each clip at its silence value."""
+        b, t_in, f = inputs.shape
+        real = inputs.masked_fill(pad[..., None], float("-inf"))
+        silence = torch.clamp(real.amax(dim=(1, 2)) - 2.0, min=(frontend.LOG_FLOOR + 4) / 4)
+        out = silence[:, None, None].expand(b, frontend.WINDOW_FRAMES, f).clone()
+        keep = ~pad
+        out[:, :t_in][keep] = inputs[keep]
+        return out
+
+    def attention_mask(self, pad_mask: torch.Tensor) -> torch.Tensor | None:
+        """None when nothing is padding (the 30 s window), else an additive mask."""
+        if self.window == "pad" or not bool(pad_mask.any()):
+            return None
+        return additive_mask(pad_mask, self.conv1_weight.dtype)
+
+    def layer(self, index: int, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder layer `index` on x [B, T, D]; pad_mask [B, T] is True on padding."""
+        return self.layers[index](x, self.attention_mask(pad_mask))
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """Last layer's states [B, T, D] -> encoder output (the final LayerNorm)."""
+        return self.norm(x)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor):
+        """inputs [B, T_in, 80] -> encoder output [B, T, D], lengths [B] (no heads)."""
+        x, lengths = self.embed(inputs, lengths)
+        pad = padding_mask(lengths, x.shape[1])
+        mask = self.attention_mask(pad)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.output(x), lengths
