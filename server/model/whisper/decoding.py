@@ -88,8 +88,6 @@ def decode(
             masked[:, list(model.config.suppress_ids_begin)] = float("-inf")
         if timestamps:
             apply_timestamp_rules(masked, [emitted[int(r)] for r in live], tok, step == 0)
-        else:
-            masked[:, tok.timestamp_begin :] = float("-inf")
         logprobs = torch.log_softmax(masked, dim=-1)
         chosen = masked.argmax(dim=-1)  # [B_live]
         chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0]

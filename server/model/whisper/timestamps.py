@@ -34,6 +34,7 @@ def apply_timestamp_rules(
     """Mask logits [B, V] in place for each row's emitted tokens so far."""
     tb, eot = tok.timestamp_begin, tok.eot
     neg = float("-inf")
+    logits[:, tok.no_timestamps] = neg
     for k, seq in enumerate(emitted):
         last_ts = len(seq) >= 1 and seq[-1] >= tb
         penultimate_ts = len(seq) < 2 or seq[-2] >= tb
