@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from server.model.adapters import HeadBatch
 from server.model.backbone import padding_mask
+from server.model.hra import HRAModel
 from server.model.whisper.encoder import WhisperEncoder, additive_mask
 from server.model.whisper.model import WhisperModel
 from server.model.whisper.timestamps import Segment, apply_timestamp_rules, segments_of
@@ -49,10 +51,20 @@ def transcribe(
     waveforms: Sequence[torch.Tensor],
     timestamps: bool = False,
     max_tokens: int = 224,
+    hra: HRAModel | None = None,
+    heads: HeadBatch | None = None,
 ) -> list[Transcript]:
-    """16 kHz clips (each at most 30 s) -> one Transcript per clip, in order."""
+    """16 kHz clips (each at most 30 s) -> one Transcript per clip, in order.
+
+    With `hra` (an HRAModel over model.encoder) the encoder runs with one head per
+    utterance from `heads` (None entries: plain Whisper), in the same single pass."""
     inputs, lengths = batch_features(model.encoder, waveforms)
-    encoded, enc_lengths = model.encoder(inputs, lengths)
+    if hra is not None:
+        if hra.backbone is not model.encoder:
+            raise ValueError("hra must wrap this model's encoder")
+        encoded, enc_lengths = hra(inputs, lengths, heads)
+    else:
+        encoded, enc_lengths = model.encoder(inputs, lengths)
     durations = [w.numel() / 16_000 for w in waveforms]
     return decode(model, encoded, enc_lengths, timestamps, max_tokens, durations)
 

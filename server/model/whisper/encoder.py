@@ -65,6 +65,7 @@ class WhisperEncoder(nn.Module):
         )
         self.norm = LayerNorm(w, "encoder/layer_norm", dtype)
         self.hidden_dim = pos.shape[1]
+        self.vocab_size = self.hidden_dim  # `logits` returns encoder states [B, T, D]
         self.n_mels = self.conv1_weight.shape[1]
 
     def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -133,6 +134,15 @@ class WhisperEncoder(nn.Module):
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """Last layer's states [B, T, D] -> encoder output (the final LayerNorm)."""
         return self.norm(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone's last step. Whisper has no CTC projection: what follows the layers
+        is the final LayerNorm, and its output [B, T, D] feeds the text decoder. With
+        this, server.model.hra.HRAModel steps Whisper's encoder unchanged."""
+        return self.output(x)
+
+    def config_dict(self) -> dict:
+        return {"window": self.window, "cut_margin_frames": self.cut_margin_frames}
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor):
         """inputs [B, T_in, 80] -> encoder output [B, T, D], lengths [B] (no heads)."""
