@@ -23,6 +23,7 @@ def test_english_sentences_transcribe_nearly_word_for_word(whisper_model, englis
     assert all(r.no_speech_prob < 0.5 and -1.5 < r.avg_logprob < 0 for r in results)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", ["pad", "cut"])
 def test_mixed_batch_of_real_clips_equals_each_clip_decoded_alone(
     whisper_model, english_clips, fsdd_clips, window

@@ -54,6 +54,7 @@ def test_a_trained_looking_head_changes_the_encoder_output(whisper_model, hra, e
     assert (adapted - plain).abs().max() > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", ["pad", "cut"])
 def test_mixed_batch_of_different_heads_equals_each_utterance_run_alone(
     whisper_model, hra, english_clips, fsdd_clips, window
