@@ -19,6 +19,8 @@ from functools import lru_cache
 import torch
 import torchaudio
 
+from server.errors import AudioTooLong, EmptyAudio
+
 SAMPLE_RATE = 16_000
 N_FFT = 400
 HOP = 160
@@ -49,9 +51,18 @@ def num_frames(num_samples: int) -> int:
 
 
 def log_mel(waveform: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
-    """16 kHz mono waveform [N] (N <= 30 s) -> normalised log-mel [num_frames(N), n_mels]."""
+    """16 kHz mono waveform [N] (N <= 30 s) -> normalised log-mel [num_frames(N), n_mels].
+
+    Raises EmptyAudio for no samples and AudioTooLong past 30 s (never a silent cut)."""
     if waveform.dim() != 1:
         raise ValueError(f"expected a mono waveform [N], got shape {tuple(waveform.shape)}")
+    if waveform.numel() == 0:
+        raise EmptyAudio("the audio has no samples")
+    if waveform.numel() > WINDOW_SAMPLES:
+        raise AudioTooLong(
+            f"{waveform.numel() / SAMPLE_RATE:.2f} s of audio; Whisper's window is 30 s "
+            "(longer audio must be split before featurize)"
+        )
     n = num_frames(waveform.numel())
     # zeros after the clip, as Whisper's 30 s padding puts there; enough that the kept
     # frames' windows and the centred STFT's reflect padding only ever see zeros

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from server.config import Settings
 from server.model.whisper.decoder import WhisperDecoder
 from server.model.whisper.encoder import WhisperEncoder, Window
 from server.model.whisper.tokenizer import WhisperTokenizer
@@ -59,6 +60,15 @@ class WhisperModel(nn.Module):
     @window.setter
     def window(self, value: Window) -> None:
         self.encoder.window = value
+
+
+def load_whisper_from_settings(settings: Settings, model_dir: Path = TINY_EN_DIR) -> WhisperModel:
+    """The model as HRA_WHISPER__* configure it (window, margin, cache folder)."""
+    knobs = settings.whisper
+    cache_dir = knobs.cache_dir or settings.work_dir / "whisper"
+    model = load_whisper(model_dir, knobs.window, cache_dir)
+    model.encoder.cut_margin_frames = round(knobs.cut_margin_s / 0.01)  # 10 ms frames
+    return model
 
 
 def load_whisper(

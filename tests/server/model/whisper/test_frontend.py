@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from server.errors import AudioTooLong, EmptyAudio
 from server.model.whisper import frontend
 
 
@@ -39,5 +41,15 @@ def test_filterbank_is_slaney_80_bands_with_slaney_norm():
 
 
 def test_a_30_s_clip_gives_exactly_one_window_of_frames():
-    audio = torch.zeros(frontend.WINDOW_SAMPLES + 5000)
+    audio = torch.zeros(frontend.WINDOW_SAMPLES)
     assert frontend.log_mel(audio).shape == (3000, 80)
+
+
+def test_audio_past_30_s_is_refused_with_a_typed_error_not_silently_cut():
+    with pytest.raises(AudioTooLong, match="30 s"):
+        frontend.log_mel(torch.zeros(frontend.WINDOW_SAMPLES + 1))
+
+
+def test_empty_audio_is_refused_with_a_typed_error():
+    with pytest.raises(EmptyAudio):
+        frontend.log_mel(torch.zeros(0))

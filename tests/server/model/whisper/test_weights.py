@@ -43,3 +43,28 @@ def test_a_torn_cache_file_is_rebuilt_not_trusted(whisper_files, tmp_path):
     (tmp_path / f"{whisper_files.model_sha256}.safetensors").write_bytes(b"garbage")
     tensors = load_tensors(whisper_files, tmp_path)
     assert tensors["decoder/embeddings/weight"].shape == (51864, 384)
+
+
+def test_whisper_settings_reach_the_loaded_model(monkeypatch, tmp_path):
+    from server.config import Settings
+    from server.model.whisper.model import load_whisper_from_settings
+
+    monkeypatch.setenv("HRA_WHISPER__WINDOW", "cut")
+    monkeypatch.setenv("HRA_WHISPER__CUT_MARGIN_S", "2.5")
+    monkeypatch.setenv("HRA_WHISPER__CACHE_DIR", str(tmp_path))
+    model = load_whisper_from_settings(Settings())
+    assert model.window == "cut" and model.encoder.cut_margin_frames == 250
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+
+@pytest.mark.parametrize(
+    "name, value", [("CUT_MARGIN_S", "31"), ("MAX_TOKENS", "0"), ("WINDOW", "stretch")]
+)
+def test_out_of_bounds_whisper_settings_are_refused(monkeypatch, name, value):
+    import pydantic
+
+    from server.config import Settings
+
+    monkeypatch.setenv(f"HRA_WHISPER__{name}", value)
+    with pytest.raises(pydantic.ValidationError):
+        Settings()
