@@ -105,6 +105,12 @@ class WhisperEncoder(nn.Module):
         out[:, :t_in][keep] = inputs[keep]
         return out
 
+    def whisper_window(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Padded clip frames [B, T_in, 80] -> Whisper's 30 s mel windows [B, 3000, 80]
+        (what openai-whisper and ctranslate2 take, transposed)."""
+        pad = padding_mask(lengths, inputs.shape[1])
+        return self._pad_to_window(inputs, lengths, pad, frontend.WINDOW_FRAMES)
+
     def _add_margin(self, inputs, lengths, pad) -> tuple[torch.Tensor, torch.Tensor]:
         """Cut window: each clip followed by `cut_margin_frames` of its silence value.
 

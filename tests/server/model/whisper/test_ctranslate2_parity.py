@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from server.model.backbone import padding_mask
 from server.model.whisper import frontend
 from server.model.whisper.decoding import batch_features, transcribe
 
@@ -30,7 +29,7 @@ def windows(whisper_model, english_clips):
     """The clips as Whisper's 30 s mel windows [B, 80, 3000] plus our padded inputs."""
     enc = whisper_model.encoder
     inputs, lengths = batch_features(enc, [w for w, _ in english_clips[:2]])
-    full = enc._pad_to_window(inputs, lengths, padding_mask(lengths, inputs.shape[1]), 3000)
+    full = enc.whisper_window(inputs, lengths)
     return inputs, lengths, np.ascontiguousarray(full.transpose(1, 2).numpy())
 
 
