@@ -118,6 +118,22 @@ class QuotaSettings(BaseModel):
     """Most bytes of head files (every version of every task) one tenant may store."""
 
 
+class WhisperSettings(BaseModel):
+    """The Whisper backbone's knobs (HRA_WHISPER__...); see server/model/whisper/."""
+
+    window: Literal["pad", "cut"] = "pad"
+    """Encoder input: "pad" puts every clip in Whisper's 30 s window (what it was trained
+    on); "cut" cuts the batch to its longest clip plus `cut_margin_s` of silence per clip."""
+    cut_margin_s: float = Field(default=8.0, ge=0.0, le=30.0)
+    """Seconds of silence after each clip in the "cut" window; below ~8 s greedy Whisper
+    loops on short clips (measured, README)."""
+    max_tokens: int = Field(default=224, ge=1, le=446)
+    """Most tokens decoded per utterance (Whisper's own limit: half its 448-token context)."""
+    cache_dir: Path | None = None
+    """Where converted weights are cached as safetensors keyed by model.bin's sha256;
+    default <work_dir>/whisper."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
 
@@ -154,6 +170,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     heads: HeadSettings = HeadSettings()
     quotas: QuotaSettings = QuotaSettings()
+    whisper: WhisperSettings = WhisperSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""
