@@ -81,11 +81,12 @@ class Engine:
         self.frame_seconds = model.backbone.frame_seconds
         self.min_samples = model.backbone.min_samples
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="vocabulary-decoder")
-        on, reason = kernels.enable_triton(self.device)
-        logger.info("Triton head kernel: %s (%s)", "on" if on else "off", reason)
+        self.kernel = kernels.select_kernel(self.device)  # decided once, held here
+        logger.info("head kernel: %s (%s)", self.kernel.name, self.kernel.reason)
 
     def featurize(self, audio: Audio) -> torch.Tensor:
-        return self.model.backbone.featurize(audio.at_model_rate())
+        """Resampled on the host (bounded polyphase), featurized where the model lives."""
+        return self.model.backbone.featurize(audio.at_model_rate().to(self.device))
 
     @torch.inference_mode()
     def run(self, batch: list[EngineInput]) -> EngineOutput:
@@ -158,7 +159,8 @@ class _Run:
                 self.results[i] = _culprit(item, "decode", exc)
 
     def _forward(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        head_batch = self.engine.slots.head_batch([self.batch[i].head for i in members])
+        heads = [self.batch[i].head for i in members]
+        head_batch = self.engine.slots.head_batch(heads, self.engine.kernel)
         feats = [self.features[i] for i in members]
         return forward_padded(self.engine.model, feats, head_batch, self.engine.device)
 
@@ -176,7 +178,7 @@ def _culprit(item: EngineInput, stage: str, exc: Exception) -> ServingError:
     logger.error(
         "request %s failed alone in %s (%s: %s)", item.request_id, stage, type(exc).__name__, exc
     )
-    return InferenceFailed(f"this request's {stage} step failed: {type(exc).__name__}")
+    return InferenceFailed(f"this request's {stage} step failed: {type(exc).__name__}", stage)
 
 
 def pick_device(name: str) -> torch.device:

@@ -88,6 +88,10 @@ class InferenceFailed(ServingError):
 
     code = "inference_failed"
 
+    def __init__(self, message: str, stage: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage  # features | forward | decode
+
 
 __all__ = [
     "AudioDecodeError",

@@ -25,6 +25,7 @@ import torch
 
 from adapters_store.errors import HeadRejected
 from adapters_store.head_format import HeadRecord, HeadSpec, HeadType
+from kernels import REFERENCE, HeadKernel
 from server.errors import ServingError
 from server.model.adapters import HeadBatch
 from server.model.heads import FAMILIES, FamilyBatch, HeadFamily, dims_of
@@ -143,8 +144,11 @@ class DeviceSlotPool:
         """Raise HeadRejected if this head could never be placed (rank, shapes)."""
         self._families[_type_of(head)].check(head)
 
-    def head_batch(self, heads: list[HeadRecord | None]) -> HeadBatch:
-        """Place every head of the batch in a slot; returns the batch's layout.
+    def head_batch(
+        self, heads: list[HeadRecord | None], kernel: HeadKernel = REFERENCE
+    ) -> HeadBatch:
+        """Place every head of the batch in a slot; returns the batch's layout, whose
+        families read their slots with `kernel` (the engine's choice for this device).
 
         Raises HeadRejected (a head no slot can hold) or SlotPoolExhausted (more
         distinct heads of one family than slots) before any slot changes.
@@ -169,7 +173,9 @@ class DeviceSlotPool:
                 slots[head_type][b] = self._place(head_type, head, needed[head_type])
         families = {
             t: FamilyBatch(
-                self._families[t].slot_weights(), torch.tensor(slots[t], device=self.device)
+                self._families[t].slot_weights(),
+                torch.tensor(slots[t], device=self.device),
+                kernel,
             )
             for t in HeadType
             if needed[t]

@@ -26,7 +26,7 @@ from types import MappingProxyType
 import torch
 
 from adapters_store.head_format import HeadSpec, HeadType
-from kernels import gather_matmul
+from kernels import REFERENCE, HeadKernel
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -51,9 +51,11 @@ class FamilyBatch:
 
     pools: Mapping[str, torch.Tensor]  # tensor name -> [S, *shape at the pool's rank]
     slots: torch.Tensor  # [B], -1 where an utterance uses no head of this family
+    kernel: HeadKernel = REFERENCE  # the gather-matmul this device runs
 
     def to(self, device: torch.device | str) -> FamilyBatch:
-        return FamilyBatch({k: v.to(device) for k, v in self.pools.items()}, self.slots.to(device))
+        pools = {k: v.to(device) for k, v in self.pools.items()}
+        return FamilyBatch(pools, self.slots.to(device), self.kernel)
 
 
 class HeadFamily:
@@ -140,7 +142,7 @@ class LinearHead(HeadFamily):
         return {"V": (dims.hidden_dim, dims.controller_dim)}
 
     def apply(self, x: torch.Tensor, layer: int, batch: FamilyBatch) -> torch.Tensor:
-        return gather_matmul(x, batch.pools["V"], batch.slots)
+        return batch.kernel(x, batch.pools["V"], batch.slots)
 
 
 class FfnHead(HeadFamily):
@@ -152,8 +154,8 @@ class FfnHead(HeadFamily):
         return {"V1": (rank, dims.controller_dim), "V2": (dims.hidden_dim, rank)}
 
     def apply(self, x: torch.Tensor, layer: int, batch: FamilyBatch) -> torch.Tensor:
-        hidden = torch.relu(gather_matmul(x, batch.pools["V1"], batch.slots))
-        return gather_matmul(hidden, batch.pools["V2"], batch.slots)
+        hidden = torch.relu(batch.kernel(x, batch.pools["V1"], batch.slots))
+        return batch.kernel(hidden, batch.pools["V2"], batch.slots)
 
 
 class ResidualHead(HeadFamily):
@@ -168,8 +170,8 @@ class ResidualHead(HeadFamily):
     def apply(self, x: torch.Tensor, layer: int, batch: FamilyBatch) -> torch.Tensor:
         down = batch.pools["down"][:, layer]  # [S, r, D]
         up = batch.pools["up"][:, layer]  # [S, D, r]
-        hidden = torch.relu(gather_matmul(x, down, batch.slots))
-        return gather_matmul(hidden, up, batch.slots)
+        hidden = torch.relu(batch.kernel(x, down, batch.slots))
+        return batch.kernel(hidden, up, batch.slots)
 
 
 # In HeadType order: deltas are summed in this order, always.

@@ -1,5 +1,7 @@
+import copy
 from concurrent.futures import Future
 
+import pytest
 import torch
 
 from adapters_store.head_format import HeadRecord
@@ -14,10 +16,13 @@ from server.model.inference import decode, forward_features
 from server.slot_pool import DeviceSlotPool
 
 
-def _engine(default_model, overhead_frames):
+def _engine(default_model, overhead_frames, device: str = "cpu"):
     model, fp = default_model
-    slots = DeviceSlotPool(head_spec(model, fp), 16, torch.device("cpu"))
-    return Engine(model, slots, forward_overhead_frames=overhead_frames)
+    slots = DeviceSlotPool(head_spec(model, fp), 16, torch.device(device))
+    return Engine(copy.deepcopy(model).to(device), slots, forward_overhead_frames=overhead_frames)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _mixed_lengths_batch(default_store, fsdd_test) -> list[EngineInput]:
@@ -29,12 +34,13 @@ def _mixed_lengths_batch(default_store, fsdd_test) -> list[EngineInput]:
     return batch
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_length_buckets_give_the_same_transcripts_as_one_padded_pass(
-    default_model, default_store, fsdd_test
+    default_model, default_store, fsdd_test, device
 ):
     batch = _mixed_lengths_batch(default_store, fsdd_test)
-    one_pass = _engine(default_model, NEVER_SPLIT).run(batch)
-    bucketed = _engine(default_model, 0).run(batch)
+    one_pass = _engine(default_model, NEVER_SPLIT, device).run(batch)
+    bucketed = _engine(default_model, 0, device).run(batch)
     assert one_pass.forward_passes == 1
     assert bucketed.forward_passes > 1
     assert [d.text for d in bucketed.wait()] == [d.text for d in one_pass.wait()]
@@ -98,3 +104,18 @@ def test_a_vocabulary_decode_runs_off_the_engine_thread_and_gives_the_inline_res
     )
     inline = decode(logits, lengths, [i.head.meta.vocabulary for i in batch], engine.frame_seconds)
     assert [d.text for d in output.wait()] == [d.text for d in inline]
+
+
+def test_on_a_non_cpu_device_every_step_before_decoding_runs_where_the_model_lives(
+    default_model, default_store, fsdd_test
+):
+    """The model on `meta` checks every device boundary without a GPU: features, slot pool,
+    fused forward; only decoding (which reads values) can fail there, and must."""
+    engine = _engine(default_model, None, "meta")
+    batch = _mixed_lengths_batch(default_store, fsdd_test)[:4]
+    batch.append(EngineInput(Audio(torch.randn(8000) * 0.1, 8000), None, "base-at-8k"))
+    results = engine.run(batch).wait()
+    assert [r.stage for r in results] == ["decode"] * len(batch), results
+    with pytest.raises(InferenceFailed) as warm_up:
+        engine.warm_up()
+    assert warm_up.value.stage == "decode"
