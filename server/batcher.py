@@ -52,6 +52,7 @@ class Work:
     head: HeadRecord | None  # None: backbone only
     deadline: float  # time.monotonic() by which the result must be ready
     request_id: str = "-"
+    tenant: str | None = None  # whose queue share it counts against; None: not counted
 
     @property
     def head_key(self) -> tuple[str, int] | None:
@@ -80,9 +81,11 @@ class Batcher:
         settings: BatchSettings,
         max_distinct_heads: int,
         observer: BatchObserver | None = None,
+        max_per_tenant: int | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        self.max_per_tenant = max_per_tenant or settings.max_queue
         self.max_distinct_heads = max_distinct_heads
         self.observer = observer
         self._pending: list[_Pending] = []
@@ -116,6 +119,10 @@ class Batcher:
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
+        if work.tenant is not None:
+            mine = sum(1 for p in self._pending if p.work.tenant == work.tenant)
+            if mine >= self.max_per_tenant:
+                raise Overloaded(f"this tenant has {mine} requests waiting, its share of the queue")
         now = time.monotonic()
         self._arrival_gap, self._last_arrival = now - self._last_arrival, now
         pending = _Pending(work, now)
