@@ -71,6 +71,8 @@ class _Pending:
     work: Work
     admitted: float
     started: float = 0.0  # when its batch went to the engine
+    decoding: Future | None = None  # its vocabulary decode, queued on the decoder thread
+    abandoned: bool = False  # its caller stopped waiting (timed out or disconnected)
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -89,6 +91,7 @@ class Batcher:
         self.max_distinct_heads = max_distinct_heads
         self.observer = observer
         self._pending: list[_Pending] = []
+        self._decoding: set[_Pending] = set()  # vocabulary decodes queued or running
         self._arrival_gap = float("inf")  # seconds between the last two admissions
         self._last_arrival = float("-inf")
         self._wakeup = asyncio.Event()
@@ -120,7 +123,8 @@ class Batcher:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
         if work.tenant is not None:
-            mine = sum(1 for p in self._pending if p.work.tenant == work.tenant)
+            waiting = (*self._pending, *self._decoding)  # both wait on the one engine
+            mine = sum(1 for p in waiting if p.work.tenant == work.tenant)
             if mine >= self.max_per_tenant:
                 raise Overloaded(f"this tenant has {mine} requests waiting, its share of the queue")
         now = time.monotonic()
@@ -140,6 +144,10 @@ class Batcher:
             if pending in self._pending and not pending.done.done():
                 self._pending.remove(pending)
                 self._report_depth()
+            # ... and a vocabulary decode not yet started is not run for nobody.
+            pending.abandoned = True
+            if pending.decoding is not None:
+                pending.decoding.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -233,11 +241,20 @@ class Batcher:
             )
         for p, result in zip(batch, output.results):
             if isinstance(result, Future):  # a vocabulary decode, on the engine's decoder thread
+                p.decoding = result
+                if p.abandoned:  # gave up while its batch ran
+                    result.cancel()
+                self._decoding.add(p)
                 asyncio.wrap_future(result).add_done_callback(
-                    lambda f, p=p: _settle(p, f.result(), compute)
+                    lambda f, p=p: self._decoded(p, f, compute)
                 )
             else:
                 _settle(p, result, compute)
+
+    def _decoded(self, p: _Pending, f: asyncio.Future, compute_s: float) -> None:
+        self._decoding.discard(p)
+        if not f.cancelled():
+            _settle(p, f.result(), compute_s)
 
     def _report_depth(self) -> None:
         if self.observer:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import time
 
 import numpy as np
 import soundfile as sf
@@ -51,3 +53,55 @@ async def test_one_tenant_filling_the_queue_does_not_get_another_tenant_refused(
         statuses = await asyncio.gather(*floods)
     assert r.status_code == 200, r.text  # globex is not refused for acme's flood
     assert 503 in statuses  # acme alone is held to its share of the queue
+
+
+LONG_WORDS = ["".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)]
+
+
+async def test_vocabulary_decodes_of_abandoned_requests_do_not_stall_another_tenant(
+    tmp_path, fsdd_test, head_files
+):
+    settings = keyed_settings(tmp_path, "disk")
+    states = 2 + sum(2 * len(w) + 1 for w in LONG_WORDS)
+    costly = _wav(0.04 * (settings.audio.max_vocabulary_cost // states - 2))  # at the limit
+    async with running_client(settings) as client:
+        r = await client.put(
+            "/v1/tasks/mallory-words",
+            files={"file": ("h", head_files["acme"])},
+            data={"vocabulary": json.dumps(LONG_WORDS)},
+            headers=auth("acme"),
+        )
+        assert r.status_code == 200, r.text
+        r = await client.put(  # carries the ten digit words in its own metadata
+            "/v1/tasks/globex-digits",
+            files={"file": ("h", head_files["globex"])},
+            headers=auth("globex"),
+        )
+        assert r.status_code == 200 and r.json()["vocabulary"], r.text
+        clip = fsdd_bytes(fsdd_test[0])
+
+        async def victim() -> float:
+            began = time.monotonic()
+            r = await client.post(
+                "/v1/transcribe?task_id=globex-digits", content=clip, headers=auth("globex")
+            )
+            assert r.status_code == 200, r.text
+            return time.monotonic() - began
+
+        alone = await victim()
+        decoder = client.app.state.service.engine._decoder
+        abandoned = [
+            asyncio.create_task(
+                client.post(
+                    "/v1/transcribe?task_id=mallory-words", content=costly, headers=auth("acme")
+                )
+            )
+            for _ in range(24)
+        ]
+        await _wait_until(lambda: decoder._work_queue.qsize() >= 12)
+        for task in abandoned:  # the clients hang up: nobody will read these transcripts
+            task.cancel()
+        await asyncio.gather(*abandoned, return_exceptions=True)
+        after = await victim()
+    # 12+ abandoned decodes of ~0.15 s each must not run ahead of globex's request
+    assert after < alone + 1.0, (alone, after)
