@@ -43,9 +43,10 @@ class QueueShareSettings(BaseModel):
     """One tenant's share of the batcher's queue (HRA_QUEUE_SHARE__...)."""
 
     tenant_fraction: float = Field(default=0.25, gt=0, le=1)
-    """Most of `max_queue` one tenant's requests (waiting for a batch or a vocabulary decode) may fill (rounded up, at least 1); past it
-    that tenant alone gets 503 `overloaded`, so one tenant's flood cannot get every other
-    tenant refused. Admin and open-access callers are not counted against a share."""
+    """Most of `max_queue` one tenant's requests may fill, counting those waiting for a batch
+    and those waiting for their vocabulary decode (rounded up, at least 1); past it that
+    tenant alone gets 503 `overloaded`, so one tenant's flood cannot get every other tenant
+    refused. Admin and open-access callers are not counted against a share."""
 
     def per_tenant(self, max_queue: int) -> int:
         return max(1, math.ceil(self.tenant_fraction * max_queue))
