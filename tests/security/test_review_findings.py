@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import struct
 import time
 
 import numpy as np
@@ -105,3 +106,56 @@ async def test_vocabulary_decodes_of_abandoned_requests_do_not_stall_another_ten
         after = await victim()
     # 12+ abandoned decodes of ~0.15 s each must not run ahead of globex's request
     assert after < alone + 1.0, (alone, after)
+
+
+HUGE_INT = "1" + "0" * 5000  # past Python's 4,300-digit int parsing limit: ValueError
+
+
+def _with_metadata_text(head: bytes, old: bytes, new: bytes) -> bytes:
+    """The head file with `old` replaced by `new` in its JSON header (length re-stated)."""
+    (length,) = struct.unpack("<Q", head[:8])
+    header = head[8 : 8 + length].replace(old, new, 1)
+    assert header != head[8 : 8 + length]
+    return struct.pack("<Q", len(header)) + header + head[8 + length :]
+
+
+async def test_json_with_a_5000_digit_integer_is_a_4xx_not_a_500(tenants, head_files):
+    client, _ = tenants
+    files = {"file": ("h", head_files["acme"])}
+    r = await client.put(
+        "/v1/tasks/acme-n1",
+        files=files,
+        data={"metadata": f'{{"n": {HUGE_INT}}}'},
+        headers=auth("acme"),
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+    r = await client.put(
+        "/v1/tasks/acme-n2",
+        files=files,
+        data={"vocabulary": f"[{HUGE_INT}]"},
+        headers=auth("acme"),
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+    # the same number inside the head file's own metadata (JSON in a JSON string)
+    inner = _with_metadata_text(
+        head_files["acme"], b'\\"extra\\": {}', b'\\"extra\\": {\\"n\\": %s}' % HUGE_INT.encode()
+    )
+    r = await client.put("/v1/tasks/acme-n3", files={"file": ("h", inner)}, headers=auth("acme"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "head_rejected", r.text
+    # and in the safetensors header itself
+    outer = _with_metadata_text(
+        head_files["acme"], b'"__metadata__":{', b'"n":%s,"__metadata__":{' % HUGE_INT.encode()
+    )
+    r = await client.put("/v1/tasks/acme-n4", files={"file": ("h", outer)}, headers=auth("acme"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "head_rejected", r.text
+    r = await client.get("/v1/tasks", headers=auth("acme"))
+    assert r.json()["tasks"] == []  # nothing was stored
+
+
+async def test_a_task_list_offset_past_what_the_store_can_count_is_a_4xx_not_a_500(tenants):
+    client, _ = tenants
+    for offset in (2**63 - 1, 10**20):
+        r = await client.get(f"/v1/tasks?offset={offset}", headers=auth("acme"))
+        assert r.status_code < 500, r.text
+        if r.status_code == 200:
+            assert r.json()["tasks"] == []
