@@ -159,3 +159,14 @@ async def test_a_task_list_offset_past_what_the_store_can_count_is_a_4xx_not_a_5
         assert r.status_code < 500, r.text
         if r.status_code == 200:
             assert r.json()["tasks"] == []
+
+
+async def test_audio_the_resampler_shortens_below_the_model_minimum_is_refused_not_a_500(tenants):
+    """At 7,999 Hz, 100 samples are 200.03 samples at 16 kHz (admission said: enough, 201)
+    but the resampler's approximated ratio makes 200, one short of the front end's 201."""
+    client, _ = tenants
+    buffer = io.BytesIO()
+    sf.write(buffer, np.full(100, 0.1, np.float32), 7_999, format="WAV", subtype="PCM_16")
+    r = await client.post("/v1/transcribe", content=buffer.getvalue(), headers=auth("acme"))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "audio_too_short"
