@@ -219,7 +219,9 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        inputs = [EngineInput(p.work.audio, p.work.head, p.work.request_id) for p in batch]
+        inputs = [
+            EngineInput(p.work.audio, p.work.head, p.work.request_id, p.work.tenant) for p in batch
+        ]
         started = time.monotonic()
         for p in batch:
             p.started = started
