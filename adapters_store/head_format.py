@@ -159,9 +159,9 @@ def decode_head(data: bytes, spec: HeadSpec | None = None) -> HeadRecord:
     if len(raw_meta) > MAX_METADATA_BYTES:
         raise HeadRejected(f"head metadata is {len(raw_meta)} bytes, limit {MAX_METADATA_BYTES}")
     try:
-        fields = json.loads(raw_meta)
+        fields = loads_bounded(raw_meta)
         meta = HeadMetadata(**fields)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and JsonTooDeep among them
         raise HeadRejected(f"head metadata is malformed: {exc}") from None
     meta = replace(meta, vocabulary=validate_vocabulary(meta.vocabulary))
     try:

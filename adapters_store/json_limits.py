@@ -24,16 +24,20 @@ class JsonTooDeep(ValueError):
 def loads_bounded(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
     """json.loads, refusing documents nested deeper than `max_depth` levels.
 
-    Raises json.JSONDecodeError (malformed), UnicodeDecodeError (bytes not UTF-8)
-    or JsonTooDeep.
+    Raises json.JSONDecodeError (malformed, or an integer too long for Python to parse),
+    UnicodeDecodeError (bytes not UTF-8) or JsonTooDeep.
     """
     opening = (b"[", b"{") if isinstance(text, bytes) else ("[", "{")
-    if text.count(opening[0]) + text.count(opening[1]) <= max_depth:
-        return json.loads(text)  # cannot nest deeper than its bracket count
     try:
         value = json.loads(text)
     except RecursionError:
         raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError as exc:  # an integer past Python's digit limit (4,300)
+        raise json.JSONDecodeError(f"number too long: {exc}", "", 0) from None
+    if text.count(opening[0]) + text.count(opening[1]) <= max_depth:
+        return value  # cannot nest deeper than its bracket count
     if json_depth(value) > max_depth:
         raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
     return value

@@ -16,12 +16,10 @@ is read, before it is decoded in full (server/audio.py).
 
 from __future__ import annotations
 
-import math
-
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.errors import AudioTooShort
-from server.model.features import SAMPLE_RATE
+from server.model.features import SAMPLE_RATE, resampled_length
 from server.model.vocabulary_decoding import check_vocabulary_cost
 
 
@@ -33,7 +31,9 @@ class Admission:
 
     def check(self, audio: Audio, head: HeadRecord | None) -> None:
         """Raise the typed error of the first rule the request breaks."""
-        at_model_rate = math.ceil(audio.samples.shape[0] * SAMPLE_RATE / audio.rate)
+        # what the resampler will make, not the exact ratio: at 7,999 Hz, 100 samples are
+        # 200.03 at 16 kHz but resample to 200 (its ratio has at most MAX_PHASES phases)
+        at_model_rate = resampled_length(audio.samples.shape[0], audio.rate)
         if at_model_rate < self.min_samples:
             raise AudioTooShort(
                 f"audio is {1000 * audio.seconds:.1f} ms; this model needs at least "

@@ -52,6 +52,7 @@ class Work:
     head: HeadRecord | None  # None: backbone only
     deadline: float  # time.monotonic() by which the result must be ready
     request_id: str = "-"
+    tenant: str | None = None  # whose queue share it counts against; None: not counted
 
     @property
     def head_key(self) -> tuple[str, int] | None:
@@ -70,6 +71,8 @@ class _Pending:
     work: Work
     admitted: float
     started: float = 0.0  # when its batch went to the engine
+    decoding: Future | None = None  # its vocabulary decode, queued on the decoder thread
+    abandoned: bool = False  # its caller stopped waiting (timed out or disconnected)
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -80,12 +83,15 @@ class Batcher:
         settings: BatchSettings,
         max_distinct_heads: int,
         observer: BatchObserver | None = None,
+        max_per_tenant: int | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        self.max_per_tenant = max_per_tenant or settings.max_queue
         self.max_distinct_heads = max_distinct_heads
         self.observer = observer
         self._pending: list[_Pending] = []
+        self._decoding: set[_Pending] = set()  # vocabulary decodes queued or running
         self._arrival_gap = float("inf")  # seconds between the last two admissions
         self._last_arrival = float("-inf")
         self._wakeup = asyncio.Event()
@@ -116,6 +122,11 @@ class Batcher:
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
+        if work.tenant is not None:
+            waiting = (*self._pending, *self._decoding)  # both wait on the one engine
+            mine = sum(1 for p in waiting if p.work.tenant == work.tenant)
+            if mine >= self.max_per_tenant:
+                raise Overloaded(f"this tenant has {mine} requests waiting, its share of the queue")
         now = time.monotonic()
         self._arrival_gap, self._last_arrival = now - self._last_arrival, now
         pending = _Pending(work, now)
@@ -133,6 +144,10 @@ class Batcher:
             if pending in self._pending and not pending.done.done():
                 self._pending.remove(pending)
                 self._report_depth()
+            # ... and a vocabulary decode not yet started is not run for nobody.
+            pending.abandoned = True
+            if pending.decoding is not None:
+                pending.decoding.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -204,7 +219,9 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        inputs = [EngineInput(p.work.audio, p.work.head, p.work.request_id) for p in batch]
+        inputs = [
+            EngineInput(p.work.audio, p.work.head, p.work.request_id, p.work.tenant) for p in batch
+        ]
         started = time.monotonic()
         for p in batch:
             p.started = started
@@ -226,11 +243,20 @@ class Batcher:
             )
         for p, result in zip(batch, output.results):
             if isinstance(result, Future):  # a vocabulary decode, on the engine's decoder thread
+                p.decoding = result
+                if p.abandoned:  # gave up while its batch ran
+                    result.cancel()
+                self._decoding.add(p)
                 asyncio.wrap_future(result).add_done_callback(
-                    lambda f, p=p: _settle(p, f.result(), compute)
+                    lambda f, p=p: self._decoded(p, f, compute)
                 )
             else:
                 _settle(p, result, compute)
+
+    def _decoded(self, p: _Pending, f: asyncio.Future, compute_s: float) -> None:
+        self._decoding.discard(p)
+        if not f.cancelled():
+            _settle(p, f.result(), compute_s)
 
     def _report_depth(self) -> None:
         if self.observer:

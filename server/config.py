@@ -6,6 +6,7 @@ Every knob has a default that serves the embedded model on this machine.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +37,19 @@ class BatchSettings(BaseModel):
     """Padded audio seconds per batch, bounding memory for long utterances."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline from admission to result; past it the request fails with 504."""
+
+
+class QueueShareSettings(BaseModel):
+    """One tenant's share of the batcher's queue (HRA_QUEUE_SHARE__...)."""
+
+    tenant_fraction: float = Field(default=0.25, gt=0, le=1)
+    """Most of `max_queue` one tenant's requests may fill, counting those waiting for a batch
+    and those waiting for their vocabulary decode (rounded up, at least 1); past it that
+    tenant alone gets 503 `overloaded`, so one tenant's flood cannot get every other tenant
+    refused. Admin and open-access callers are not counted against a share."""
+
+    def per_tenant(self, max_queue: int) -> int:
+        return max(1, math.ceil(self.tenant_fraction * max_queue))
 
 
 class CacheSettings(BaseModel):
@@ -165,6 +179,7 @@ class Settings(BaseSettings):
     """Key prefix, so several deployments can share one Redis."""
 
     batch: BatchSettings = BatchSettings()
+    queue_share: QueueShareSettings = QueueShareSettings()
     cache: CacheSettings = CacheSettings()
     audio: AudioSettings = AudioSettings()
     http: HttpSettings = HttpSettings()

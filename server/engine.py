@@ -12,7 +12,8 @@ Failure model (a property of the interface, not a retry around it):
     decode           per item; greedy on this thread; a decode within a task's vocabulary
                      (up to `max_vocabulary_cost` state-frames, ~0.15 s) is handed to a
                      decoder thread, so it delays only its own request, never its
-                     batch-mates or the next batch; one that raises fails only its item
+                     batch-mates or the next batch; one that raises fails only its item;
+                     the decoder takes tenants in turn and skips cancelled decodes
 Admission (server/admission.py) turns away what is known to fail before it can join a
 batch; the bisection is the second line for what nobody foresaw.
 """
@@ -20,6 +21,8 @@ batch; the bisection is the second line for what nobody foresaw.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -54,6 +57,7 @@ class EngineInput:
     audio: Audio  # resampled and featurized here: the engine's thread does all torch work
     head: HeadRecord | None  # None: backbone only (task "base")
     request_id: str = "-"  # for the logs, when this item fails
+    tenant: str | None = None  # whose turn its vocabulary decode takes (round robin)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,12 @@ class Engine:
         self.frame_seconds = model.backbone.frame_seconds
         self.min_samples = model.backbone.min_samples
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="vocabulary-decoder")
+        # Decodes wait per tenant and the decoder takes tenants in turn: one tenant's
+        # queued decodes delay another's by at most one decode each, not all of them.
+        self._turns: OrderedDict[str | None, deque[tuple[Future, np.ndarray, EngineInput]]] = (
+            OrderedDict()
+        )
+        self._turns_lock = threading.Lock()
         self.kernel = kernels.select_kernel(self.device)  # decided once, held here
         logger.info("head kernel: %s (%s)", self.kernel.name, self.kernel.reason)
 
@@ -106,8 +116,23 @@ class Engine:
         return EngineOutput(results, run.passes, isolated)  # every slot is filled by now
 
     def decode_later(self, log_probs: np.ndarray, item: EngineInput) -> Future:
-        """Decode within the item's vocabulary on the decoder thread: Future[Outcome]."""
-        return self._decoder.submit(_decode_within, log_probs, item, self.frame_seconds)
+        """Decode within the item's vocabulary on the decoder thread: Future[Outcome].
+
+        Cancelling the Future before its turn skips the decode."""
+        future: Future = Future()
+        with self._turns_lock:
+            self._turns.setdefault(item.tenant, deque()).append((future, log_probs, item))
+        self._decoder.submit(self._decode_next)  # one call per queued decode
+        return future
+
+    def _decode_next(self) -> None:
+        with self._turns_lock:  # the tenant first in line, then to the back of the line
+            tenant, queue = self._turns.popitem(last=False)
+            future, log_probs, item = queue.popleft()
+            if queue:
+                self._turns[tenant] = queue
+        if future.set_running_or_notify_cancel():
+            future.set_result(_decode_within(log_probs, item, self.frame_seconds))
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""

@@ -95,6 +95,7 @@ class AsrService:
             settings.batch,
             settings.cache.device_slots,
             observer=self.metrics,
+            max_per_tenant=settings.queue_share.per_tenant(settings.batch.max_queue),
         )
         logger.info(
             "model %s on %s (fingerprint %s), store %s",
@@ -134,7 +135,9 @@ class AsrService:
         decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
         self.admission.check(decoded, head)
         deadline = began + self.settings.batch.request_timeout_s
-        result = await self.batcher.submit(Work(decoded, head, deadline, request_id))
+        result = await self.batcher.submit(
+            Work(decoded, head, deadline, request_id, _acting(caller))
+        )
         seconds = decoded.seconds
         self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
         return Transcription(

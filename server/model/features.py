@@ -65,6 +65,14 @@ def resample_ratio(orig_rate: int) -> tuple[int, int]:
     return ratio.denominator, ratio.numerator
 
 
+def resampled_length(samples: int, orig_rate: int) -> int:
+    """Samples `resample` makes from `samples` at `orig_rate` (its ratio may be approximated)."""
+    if orig_rate == SAMPLE_RATE:
+        return samples
+    up, down = resample_ratio(orig_rate)
+    return -(-samples * up // down)
+
+
 def _build_plan(ratio: tuple[int, int]) -> ResamplePlan:
     up, down = ratio
     base = min(up, down) * ROLLOFF
@@ -100,7 +108,7 @@ def resample(waveform: torch.Tensor, orig_rate: int) -> torch.Tensor:
     if orig_rate == SAMPLE_RATE:
         return waveform
     plan = resample_plan(orig_rate)
-    n_out = -(-waveform.shape[0] * plan.up // plan.down)
+    n_out = resampled_length(waveform.shape[0], orig_rate)
     out = torch.empty(n_out, dtype=torch.float32)
     if n_out == 0:
         return out

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_METADATA_FIELD = 8192
 MAX_VOCABULARY_FIELD = 131_072
+MAX_OFFSET = 2**62  # Redis ranges are signed 64-bit: offset + limit must fit
 
 
 class HeadInfo(BaseModel):
@@ -113,7 +114,7 @@ def _words(field: str) -> list[str]:
 async def list_tasks(
     service: Service,
     caller: Caller,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TaskPage:
     ids, total = await service.list_tasks(offset, limit, caller)
