@@ -122,6 +122,9 @@ class Batcher:
     async def submit(self, work: Work) -> Result:
         if len(self._pending) >= self.settings.max_queue:
             raise Overloaded(f"queue full ({self.settings.max_queue} requests waiting)")
+        queued = sum(p.work.audio.samples.shape[0] for p in self._pending)
+        if queued + work.audio.samples.shape[0] > self.settings.max_queued_samples:
+            raise Overloaded(f"queue holds {queued} audio samples, the limit for waiting audio")
         if work.tenant is not None:
             waiting = (*self._pending, *self._decoding)  # both wait on the one engine
             mine = sum(1 for p in waiting if p.work.tenant == work.tenant)

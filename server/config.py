@@ -33,6 +33,10 @@ class BatchSettings(BaseModel):
     while requests arrive at least this often (a lone client never waits)."""
     max_queue: int = Field(default=256, ge=1)
     """Admitted requests waiting for a batch; beyond this, 503 with Retry-After."""
+    max_queued_samples: int = Field(default=100_000_000, ge=1)
+    """Decoded audio samples (float32, at their own rate) waiting for a batch, all requests
+    together: 400 MB. A request that would pass it gets 503 with Retry-After (waiting audio
+    is bounded in bytes, not only in count: 15 s at 384 kHz is 23 MB)."""
     max_batch_audio_s: float = Field(default=240.0, gt=0)
     """Padded audio seconds per batch, bounding memory for long utterances."""
     request_timeout_s: float = Field(default=30.0, gt=0)

@@ -32,7 +32,7 @@ import torch
 import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
-from server.errors import InferenceFailed, ServingError
+from server.errors import InferenceFailed, ServingError, StoreError
 from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT, plan_buckets
 from server.model.decoding import Decoded
 from server.model.features import SAMPLE_RATE
@@ -198,7 +198,7 @@ def _decode_within(log_probs: np.ndarray, item: EngineInput, frame_seconds: floa
 
 
 def _culprit(item: EngineInput, stage: str, exc: Exception) -> ServingError:
-    if isinstance(exc, ServingError):  # a typed refusal (e.g. no slot for the head)
+    if isinstance(exc, ServingError | StoreError):  # a typed refusal (e.g. a head no slot holds)
         return exc
     logger.error(
         "request %s failed alone in %s (%s: %s)", item.request_id, stage, type(exc).__name__, exc

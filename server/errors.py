@@ -83,6 +83,12 @@ class BatchFailed(ServingError):
     code = "batch_failed"
 
 
+class SlotPoolExhausted(ServingError):
+    """A batch needs more distinct heads of one family than the device slot pool holds."""
+
+    code = "slot_pool_exhausted"
+
+
 class InferenceFailed(ServingError):
     """This request alone failed inside the engine (its batch-mates were not affected)."""
 
@@ -109,6 +115,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuotaExceeded",
     "ServingError",
+    "SlotPoolExhausted",
     "StoreError",
     "StoreUnavailable",
     "UnknownTask",

@@ -26,17 +26,13 @@ import torch
 from adapters_store.errors import HeadRejected
 from adapters_store.head_format import HeadRecord, HeadSpec, HeadType
 from kernels import REFERENCE, HeadKernel
-from server.errors import ServingError
+from server.errors import SlotPoolExhausted
 from server.model.adapters import HeadBatch
 from server.model.heads import FAMILIES, FamilyBatch, HeadFamily, dims_of
 
 logger = logging.getLogger(__name__)
 
 HeadKey = tuple[str, int]  # (task id, version): versions are never reused
-
-
-class SlotPoolExhausted(ServingError):
-    code = "slot_pool_exhausted"
 
 
 class _FamilyPool:
@@ -139,10 +135,6 @@ class DeviceSlotPool:
     def weights(self, head_type: HeadType) -> dict[str, torch.Tensor] | None:
         """The family's pools, name -> [S, ...] (None before its first head)."""
         return self._families[HeadType(head_type)].weights
-
-    def check(self, head: HeadRecord) -> None:
-        """Raise HeadRejected if this head could never be placed (rank, shapes)."""
-        self._families[_type_of(head)].check(head)
 
     def head_batch(
         self, heads: list[HeadRecord | None], kernel: HeadKernel = REFERENCE

@@ -34,6 +34,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.InvalidRequest, 400),
     (e.QuotaExceeded, 429),
     (e.Overloaded, 503),
+    (e.SlotPoolExhausted, 503),
     (e.StoreUnavailable, 503),
     (e.DeadlineExceeded, 504),
     (e.BatchFailed, 500),

@@ -13,7 +13,7 @@ from server.audio import Audio
 from server.batcher import Batcher, Work
 from server.config import BatchSettings
 from server.engine import Engine
-from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
+from server.errors import BatchFailed, DeadlineExceeded, HeadRejected, Overloaded
 from server.slot_pool import DeviceSlotPool
 
 
@@ -126,7 +126,7 @@ async def test_one_failing_item_fails_alone_and_its_batch_mates_succeed(
         return_exceptions=True,
     )
     failed = [r for r in results if isinstance(r, Exception)]
-    assert len(failed) == 1 and isinstance(results[3], ServingError)
+    assert len(failed) == 1 and isinstance(results[3], HeadRejected)
     assert all(r.decoded.num_frames == 21 for r in results if not isinstance(r, Exception))
     assert observer.isolated == 1
     await batcher.stop()
@@ -154,4 +154,17 @@ async def test_requests_arriving_slower_than_max_wait_never_wait_for_company(mak
         assert time.monotonic() - began < 0.25  # would be >= 0.3 s had it waited
         await asyncio.sleep(0.35)
     assert [size for size, _ in observer.batches] == [1, 1, 1]
+    await batcher.stop()
+
+
+async def test_waiting_audio_is_bounded_in_samples_not_only_in_requests(make_batcher, heads):
+    batcher, _ = make_batcher(max_batch_size=8, max_wait_ms=2000, max_queued_samples=33_000)
+    first = asyncio.create_task(batcher.submit(_work(heads["a"], frames=100)))  # 16,000
+    second = asyncio.create_task(batcher.submit(_work(heads["b"], frames=100)))  # waits
+    await asyncio.sleep(0.05)
+    assert batcher.queue_depth == 2
+    with pytest.raises(Overloaded, match="audio samples"):
+        await batcher.submit(_work(heads["c"], frames=10))
+    for task in (first, second):
+        task.cancel()
     await batcher.stop()

@@ -8,7 +8,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.data.manifest import load_audio
 from server.engine import Engine, EngineInput
-from server.errors import InferenceFailed, ServingError
+from server.errors import HeadRejected, InferenceFailed
 from server.length_buckets import NEVER_SPLIT
 from server.model.checkpoint import head_spec
 from server.model.features import SAMPLE_RATE
@@ -84,7 +84,7 @@ def test_a_fused_pass_that_raises_is_split_until_only_the_culprit_fails(
     alone = engine.run(batch).wait()
     mixed = engine.run(batch[:5] + [culprit] + batch[5:])
     results = mixed.wait()
-    assert isinstance(results[5], ServingError)
+    assert isinstance(results[5], HeadRejected)
     assert mixed.isolated_failures == 1
     assert 1 < mixed.forward_passes <= 1 + 2 * 3  # the split costs at most 2 log2(B) passes
     others = results[:5] + results[6:]
