@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters_store.errors import QuotaExceeded
+from adapters_store.errors import QuotaExceeded, UnknownTask
 from adapters_store.head_format import METADATA_KEY, HeadRecord
 
 
@@ -59,6 +59,28 @@ class Quotas:
                 f"tenant {tenant!r} stores {stored_bytes} bytes of heads; {new_bytes} more "
                 f"would pass its limit of {self.max_bytes_per_tenant}"
             )
+
+
+def owner_after_put(
+    record: HeadRecord,
+    exists: bool,
+    owner_now: str | None,
+    acting_tenant: str | None,
+    keep_owner: bool,
+) -> str | None:
+    """Who owns the task after this put; UnknownTask (404) if the tenant may not write it.
+
+    A tenant writes only its own or new tasks, and owns what it writes; an admin sets
+    the owner it names, or keeps the current one (`keep_owner`) when it names none.
+    Stores call this under the same lock or transaction as the write.
+    """
+    if exists and acting_tenant is not None and owner_now != acting_tenant:
+        raise UnknownTask(f"task {record.meta.task_id!r} is not registered")
+    if acting_tenant is not None:
+        return acting_tenant
+    if keep_owner and exists:
+        return owner_now
+    return record.meta.owner or None
 
 
 def embedded_owner(data: bytes) -> str | None:

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from adapters_store.base import Quotas, embedded_owner
+from adapters_store.base import Quotas, embedded_owner, owner_after_put
 from adapters_store.errors import UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head, encode_head, validate_task_id
 
@@ -67,14 +67,7 @@ class DiskStore:
         with self._write_lock():
             exists = (folder / _CURRENT).exists()
             owner_now = _read_owner(folder) if exists else None
-            if exists and acting_tenant is not None and owner_now != acting_tenant:
-                raise UnknownTask(f"task {task_id!r} is not registered")
-            if acting_tenant is not None:
-                owner = acting_tenant
-            elif keep_owner and exists:
-                owner = owner_now
-            else:
-                owner = record.meta.owner or None
+            owner = owner_after_put(record, exists, owner_now, acting_tenant, keep_owner)
             versions = self._versions(folder) if exists else []
             version = self._last_version(task_id, folder) + 1
             stored = HeadRecord(replace(record.meta, version=version, owner=owner), record.tensors)

@@ -38,7 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from adapters_store.base import Quotas, embedded_owner
+from adapters_store.base import Quotas, embedded_owner, owner_after_put
 from adapters_store.errors import StoreUnavailable, UnknownTask
 from adapters_store.head_format import HeadRecord, encode_head, validate_task_id
 
@@ -89,14 +89,7 @@ class RedisStore:
 
         async def step(tx: Pipeline) -> HeadRecord:
             exists, owner_now = await self._owner_of(tx, task_id)
-            if exists and acting_tenant is not None and owner_now != acting_tenant:
-                raise UnknownTask(f"task {task_id!r} is not registered")
-            if acting_tenant is not None:
-                owner = acting_tenant
-            elif keep_owner and exists:
-                owner = owner_now
-            else:
-                owner = record.meta.owner or None
+            owner = owner_after_put(record, exists, owner_now, acting_tenant, keep_owner)
             version = int(await tx.get(self._key(task_id, "next")) or 0) + 1
             stored = HeadRecord(replace(record.meta, version=version, owner=owner), record.tensors)
             data = encode_head(stored)

@@ -60,7 +60,8 @@ def hostile_requests() -> dict[str, tuple[str, bytes]]:
         "too_short": ("base", _encode(np.zeros((100, 1)), 16_000)),
         "not_audio": ("base", bytes(range(256)) * 64),
         "prime_rate_60s": ("base", _encode(_sine(limit, 44_101), 44_101)),
-        "rate_383987_60s": ("base", _encode(_sine(limit, 383_987), 383_987, "WAV", "FLOAT")),
+        "rate_383987_15s": ("base", _encode(_sine(15, 383_987), 383_987)),
+        "body_over_byte_limit": ("base", bytes(26 * 2**20)),  # 26 MiB: 413 from its header
         "flac_8ch_96k_60s": ("base", _encode(_sine(limit, 96_000, 8), 96_000, "FLAC")),
         "silent_flac_384k_60s": ("base", _encode(np.zeros((limit * 384_000, 2)), 384_000, "FLAC")),
         "clipped_dc_60s": ("base", _encode(np.ones((limit * 16_000, 1)), 16_000)),

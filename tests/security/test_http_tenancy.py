@@ -17,12 +17,12 @@ import pytest
 import uvicorn
 
 from server.api.app import create_app
-from server.auth import ApiKey
 from server.cli import uvicorn_options
 from server.config import HttpSettings
 from tests.conftest import free_port, fsdd_bytes, live_server, make_settings, running_client
+from tests.security.conftest import ACME, ADMIN, GLOBEX, keyed_settings
 
-ADMIN, ACME, GLOBEX, SCRAPER = "admin-key-1", "acme-key-2", "globex-key-3", "metrics-key-4"
+SCRAPER = "metrics-key-4"
 
 
 def _auth(key: str) -> dict:
@@ -30,17 +30,10 @@ def _auth(key: str) -> dict:
 
 
 def _keyed_settings(tmp_path, **overrides):
-    values = dict(
-        open_access=False,
-        api_keys=[
-            ApiKey(key=ADMIN, admin=True),
-            ApiKey(key=ACME, tenant="acme"),
-            ApiKey(key=GLOBEX, tenant="globex"),
-        ],
-        http=HttpSettings(metrics_key=SCRAPER),
+    """Two tenants and an admin on the disk store, and a key for the metrics scraper."""
+    return keyed_settings(
+        tmp_path, "disk", **{"http": HttpSettings(metrics_key=SCRAPER), **overrides}
     )
-    values.update(overrides)
-    return make_settings(tmp_path, **values)
 
 
 @pytest.fixture
