@@ -159,7 +159,9 @@ def _clip(data: bytes, description: str) -> Clip:
 def odd_audio(draw) -> Clip:
     rate = draw(RATES)
     channels = draw(st.integers(1, 8))
-    container, subtype = draw(st.sampled_from(CONTAINERS))
+    # libvorbis's encoder crashes the process above ~200 kHz: no OGG at those rates
+    containers = [c for c in CONTAINERS if c[0] != "OGG" or rate <= 192_000]
+    container, subtype = draw(st.sampled_from(containers))
     limit = int(MAX_DURATION_S * rate)
     frames = draw(
         st.one_of(
