@@ -51,11 +51,13 @@ def head_tensors(head_type: HeadType, seed: int | None, scale: float = 0.05) -> 
     return {k: torch.randn(s, generator=g) * scale for k, s in shapes.items()}
 
 
-def head_record(task_id: str, head_type: HeadType, seed: int | None, **meta) -> HeadRecord:
+def head_record(
+    task_id: str, head_type: HeadType, seed: int | None, scale: float = 0.05, **meta
+) -> HeadRecord:
     rank = 0 if head_type == HeadType.LINEAR else RANK
     return HeadRecord(
         HeadMetadata(task_id, head_type.value, FINGERPRINT, rank=rank, **meta),
-        head_tensors(head_type, seed),
+        head_tensors(head_type, seed, scale),
     )
 
 
