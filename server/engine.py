@@ -2,6 +2,8 @@
 
 It knows nothing of queues or HTTP: it takes a list of (audio, resolved head) and
 returns one result per item, a transcript or the typed error of that item alone.
+What is model-specific (features, the fused pass, decoding a row) is its Recognizer
+(server/model/recognizer.py: CTC backbones, or Whisper); the rest is here.
 
 Failure model (a property of the interface, not a retry around it):
     featurize        per item; an item whose audio cannot be featurized fails alone
@@ -9,8 +11,9 @@ Failure model (a property of the interface, not a retry around it):
                      its members run again in halves until only the culprits fail
                      (at most 2 log2(B) extra passes for one culprit), each culprit
                      logged with its request id and counted in `isolated_failures`
-    decode           per item; greedy on this thread; a decode within a task's vocabulary
-                     (up to `max_vocabulary_cost` state-frames, ~0.15 s) is handed to a
+    decode           per item (Recognizer.decode); greedy on this thread; a deferred decode
+                     (CTC: within a task's vocabulary, up to `max_vocabulary_cost`
+                     state-frames, ~0.15 s) is handed to a
                      decoder thread, so it delays only its own request, never its
                      batch-mates or the next batch; one that raises fails only its item
 Admission (server/admission.py) turns away what is known to fail before it can join a
