@@ -5,7 +5,8 @@ requests, so everything that is known to fail there, or to cost more than its
 share, is refused here with its own 4xx (the engine's bisection is the second
 line, for what nobody foresaw):
     audio       at least the backbone's minimum samples at the model rate, so the
-                front end can make one frame (server.model.backbone.min_samples)
+                front end can make one frame (server.model.backbone.min_samples), and
+                at most the model's own bound if it has one (Whisper: one 30 s window)
     vocabulary  a task's word-loop decoding costs states x frames on the engine
                 thread: at most `max_vocabulary_cost` for this audio's length
     head        resolved and authorized by the service; a head the device pool
@@ -18,14 +19,21 @@ from __future__ import annotations
 
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
-from server.errors import AudioTooShort
+from server.errors import AudioTooLong, AudioTooShort
 from server.model.features import SAMPLE_RATE, resampled_length
 from server.model.vocabulary_decoding import check_vocabulary_cost
 
 
 class Admission:
-    def __init__(self, min_samples: int, frame_seconds: float, max_vocabulary_cost: int) -> None:
+    def __init__(
+        self,
+        min_samples: int,
+        frame_seconds: float,
+        max_vocabulary_cost: int,
+        max_seconds: float | None = None,
+    ) -> None:
         self.min_samples = min_samples  # at SAMPLE_RATE
+        self.max_seconds = max_seconds  # the model's longest clip per pass (Whisper: 30 s)
         self.frame_seconds = frame_seconds  # model output frames, for the vocabulary cost
         self.max_vocabulary_cost = max_vocabulary_cost  # states x frames
 
@@ -38,6 +46,11 @@ class Admission:
             raise AudioTooShort(
                 f"audio is {1000 * audio.seconds:.1f} ms; this model needs at least "
                 f"{1000 * self.min_samples / SAMPLE_RATE:.1f} ms"
+            )
+        if self.max_seconds is not None and audio.seconds > self.max_seconds:
+            raise AudioTooLong(
+                f"audio is {audio.seconds:.1f} s; this model takes at most "
+                f"{self.max_seconds:.0f} s per request"
             )
         if head is not None:
             check_vocabulary_cost(

@@ -2,6 +2,8 @@
 
 It knows nothing of queues or HTTP: it takes a list of (audio, resolved head) and
 returns one result per item, a transcript or the typed error of that item alone.
+What is model-specific (features, the fused pass, decoding a row) is its Recognizer
+(server/model/recognizer.py: CTC backbones, or Whisper); the rest is here.
 
 Failure model (a property of the interface, not a retry around it):
     featurize        per item; an item whose audio cannot be featurized fails alone
@@ -9,8 +11,9 @@ Failure model (a property of the interface, not a retry around it):
                      its members run again in halves until only the culprits fail
                      (at most 2 log2(B) extra passes for one culprit), each culprit
                      logged with its request id and counted in `isolated_failures`
-    decode           per item; greedy on this thread; a decode within a task's vocabulary
-                     (up to `max_vocabulary_cost` state-frames, ~0.15 s) is handed to a
+    decode           per item (Recognizer.decode); greedy on this thread; a deferred decode
+                     (CTC: within a task's vocabulary, up to `max_vocabulary_cost`
+                     state-frames, ~0.15 s) is handed to a
                      decoder thread, so it delays only its own request, never its
                      batch-mates or the next batch; one that raises fails only its item;
                      the decoder takes tenants in turn and skips cancelled decodes
@@ -26,24 +29,17 @@ from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 import kernels
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.errors import InferenceFailed, ServingError, StoreError
-from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT, plan_buckets
+from server.length_buckets import plan_buckets
 from server.model.decoding import Decoded
 from server.model.features import SAMPLE_RATE
 from server.model.hra import HRAModel
-from server.model.inference import (
-    decode_one,
-    decode_within,
-    forward_padded,
-    log_probs_of,
-    vocabulary_of,
-)
+from server.model.recognizer import CtcRecognizer, Deferred, Recognizer
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
@@ -72,22 +68,29 @@ class EngineOutput:
 
 
 class Engine:
+    """`model`: a Recognizer (server/model/recognizer.py), or an HRAModel of a CTC backbone
+    (served through CtcRecognizer)."""
+
     def __init__(
-        self, model: HRAModel, slots: DeviceSlotPool, forward_overhead_frames: int | None = None
+        self,
+        model: Recognizer | HRAModel,
+        slots: DeviceSlotPool,
+        forward_overhead_frames: int | None = None,
     ) -> None:
-        self.model = model.eval()
+        recognizer = CtcRecognizer(model) if isinstance(model, HRAModel) else model
+        self.recognizer: Recognizer = recognizer
+        self.model = recognizer.model
         self.slots = slots
         self.device = slots.device
-        if forward_overhead_frames is None:  # measured on CPU; on a GPU, one pass per batch
-            cpu = self.device.type == "cpu"
-            forward_overhead_frames = CPU_FORWARD_OVERHEAD_FRAMES if cpu else NEVER_SPLIT
+        if forward_overhead_frames is None:
+            forward_overhead_frames = recognizer.forward_overhead_frames(self.device)
         self.forward_overhead_frames = forward_overhead_frames
-        self.frame_seconds = model.backbone.frame_seconds
-        self.min_samples = model.backbone.min_samples
+        self.frame_seconds = recognizer.frame_seconds
+        self.min_samples = recognizer.min_samples
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="vocabulary-decoder")
         # Decodes wait per tenant and the decoder takes tenants in turn: one tenant's
         # queued decodes delay another's by at most one decode each, not all of them.
-        self._turns: OrderedDict[str | None, deque[tuple[Future, np.ndarray, EngineInput]]] = (
+        self._turns: OrderedDict[str | None, deque[tuple[Future, Deferred, EngineInput]]] = (
             OrderedDict()
         )
         self._turns_lock = threading.Lock()
@@ -95,8 +98,8 @@ class Engine:
         logger.info("head kernel: %s (%s)", self.kernel.name, self.kernel.reason)
 
     def featurize(self, audio: Audio) -> torch.Tensor:
-        """Resampled on the host (bounded polyphase), featurized where the model lives."""
-        return self.model.backbone.featurize(audio.at_model_rate().to(self.device))
+        """One clip's features, on the model's device."""
+        return self.recognizer.featurize(audio, self.device)
 
     @torch.inference_mode()
     def run(self, batch: list[EngineInput]) -> EngineOutput:
@@ -115,24 +118,23 @@ class Engine:
         isolated = run.isolated_failures + len(batch) - len(features)
         return EngineOutput(results, run.passes, isolated)  # every slot is filled by now
 
-    def decode_later(self, log_probs: np.ndarray, item: EngineInput) -> Future:
-        """Decode within the item's vocabulary on the decoder thread: Future[Outcome].
-
-        Cancelling the Future before its turn skips the decode."""
+    def decode_later(self, deferred: Deferred, item: EngineInput) -> Future:
+        """A deferred decode (CTC: within the item's vocabulary) on the decoder thread:
+        Future[Outcome]. Cancelling the Future before its turn skips the decode."""
         future: Future = Future()
         with self._turns_lock:
-            self._turns.setdefault(item.tenant, deque()).append((future, log_probs, item))
+            self._turns.setdefault(item.tenant, deque()).append((future, deferred, item))
         self._decoder.submit(self._decode_next)  # one call per queued decode
         return future
 
     def _decode_next(self) -> None:
         with self._turns_lock:  # the tenant first in line, then to the back of the line
             tenant, queue = self._turns.popitem(last=False)
-            future, log_probs, item = queue.popleft()
+            future, deferred, item = queue.popleft()
             if queue:
                 self._turns[tenant] = queue
         if future.set_running_or_notify_cancel():
-            future.set_result(_decode_within(log_probs, item, self.frame_seconds))
+            future.set_result(_decode_deferred(deferred, item))
 
     def warm_up(self) -> None:
         """One tiny forward so the first request does not pay for lazy init."""
@@ -161,7 +163,7 @@ class _Run:
         """Forward `members` as one fused pass; if it raises, halves, down to the culprits."""
         self.passes += 1
         try:
-            logits, lengths = self._forward(members)
+            output = self._forward(members)
         except Exception as exc:
             if len(members) == 1:
                 self.results[members[0]] = _culprit(self.batch[members[0]], "forward", exc)
@@ -175,24 +177,23 @@ class _Run:
         for row, i in enumerate(members):
             item = self.batch[i]
             try:
-                valid = logits[row, : int(lengths[row])]
-                if vocabulary_of(item.head):
-                    self.results[i] = self.engine.decode_later(log_probs_of(valid), item)
-                else:
-                    self.results[i] = decode_one(valid, (), self.engine.frame_seconds)
+                result = self.engine.recognizer.decode(output, row, item.head)
+                if not isinstance(result, Decoded):  # deferred: the decoder thread runs it
+                    result = self.engine.decode_later(result, item)
+                self.results[i] = result
             except Exception as exc:
                 self.results[i] = _culprit(item, "decode", exc)
 
-    def _forward(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, members: list[int]) -> object:
         heads = [self.batch[i].head for i in members]
         head_batch = self.engine.slots.head_batch(heads, self.engine.kernel)
         feats = [self.features[i] for i in members]
-        return forward_padded(self.engine.model, feats, head_batch, self.engine.device)
+        return self.engine.recognizer.forward(feats, head_batch, self.engine.device)
 
 
-def _decode_within(log_probs: np.ndarray, item: EngineInput, frame_seconds: float) -> Outcome:
+def _decode_deferred(deferred: Deferred, item: EngineInput) -> Outcome:
     try:
-        return decode_within(log_probs, vocabulary_of(item.head), frame_seconds)
+        return deferred()
     except Exception as exc:
         return _culprit(item, "decode", exc)
 

@@ -11,13 +11,14 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from adapters_store.base import HeadStore, Quotas
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
+from adapters_store.errors import InvalidVocabulary
 from adapters_store.head_format import (
     HeadMetadata,
     HeadRecord,
@@ -35,8 +36,9 @@ from server.engine import Engine, pick_device
 from server.errors import HeadRejected, InvalidRequest
 from server.log_safety import printable
 from server.metrics import Metrics
-from server.model.checkpoint import head_spec, load_model
-from server.model.decoding import WordTiming
+from server.model.checkpoint import head_spec
+from server.model.decoding import SegmentTiming, WordTiming
+from server.model.loading import load_recognizer
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ class Transcription:
     queue_ms: float
     compute_ms: float
     request_id: str
+    segments: list[SegmentTiming] = field(default_factory=list)  # the model's own (Whisper)
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 class AsrService:
@@ -71,8 +76,9 @@ class AsrService:
             )
         self.metrics = Metrics(settings.busiest_tasks_tracked)
         device = pick_device(settings.device)
-        model, fp = load_model(settings.model_dir / "model.safetensors", device)
-        self.spec = head_spec(model, fp, settings.heads.max_ranks)
+        recognizer, fp = load_recognizer(settings, device)
+        self.vocabularies = recognizer.vocabularies
+        self.spec = head_spec(recognizer.model, fp, settings.heads.max_ranks)
         self.store = make_store(settings)
         self.cache = HostHeadCache(
             self.store,
@@ -86,9 +92,12 @@ class AsrService:
         slots = DeviceSlotPool(
             self.spec, settings.cache.device_slots, device, on_event=self.metrics.cache_event
         )
-        self.engine = Engine(model, slots, settings.forward_overhead_frames)
+        self.engine = Engine(recognizer, slots, settings.forward_overhead_frames)
         self.admission = Admission(
-            self.engine.min_samples, self.engine.frame_seconds, settings.audio.max_vocabulary_cost
+            self.engine.min_samples,
+            self.engine.frame_seconds,
+            settings.audio.max_vocabulary_cost,
+            max_seconds=recognizer.max_seconds,
         )
         self.batcher = Batcher(
             self.engine,
@@ -149,6 +158,9 @@ class AsrService:
             queue_ms=1000 * result.queue_s,
             compute_ms=1000 * result.compute_s,
             request_id=request_id,
+            segments=result.decoded.segments,
+            avg_logprob=result.decoded.avg_logprob,
+            no_speech_prob=result.decoded.no_speech_prob,
         )
 
     async def register_head(
@@ -180,6 +192,11 @@ class AsrService:
         if vocabulary is not None:
             changes["vocabulary"] = validate_vocabulary(vocabulary)
         meta = replace(record.meta, **changes)
+        if meta.vocabulary and not self.vocabularies:
+            raise InvalidVocabulary(
+                "this model decodes Whisper's BPE tokens, not a word loop: task vocabularies "
+                "do not apply to it; upload the head without one"
+            )
         check_head_metadata(meta)  # what the file itself brings, echoed back after the write
         stored = await self.store.put(
             HeadRecord(meta, record.tensors),

@@ -1,7 +1,9 @@
-"""OpenAI transcription response formats built from the CTC alignment.
+"""OpenAI transcription response formats.
 
-Segments split where the pause between two words exceeds SEGMENT_GAP_S; word
-times are the frames on which a word's first and last characters fired.
+Where the model gives its own segments (Whisper's timestamp tokens) they are used as
+they are, with no word times. Otherwise (CTC) segments split where the pause between
+two words exceeds SEGMENT_GAP_S; word times are the frames on which a word's first
+and last characters fired.
 """
 
 from __future__ import annotations
@@ -32,7 +34,25 @@ def words(t: Transcription) -> list[Word]:
     ]
 
 
-def segments(t: Transcription) -> list[list[Word]]:
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+def segments(t: Transcription) -> list[Segment]:
+    if t.segments:
+        return [
+            Segment(
+                round(min(s.start_s, t.duration_s), 3), round(min(s.end_s, t.duration_s), 3), s.text
+            )
+            for s in t.segments
+        ]
+    return [Segment(g[0].start, g[-1].end, " ".join(w.word for w in g)) for g in _word_groups(t)]
+
+
+def _word_groups(t: Transcription) -> list[list[Word]]:
     groups: list[list[Word]] = []
     for w in words(t):
         if groups and w.start - groups[-1][-1].end <= SEGMENT_GAP_S:
@@ -52,14 +72,16 @@ def verbose_json(t: Transcription, with_words: bool) -> dict:
             {
                 "id": i,
                 "seek": 0,
-                "start": seg[0].start,
-                "end": seg[-1].end,
-                "text": " ".join(w.word for w in seg),
+                "start": seg.start,
+                "end": seg.end,
+                "text": seg.text,
                 "tokens": [],
                 "temperature": 0.0,
-                "avg_logprob": 0.0,
+                "avg_logprob": round(t.avg_logprob, 4) if t.avg_logprob is not None else 0.0,
                 "compression_ratio": 1.0,
-                "no_speech_prob": 0.0,
+                "no_speech_prob": (
+                    round(t.no_speech_prob, 4) if t.no_speech_prob is not None else 0.0
+                ),
             }
             for i, seg in enumerate(segments(t))
         ],
@@ -79,9 +101,7 @@ def _stamp(seconds: float, separator: str) -> str:
 
 def srt(t: Transcription) -> str:
     blocks = [
-        f"{i}\n{_stamp(seg[0].start, ',')} --> {_stamp(seg[-1].end, ',')}\n"
-        + " ".join(w.word for w in seg)
-        + "\n"
+        f"{i}\n{_stamp(seg.start, ',')} --> {_stamp(seg.end, ',')}\n{seg.text}\n"
         for i, seg in enumerate(segments(t), start=1)
     ]
     return "\n".join(blocks)
@@ -89,9 +109,6 @@ def srt(t: Transcription) -> str:
 
 def vtt(t: Transcription) -> str:
     cues = [
-        f"{_stamp(seg[0].start, '.')} --> {_stamp(seg[-1].end, '.')}\n"
-        + " ".join(w.word for w in seg)
-        + "\n"
-        for seg in segments(t)
+        f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{seg.text}\n" for seg in segments(t)
     ]
     return "WEBVTT\n\n" + "\n".join(cues)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,10 +17,20 @@ class WordTiming:
 
 
 @dataclass(frozen=True)
+class SegmentTiming:
+    start_s: float  # seconds from the start of the audio
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
 class Decoded:
     text: str
-    words: list[WordTiming]
+    words: list[WordTiming]  # empty where the model gives no honest word times (Whisper)
     num_frames: int
+    segments: list[SegmentTiming] = field(default_factory=list)  # the model's own, if any
+    avg_logprob: float | None = None  # mean log-probability of the emitted tokens (Whisper)
+    no_speech_prob: float | None = None  # probability the clip holds no speech (Whisper)
 
 
 def greedy_decode(

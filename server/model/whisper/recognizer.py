@@ -1,0 +1,79 @@
+"""Whisper served by the engine: one encoder pass with per-utterance heads, batched greedy decode.
+
+Heads adapt the ENCODER layers (server.model.hra.HRAModel over WhisperEncoder); the
+text decoder is Whisper's own and is shared by every row. The whole batch, encoder and
+every decoding step, is one fused pass: if it raises, the engine bisects it.
+
+Length buckets: one bucket per batch (the default "pad" window makes every row Whisper's
+30 s window anyway; with "cut" the rows are masked, and a row's states do not depend on
+its batch either way).
+
+Timing: Whisper's timestamp tokens give honest segment times (start, end, text); there
+are no word times (that needs cross-attention alignment), so Decoded.words stays empty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from adapters_store.head_format import HeadRecord
+from server.audio import Audio
+from server.length_buckets import NEVER_SPLIT
+from server.model.adapters import HeadBatch
+from server.model.decoding import Decoded, SegmentTiming
+from server.model.hra import HRAModel
+from server.model.whisper import frontend
+from server.model.whisper.decoding import Transcript, decode
+from server.model.whisper.model import WhisperModel
+
+MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one 30 s window; long-form: #15
+
+
+class WhisperRecognizer:
+    vocabularies = False  # Whisper decodes BPE tokens: a task's word list does not apply
+    max_seconds = MAX_SECONDS
+
+    def __init__(
+        self, whisper: WhisperModel, hra: HRAModel, max_tokens: int = 224, timestamps: bool = True
+    ) -> None:
+        if hra.backbone is not whisper.encoder:
+            raise ValueError("hra must wrap this Whisper model's encoder")
+        self.whisper = whisper.eval()
+        self.model = hra.eval()
+        self.max_tokens = max_tokens
+        self.timestamps = timestamps
+        self.frame_seconds = whisper.encoder.frame_seconds
+        self.min_samples = whisper.encoder.min_samples
+
+    def forward_overhead_frames(self, device: torch.device) -> int:
+        return NEVER_SPLIT  # one bucket per batch (module docstring)
+
+    def featurize(self, audio: Audio, device: torch.device) -> torch.Tensor:
+        return self.whisper.encoder.featurize(audio.at_model_rate().to(device))
+
+    def forward(
+        self, feats: list[torch.Tensor], heads: HeadBatch, device: torch.device
+    ) -> list[Transcript]:
+        lengths = torch.tensor([f.shape[0] for f in feats], device=device)
+        inputs = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        encoded, enc_lengths = self.model(inputs, lengths, heads)
+        durations = [f.shape[0] * frontend.HOP / frontend.SAMPLE_RATE for f in feats]
+        return decode(
+            self.whisper, encoded, enc_lengths, self.timestamps, self.max_tokens, durations
+        )
+
+    def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
+        t = output[row]
+        segments = [
+            SegmentTiming(s.start, s.end, s.text.strip()) for s in t.segments if s.text.strip()
+        ]
+        return Decoded(
+            text=t.text,
+            words=[],
+            num_frames=len(t.tokens),
+            segments=segments,
+            avg_logprob=t.avg_logprob if math.isfinite(t.avg_logprob) else None,
+            no_speech_prob=t.no_speech_prob,
+        )

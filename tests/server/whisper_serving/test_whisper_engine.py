@@ -1,0 +1,71 @@
+"""The engine with the Whisper recognizer: mixed-task fused batches, failure isolation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adapters_store.head_format import HeadRecord, HeadType
+from server.audio import Audio
+from server.config import Settings
+from server.data.synthetic import speak
+from server.engine import Engine, EngineInput
+from server.errors import ServingError
+from server.model.checkpoint import head_spec
+from server.model.loading import load_recognizer
+from server.slot_pool import DeviceSlotPool
+from tests.server.model.whisper.conftest import SENTENCES
+from tests.server.whisper_serving.conftest import FINGERPRINT, WHISPER_DIR, head_record
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    recognizer, fp = load_recognizer(Settings(model_dir=WHISPER_DIR), CPU)
+    assert fp == FINGERPRINT
+    engine = Engine(recognizer, DeviceSlotPool(head_spec(recognizer.model, fp), 4, CPU))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[Audio]:
+    return [Audio(speak(t, v, s, 50), 16_000) for t, v, s in SENTENCES[:2]]
+
+
+def test_a_batch_of_different_tasks_equals_each_utterance_run_alone(engine, clips):
+    heads = [
+        head_record(f"t-{t.value}", t, seed, scale=0.05) for seed, t in enumerate(HeadType, start=1)
+    ]
+    batch = [
+        EngineInput(clips[0], heads[0]),
+        EngineInput(clips[1], heads[1]),
+        EngineInput(clips[0], heads[2]),
+        EngineInput(clips[1], None),
+    ]
+    output = engine.run(batch)
+    together = output.wait()
+    assert output.forward_passes == 1  # one bucket per batch for Whisper
+    alone = [engine.run([item]).wait()[0] for item in batch]
+    for t, a in zip(together, alone):
+        assert t.text == a.text
+        assert t.avg_logprob == pytest.approx(a.avg_logprob, abs=1e-3)
+        assert t.no_speech_prob == pytest.approx(a.no_speech_prob, abs=1e-3)
+    # the heads really act: the same clip under base and under a head scores differently
+    (base0,) = engine.run([EngineInput(clips[0], None)]).wait()
+    assert abs(together[0].avg_logprob - base0.avg_logprob) > 1e-4
+    assert together[0].segments and not together[0].words  # segment times, no word times
+
+
+def test_a_head_that_breaks_the_fused_pass_fails_alone(engine, clips):
+    good = head_record("good", HeadType.LINEAR, 1)
+    bad = HeadRecord(
+        good.with_meta(task_id="bad", version=9).meta, {"V": good.tensors["V"].repeat(2, 1)}
+    )
+    batch = [EngineInput(clips[0], good), EngineInput(clips[1], bad, "r-bad")]
+    output = engine.run(batch)
+    results = output.wait()
+    assert isinstance(results[1], ServingError)
+    assert not isinstance(results[0], ServingError)
+    assert results[0].text == engine.run(batch[:1]).wait()[0].text
