@@ -10,7 +10,7 @@ from server.audio import Audio
 from server.config import Settings
 from server.data.synthetic import speak
 from server.engine import Engine, EngineInput
-from server.errors import ServingError
+from server.errors import HeadRejected, ServingError
 from server.model.checkpoint import head_spec
 from server.model.loading import load_recognizer
 from server.slot_pool import DeviceSlotPool
@@ -66,6 +66,6 @@ def test_a_head_that_breaks_the_fused_pass_fails_alone(engine, clips):
     batch = [EngineInput(clips[0], good), EngineInput(clips[1], bad, "r-bad")]
     output = engine.run(batch)
     results = output.wait()
-    assert isinstance(results[1], ServingError)
+    assert isinstance(results[1], HeadRejected)  # its own typed refusal, alone
     assert not isinstance(results[0], ServingError)
     assert results[0].text == engine.run(batch[:1]).wait()[0].text
