@@ -107,6 +107,10 @@ class HeadStore(Protocol):
 
     async def current_version(self, task_id: str) -> int: ...
 
+    async def owner(self, task_id: str) -> str | None:
+        """The tenant owning the task (its current version's owner); UnknownTask if none.
+        Read without loading the head, so a foreign head is never decoded for a 404."""
+
     async def versions(self, task_id: str) -> list[int]: ...
 
     async def set_current(

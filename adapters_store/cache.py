@@ -93,6 +93,15 @@ class HostHeadCache:
         """Bytes of head tensors held now (never above max_bytes after a load returns)."""
         return self._bytes
 
+    def peek(self, task_id: str) -> HeadRecord | None:
+        """The task's current head if it is known and decoded here already (no I/O)."""
+        version = self._current.get(task_id)
+        return None if version is None else self._heads.get((task_id, version))
+
+    async def owner(self, task_id: str) -> str | None:
+        """Who owns the task, from the store, without loading its head (UnknownTask if none)."""
+        return await self.store.owner(task_id)
+
     async def resolve(self, task_id: str) -> HeadRecord:
         version = self._current.get(task_id)
         if version is None:

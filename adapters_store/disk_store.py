@@ -323,6 +323,9 @@ class AsyncDiskStore:
     async def current_version(self, task_id: str) -> int:
         return await asyncio.to_thread(self.disk.current_version, task_id)
 
+    async def owner(self, task_id: str) -> str | None:
+        return await asyncio.to_thread(self.disk.owner, task_id)
+
     async def versions(self, task_id: str) -> list[int]:
         return await asyncio.to_thread(self.disk.versions, task_id)
 

@@ -134,6 +134,15 @@ class RedisStore:
             raise UnknownTask(f"task {task_id!r} is not registered")
         return int(value)
 
+    async def owner(self, task_id: str) -> str | None:
+        async with _translate_errors():
+            current, owner = await self.client.mget(
+                self._key(task_id, "current"), self._key(task_id, "owner")
+            )
+        if current is None:
+            raise UnknownTask(f"task {task_id!r} is not registered")
+        return owner.decode() or None if owner else None
+
     async def versions(self, task_id: str) -> list[int]:
         await self.current_version(task_id)
         async with _translate_errors():

@@ -131,7 +131,22 @@ class AsrService:
         """The head a transcription of `task_id` uses, if `caller` may use it (else 404)."""
         if task_id == BASE_TASK:
             return None
-        head = await self.cache.resolve(validate_task_id(task_id))
+        return await self._authorized_head(task_id, caller)
+
+    async def _authorized_head(self, task_id: str, caller: Principal) -> HeadRecord:
+        """The task's current head, if `caller` may see it (else UnknownTask, as if missing).
+
+        A tenant's right is checked on the owner alone before a head it may not see is
+        read from the store, so probing other tenants' ids loads none of their heads into
+        the cache; the loaded head's own owner is checked again (an owner may change
+        between the two reads).
+        """
+        validate_task_id(task_id)
+        head = self.cache.peek(task_id)
+        if head is None:
+            if not caller.admin:
+                caller.check_owner(task_id, await self.cache.owner(task_id))
+            head = await self.cache.resolve(task_id)
         caller.check_owner(task_id, head.meta.owner)
         return head
 
@@ -207,12 +222,6 @@ class AsrService:
         logger.info("registered %s version %d", printable(task_id), stored.meta.version)
         return stored
 
-    async def _owned(self, task_id: str, caller: Principal) -> HeadRecord:
-        """The task's current head, if the caller may see it (else UnknownTask)."""
-        validate_task_id(task_id)
-        record = await self.cache.get(task_id, await self.store.current_version(task_id))
-        caller.check_owner(task_id, record.meta.owner)
-        return record
 
     async def rollback(self, task_id: str, version: int, caller: Principal = OPEN) -> None:
         validate_task_id(task_id)
@@ -227,11 +236,11 @@ class AsrService:
     async def head_info(
         self, task_id: str, caller: Principal = OPEN
     ) -> tuple[HeadRecord, list[int]]:
-        record = await self._owned(task_id, caller)
+        record = await self._authorized_head(task_id, caller)
         return record, await self.store.versions(task_id)
 
     async def head_bytes(self, task_id: str, caller: Principal = OPEN) -> bytes:
-        record = await self._owned(task_id, caller)
+        record = await self._authorized_head(task_id, caller)
         return await self.store.get_bytes(task_id, record.meta.version)
 
     async def list_tasks(self, offset: int, limit: int, caller: Principal = OPEN):

@@ -132,3 +132,29 @@ async def test_odd_metadata_inside_the_head_file_is_refused_before_anything_is_s
         assert r.status_code in (400, 422), (name, r.status_code)
         listing = (await client.get("/v1/tasks?limit=1000", headers=auth("admin"))).json()
         assert f"odd-{name.replace(' ', '-')}" not in listing["tasks"], name
+
+
+async def test_probing_another_tenants_task_ids_loads_none_of_its_heads(
+    tenants, head_files, fsdd_test
+):
+    client, _ = tenants
+    cache = client.app.state.service.cache
+    for i in range(5):
+        r = await _put(client, f"acme-private-{i}", "acme", head_files["acme"])
+        assert r.status_code == 200, r.text
+    loaded = len(cache), cache.bytes
+    clip = fsdd_bytes(fsdd_test[0])
+    for i in range(5):
+        for r in (
+            await client.post(
+                f"/v1/transcribe?task_id=acme-private-{i}", content=clip, headers=auth("globex")
+            ),
+            await client.get(f"/v1/tasks/acme-private-{i}", headers=auth("globex")),
+            await client.get(f"/v1/tasks/acme-private-{i}/head", headers=auth("globex")),
+        ):
+            assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_task"
+    assert (len(cache), cache.bytes) == loaded  # 404s without decoding acme's heads
+    r = await client.post(
+        "/v1/transcribe?task_id=acme-private-0", content=clip, headers=auth("acme")
+    )
+    assert r.status_code == 200 and len(cache) == loaded[0] + 1  # its owner's use loads it
