@@ -222,7 +222,6 @@ class AsrService:
         logger.info("registered %s version %d", printable(task_id), stored.meta.version)
         return stored
 
-
     async def rollback(self, task_id: str, version: int, caller: Principal = OPEN) -> None:
         validate_task_id(task_id)
         await self.store.set_current(task_id, version, acting_tenant=_acting(caller))
