@@ -4,6 +4,7 @@ hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
 hra data               generate the synthetic corpora
 hra build-default      the whole recipe behind models/default (one command)
 hra train-head         a head for a new task from a manifest, registered in a store
+hra seed-store         copy the model directory's shipped heads into the configured store
 hra evaluate           the WER table (prints Markdown, writes JSON)
 hra split-check        FSDD: is a speaker's test split shifted from their training takes?
 hra transcribe         files -> text with a task's head
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny data and steps (smoke test)")
 
     p = sub.add_parser("train-head", help="train a head for a new task, controller frozen")
-    p.add_argument("--task-id", required=True)
+    _task_option(p, required=True, help="the task id the head is registered under")
     p.add_argument(
         "--manifest",
         type=Path,
@@ -71,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="and on copies at these tempos, pitch kept, e.g. 1.2 1.4 (fast talkers)",
     )
-    p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
-    p.add_argument("--owner")
+    _store_option(p)
+    p.add_argument(
+        "--owner",
+        help="tenant that owns the task (may use it with its key); default: the task's "
+        "current owner when it exists, else none (only admin keys and open access use it)",
+    )
     p.add_argument(
         "--vocabulary",
         help="the task's words, comma/space separated: transcripts then use only these",
@@ -98,9 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's stage d)")
     p.add_argument("--json", type=Path, default=Path("results/split-check.json"))
 
+    sub.add_parser(
+        "seed-store",
+        help="copy the model dir's shipped heads into the configured store (HRA_STORE): "
+        "tasks already holding the same head are skipped",
+    )
+
     p = sub.add_parser("transcribe", help="transcribe audio files")
-    p.add_argument("--task", default="base", help="task id; 'base' = backbone only")
-    p.add_argument("--store", type=Path, help="DiskStore folder (default: <model-dir>/heads)")
+    _task_option(p, default="base", help="task id; 'base' = backbone only")
+    _store_option(p)
     p.add_argument("files", nargs="+", type=Path)
 
     args = parser.parse_args(argv)
@@ -108,11 +119,38 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if "--task-id" in (sys.argv[1:] if argv is None else argv):
+        logger.warning("--task-id is deprecated: use --task (same meaning)")
     if args.command == "serve" and argv is None:  # a real process, not a call from Python
         reexec_with_allocator(settings.allocator, sys.argv[1:])
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     return COMMANDS[args.command](args)
+
+
+def _task_option(p: argparse.ArgumentParser, **kwargs) -> None:
+    """`--task` everywhere (as the API's `task_id`); `--task-id` is its deprecated alias."""
+    p.add_argument("--task", "--task-id", dest="task", metavar="TASK", **kwargs)
+
+
+def _store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="DiskStore folder (default: the server's, HRA_DISK_STORE_PATH or "
+        "<HRA_STATE_DIR>/<model dir name>/heads, seeded from <model-dir>/heads on first use)",
+    )
+
+
+def _disk_store_path(args) -> Path:
+    """--store, else the folder `hra serve` uses for this model dir (seeded on first use)."""
+    from server.seeding import seed_state_dir
+
+    if args.store:
+        return args.store
+    settings = get_settings().model_copy(update={"model_dir": args.model_dir})
+    seed_state_dir(settings)
+    return settings.heads_path
 
 
 def uvicorn_options(settings: Settings) -> dict:
@@ -164,6 +202,7 @@ def _build_default(args) -> int:
 
 def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
+    from adapters_store.errors import UnknownTask
     from adapters_store.head_format import HeadType, validate_vocabulary
     from server.data.manifest import read_manifest
     from server.model.checkpoint import load_model
@@ -172,8 +211,8 @@ def _train_head(args) -> int:
     from server.training.trainer import TrainConfig
 
     model, fp = load_model(args.model_dir / "model.safetensors")
-    rows = read_manifest(args.manifest, task=args.task_id)
-    rows = [r.__class__(r.audio, r.text, args.task_id) for r in rows]
+    rows = read_manifest(args.manifest, task=args.task)
+    rows = [r.__class__(r.audio, r.text, args.task) for r in rows]
     data = FeatureSet.build(
         rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
     )
@@ -182,17 +221,48 @@ def _train_head(args) -> int:
     config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
     pools = train_heads(model, data, head_type, rank, config)
     (record,) = pools.records(fp, rank)
-    store = DiskStore(args.store or args.model_dir / "heads")
+    store_path = _disk_store_path(args)
+    store = DiskStore(store_path)
+    owner = args.owner
+    if owner is None:
+        try:
+            owner = store.owner(args.task)  # retraining keeps the task's owner
+        except UnknownTask:
+            logger.warning(
+                "no --owner: %s has no owner, so only admin keys (or open access) may use it",
+                args.task,
+            )
     vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
     if args.vocabulary_from_manifest:
         vocabulary = sorted({w for text in data.texts for w in text.split()})
-    record = record.with_meta(owner=args.owner, vocabulary=validate_vocabulary(vocabulary))
+    record = record.with_meta(owner=owner or None, vocabulary=validate_vocabulary(vocabulary))
     stored = store.put(record)
-    logger.info(
-        "registered %s version %d (%d parameters)",
-        args.task_id,
-        stored.meta.version,
-        stored.num_parameters,
+    print(
+        f"wrote {args.task} version {stored.meta.version} ({stored.num_parameters} parameters, "
+        f"owner {stored.meta.owner or 'none'}) to {store_path / args.task}"
+    )
+    return 0
+
+
+def _seed_store(args) -> int:
+    import asyncio
+
+    from server.seeding import seed_store
+    from server.service import make_store
+
+    settings = get_settings().model_copy(update={"model_dir": args.model_dir})
+
+    async def run():
+        store = make_store(settings)
+        try:
+            return await seed_store(store, settings.seed_heads_path)
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    print(
+        f"{settings.store.value} store: {len(report.added)} added, {len(report.updated)} "
+        f"updated, {len(report.skipped)} already there (from {settings.seed_heads_path})"
     )
     return 0
 
@@ -234,7 +304,7 @@ def _transcribe(args) -> int:
     model, fp = load_model(args.model_dir / "model.safetensors")
     head = None
     if args.task != "base":
-        head = DiskStore(args.store or args.model_dir / "heads").get(args.task)
+        head = DiskStore(_disk_store_path(args)).get(args.task)
         validate_head(head, head_spec(model, fp))
     feats = [model.backbone.featurize(load_audio(f)) for f in args.files]
     for path, decoded in zip(args.files, transcribe_features(model, feats, [head] * len(feats))):
@@ -247,6 +317,7 @@ COMMANDS = {
     "data": _data,
     "build-default": _build_default,
     "train-head": _train_head,
+    "seed-store": _seed_store,
     "evaluate": _evaluate,
     "split-check": _split_check,
     "transcribe": _transcribe,

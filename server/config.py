@@ -176,7 +176,11 @@ class Settings(BaseSettings):
     store: StoreKind = StoreKind.DISK
     """Where heads live: disk (embedded default) or redis (shared by replicas)."""
     disk_store_path: Path | None = None
-    """DiskStore folder; default <model_dir>/heads."""
+    """DiskStore folder, used as is (an override); default <state_dir>/<model dir name>/heads,
+    seeded on first start with a copy of <model_dir>/heads."""
+    state_dir: Path = REPO_ROOT / "var"
+    """Runtime state (the disk store of uploaded heads), outside the tracked tree: the model
+    directory's heads/ are a read-only seed, never written. Gitignored."""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """Redis connection URL (may hold a password, hence secret)."""
     redis_prefix: str = "hra"
@@ -208,7 +212,14 @@ class Settings(BaseSettings):
 
     @property
     def heads_path(self) -> Path:
-        return self.disk_store_path or self.model_dir / "heads"
+        """The DiskStore root: HRA_DISK_STORE_PATH, else one folder per model in the state
+        dir (models have different fingerprints, so their heads never share a store)."""
+        return self.disk_store_path or self.state_dir / self.model_dir.name / "heads"
+
+    @property
+    def seed_heads_path(self) -> Path:
+        """The model directory's shipped heads: read-only, copied into a store to seed it."""
+        return self.model_dir / "heads"
 
 
 @lru_cache

@@ -39,6 +39,7 @@ from server.metrics import Metrics
 from server.model.checkpoint import head_spec
 from server.model.decoding import SegmentTiming, WordTiming
 from server.model.loading import load_recognizer
+from server.seeding import hint_if_empty, seed_state_dir
 from server.slot_pool import DeviceSlotPool
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class AsrService:
         )
 
     async def start(self) -> None:
+        await hint_if_empty(self.store, self.settings)
         await asyncio.to_thread(self.engine.warm_up)
         self.cache.start_watching()
         self.batcher.start()
@@ -259,11 +261,14 @@ class AsrService:
 
 
 def make_store(settings: Settings) -> HeadStore:
+    """The configured store. The default DiskStore lives in the state dir, made on first
+    start as a copy of the model directory's shipped heads (which are never written)."""
     quotas = Quotas(**settings.quotas.model_dump())
     if settings.store == StoreKind.REDIS:
         return RedisStore(
             settings.redis_url.get_secret_value(), settings.redis_prefix, quotas=quotas
         )
+    seed_state_dir(settings)
     return AsyncDiskStore(settings.heads_path, quotas)
 
 

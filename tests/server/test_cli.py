@@ -38,7 +38,9 @@ def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(
                 "--model-dir",
                 str(model_dir),
                 "train-head",
-                "--task-id",
+                "--store",
+                str(tmp_path / "heads"),
+                "--task",
                 "lucas-again",
                 "--manifest",
                 str(manifest),
@@ -53,14 +55,15 @@ def test_train_head_cli_registers_a_head_and_vocabulary_that_beat_the_backbone(
         )
         == 0
     )
-    head = DiskStore(model_dir / "heads").get("lucas-again")
+    head = DiskStore(tmp_path / "heads").get("lucas-again")
     assert head.meta.owner == "me" and head.meta.version == 1
     assert head.meta.vocabulary == tuple(sorted({u.text for u in train}))
 
     test = [u for u in load_fsdd(fsdd_root, range(30, 40), speakers=["lucas"])][::3]
     files = [u.audio for u in test]
     capsys.readouterr()
-    main(["--model-dir", str(model_dir), "transcribe", "--task", "lucas-again", *files])
+    store = ["--store", str(tmp_path / "heads")]
+    main(["--model-dir", str(model_dir), "transcribe", *store, "--task", "lucas-again", *files])
     adapted = capsys.readouterr().out.strip().splitlines()
     main(["--model-dir", str(model_dir), "transcribe", "--task", "base", *files])
     base = capsys.readouterr().out.strip().splitlines()
