@@ -25,20 +25,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from adapters_store.disk_store import DiskStore  # noqa: E402
 from adapters_store.redis_store import RedisStore  # noqa: E402
+from server.seeding import seed_store  # noqa: E402
 
 
 async def seed(url: str, prefix: str, heads: Path) -> int:
-    """Copy every default head into Redis unless the task is there already."""
-    store, disk, added = RedisStore(url, prefix), DiskStore(heads), 0
-    existing, _ = await store.list_tasks(0, 1_000_000)
-    for task in disk.task_ids():
-        if task not in existing:
-            await store.put(disk.get(task))
-            added += 1
-    await store.close()
-    return added
+    """Copy every default head into Redis unless the same head is there already."""
+    store = RedisStore(url, prefix)
+    try:
+        report = await seed_store(store, heads)
+    finally:
+        await store.close()
+    return len(report.added) + len(report.updated)
 
 
 def wait_http(url: str, timeout_s: float) -> None:
