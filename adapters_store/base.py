@@ -15,6 +15,11 @@ Lifecycle contract, shared by every store (issue 12):
   an admin's are not.
 - A write that raises left nothing behind; a write that returned is durable
   (a failed change notification afterwards is logged, not raised).
+- A task's visibility ("private" or "public", issue 16) is task state beside
+  its owner, written in the same atomic step as the write that sets it; it is
+  not part of any version, so rollback and replace keep it. Only an admin sets
+  it (the service refuses a tenant's); a new task is private unless the admin
+  writing it says otherwise.
 """
 
 from __future__ import annotations
@@ -23,10 +28,34 @@ import json
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
-from adapters_store.errors import QuotaExceeded, UnknownTask
+from adapters_store.errors import InvalidVisibility, QuotaExceeded, UnknownTask
 from adapters_store.head_format import METADATA_KEY, HeadRecord
+
+PRIVATE: Final = "private"
+PUBLIC: Final = "public"
+VISIBILITIES: Final = (PRIVATE, PUBLIC)
+
+
+def validate_visibility(value: object) -> str:
+    """The visibility named exactly ("private" or "public"), else InvalidVisibility."""
+    if not isinstance(value, str) or value not in VISIBILITIES:
+        shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+        raise InvalidVisibility(f"visibility must be 'private' or 'public', not {shown}")
+    return value
+
+
+@dataclass(frozen=True)
+class TaskAccess:
+    """Who may use a task, read without loading its head: its owner and visibility."""
+
+    owner: str | None
+    visibility: str = PRIVATE
+
+    @property
+    def public(self) -> bool:
+        return self.visibility == PUBLIC
 
 
 @dataclass(frozen=True)
@@ -93,13 +122,19 @@ def embedded_owner(data: bytes) -> str | None:
 
 class HeadStore(Protocol):
     async def put(
-        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+        self,
+        record: HeadRecord,
+        acting_tenant: str | None = None,
+        keep_owner: bool = False,
+        visibility: str | None = None,
     ) -> HeadRecord:
         """Store as a new version, make it current, notify watchers; returns it versioned.
 
         The owner written is `acting_tenant` for a tenant; for an admin, the task's
         current owner when `keep_owner` and the task exists, else `record.meta.owner`.
-        Raises UnknownTask (foreign task) or QuotaExceeded, having written nothing.
+        `visibility` (admins only) is set in the same step; None keeps the task's
+        (private for a new task). Raises UnknownTask (foreign task), QuotaExceeded
+        or InvalidVisibility, having written nothing.
         """
 
     async def get_bytes(self, task_id: str, version: int | None = None) -> bytes:
@@ -110,6 +145,12 @@ class HeadStore(Protocol):
     async def owner(self, task_id: str) -> str | None:
         """The tenant owning the task (its current version's owner); UnknownTask if none.
         Read without loading the head, so a foreign head is never decoded for a 404."""
+
+    async def access(self, task_id: str) -> TaskAccess:
+        """Owner and visibility in one read, without loading the head; UnknownTask if none."""
+
+    async def set_visibility(self, task_id: str, visibility: str) -> None:
+        """Admin only: make the task private or public (one atomic write, watchers told)."""
 
     async def versions(self, task_id: str) -> list[int]: ...
 
@@ -125,9 +166,10 @@ class HeadStore(Protocol):
         """Remove every version; the task's version counter survives."""
 
     async def list_tasks(
-        self, offset: int, limit: int, owner: str | None = None
+        self, offset: int, limit: int, owner: str | None = None, with_public: bool = False
     ) -> tuple[list[str], int]:
-        """A page of task ids in sorted order (only `owner`'s if given), and the total."""
+        """A page of task ids in sorted order, and the total: all tasks, or only
+        `owner`'s if given, together with every public task when `with_public`."""
 
     async def ping(self) -> bool:
         """True when the backing service answers."""

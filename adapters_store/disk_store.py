@@ -3,8 +3,10 @@
     <root>/<task_id>/v000003.safetensors   one immutable file per version
     <root>/<task_id>/CURRENT               the version served, e.g. "3"
     <root>/<task_id>/OWNER                 owner of the current version ("" for none)
+    <root>/<task_id>/VISIBILITY            "public" or "private" (absent: private)
     <root>/.versions/<task_id>             last version ever assigned; survives DELETE
     <root>/.owners/<owner hash>/<task_id>  index of each owner's tasks (listing, quotas)
+    <root>/.public/<task_id>               index of public tasks (listing)
     <root>/.locks/write.lock               held by every write, across processes
 
 Every file write goes to a temporary file that is fsynced and renamed into
@@ -20,6 +22,7 @@ version files, each replaced atomically.
 OWNER is the truth about ownership; the owner index is a superset of it (a
 marker is added before OWNER names the owner, removed after OWNER stops), so a
 crash can leave a stale marker, which readers skip, but never a missing one.
+VISIBILITY and the public index follow the same rule.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from adapters_store.base import Quotas, embedded_owner, owner_after_put
+from adapters_store.base import (
+    PRIVATE,
+    PUBLIC,
+    Quotas,
+    TaskAccess,
+    embedded_owner,
+    owner_after_put,
+    validate_visibility,
+)
 from adapters_store.errors import UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head, encode_head, validate_task_id
 
@@ -44,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 _CURRENT = "CURRENT"
 _OWNER = "OWNER"  # owner of the current version, for listing and ownership checks
+_VISIBILITY = "VISIBILITY"  # the task's, not a version's: rollback and replace keep it
+_PUBLIC = ".public"
 _COUNTERS = ".versions"
 _OWNERS = ".owners"
 _LOCKS = ".locks"
@@ -56,17 +69,25 @@ class DiskStore:
         self.quotas = quotas or Quotas()
 
     def put(
-        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+        self,
+        record: HeadRecord,
+        acting_tenant: str | None = None,
+        keep_owner: bool = False,
+        visibility: str | None = None,
     ) -> HeadRecord:
         """Store as a new version and make it current; returns it with its version.
 
-        See adapters_store.base.HeadStore.put for the ownership rules.
+        See adapters_store.base.HeadStore.put for the ownership and visibility rules.
         """
         task_id = validate_task_id(record.meta.task_id)
+        if visibility is not None:
+            validate_visibility(visibility)
         folder = self.root / task_id
         with self._write_lock():
             exists = (folder / _CURRENT).exists()
             owner_now = _read_owner(folder) if exists else None
+            visibility_now = _read_visibility(folder) if exists else PRIVATE
+            visibility_new = visibility or visibility_now
             owner = owner_after_put(record, exists, owner_now, acting_tenant, keep_owner)
             versions = self._versions(folder) if exists else []
             version = self._last_version(task_id, folder) + 1
@@ -88,8 +109,12 @@ class DiskStore:
             path = folder / _version_file(version)
             try:
                 self._mark(owner, task_id)
+                if visibility_new == PUBLIC:
+                    self._mark_public(task_id)
                 _atomic_write(path, data)
                 _atomic_write(folder / _OWNER, (owner or "").encode())
+                if visibility_new != visibility_now or not exists:
+                    _atomic_write(folder / _VISIBILITY, visibility_new.encode())
                 _atomic_write(folder / _CURRENT, str(version).encode())
             except BaseException:
                 # Leave nothing behind: the previous CURRENT and OWNER still stand
@@ -99,11 +124,16 @@ class DiskStore:
                     shutil.rmtree(folder, ignore_errors=True)
                 elif exists:
                     _restore_owner(folder)
+                    _write_visibility_quietly(folder, visibility_now)
                 if owner != owner_now:
                     self._unmark(owner, task_id)
+                if visibility_now != PUBLIC:
+                    self._unmark_public(task_id)
                 raise
             if owner != owner_now:
                 self._unmark(owner_now, task_id)
+            if visibility_new != PUBLIC:
+                self._unmark_public(task_id)
         return stored
 
     def get(self, task_id: str, version: int | None = None) -> HeadRecord:
@@ -128,6 +158,21 @@ class DiskStore:
 
     def owner(self, task_id: str) -> str | None:
         return _read_owner(self._folder(task_id))
+
+    def access(self, task_id: str) -> TaskAccess:
+        folder = self._folder(task_id)
+        return TaskAccess(_read_owner(folder), _read_visibility(folder))
+
+    def set_visibility(self, task_id: str, visibility: str) -> None:
+        """Admin only: the marker goes in before VISIBILITY says public, out after."""
+        validate_visibility(visibility)
+        with self._write_lock():
+            folder = self._folder(task_id)
+            if visibility == PUBLIC:
+                self._mark_public(task_id)
+            _atomic_write(folder / _VISIBILITY, visibility.encode())
+            if visibility != PUBLIC:
+                self._unmark_public(task_id)
 
     def set_current(self, task_id: str, version: int, acting_tenant: str | None = None) -> None:
         """Rollback (or forward): serve an existing version again; its owner owns the task."""
@@ -168,6 +213,7 @@ class DiskStore:
             folder.rename(trash)
             shutil.rmtree(trash, ignore_errors=True)
             self._unmark(owner, task_id)
+            self._unmark_public(task_id)
 
     def task_ids(self, owner: str | None = None) -> list[str]:
         """All task ids, or only those `owner` owns (from the index: O(owner's tasks))."""
@@ -179,6 +225,19 @@ class DiskStore:
         index = self._index(owner)
         marked = sorted(p.name for p in index.iterdir()) if index.is_dir() else []
         return [t for t in marked if self.owns(owner, t)]  # a stale marker is skipped
+
+    def public_task_ids(self) -> list[str]:
+        """Every public task id (from the index when it exists, else a scan)."""
+        index = self.root / _PUBLIC
+        if index.is_dir():
+            candidates = sorted(p.name for p in index.iterdir())
+        else:
+            candidates = sorted(p.name for p in self.root.iterdir() if not p.name.startswith("."))
+        return [t for t in candidates if self.is_public(t)]  # stale markers skipped
+
+    def is_public(self, task_id: str) -> bool:
+        folder = self.root / task_id
+        return _is_task(folder) and _read_visibility(folder) == PUBLIC
 
     def owns(self, owner: str, task_id: str) -> bool:
         folder = self.root / task_id
@@ -221,6 +280,23 @@ class DiskStore:
         if owner:
             (self._index(owner) / task_id).unlink(missing_ok=True)
 
+    def _mark_public(self, task_id: str) -> None:
+        (self.root / _PUBLIC).mkdir(exist_ok=True)
+        (self.root / _PUBLIC / task_id).touch()
+
+    def _unmark_public(self, task_id: str) -> None:
+        (self.root / _PUBLIC / task_id).unlink(missing_ok=True)
+
+    def _build_public_index(self) -> None:
+        """Once per store, under the lock: index public folders written before the index."""
+        building = self.root / ".public-building"
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir()
+        for folder in self.root.iterdir():
+            if not folder.name.startswith(".") and self.is_public(folder.name):
+                (building / folder.name).touch()
+        building.rename(self.root / _PUBLIC)
+
     def _build_index(self) -> None:
         """Once per store, under the lock: index folders written before the index existed."""
         building = self.root / ".owners-building"
@@ -252,6 +328,8 @@ class DiskStore:
             try:
                 if not (self.root / _OWNERS).is_dir():
                     self._build_index()
+                if not (self.root / _PUBLIC).is_dir():
+                    self._build_public_index()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -263,6 +341,17 @@ def _is_task(folder: Path) -> bool:
 
 def _read_owner(folder: Path) -> str | None:
     return _read_text(folder / _OWNER) or None
+
+
+def _read_visibility(folder: Path) -> str:
+    return PUBLIC if _read_text(folder / _VISIBILITY).strip() == PUBLIC else PRIVATE
+
+
+def _write_visibility_quietly(folder: Path, visibility: str) -> None:
+    try:
+        _atomic_write(folder / _VISIBILITY, visibility.encode())
+    except Exception:  # the original error matters more
+        logger.exception("could not restore VISIBILITY of %s", folder.name)
 
 
 def _restore_owner(folder: Path) -> None:
@@ -311,9 +400,15 @@ class AsyncDiskStore:
         self._watchers: list[asyncio.Queue[str]] = []
 
     async def put(
-        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+        self,
+        record: HeadRecord,
+        acting_tenant: str | None = None,
+        keep_owner: bool = False,
+        visibility: str | None = None,
     ) -> HeadRecord:
-        stored = await asyncio.to_thread(self.disk.put, record, acting_tenant, keep_owner)
+        stored = await asyncio.to_thread(
+            self.disk.put, record, acting_tenant, keep_owner, visibility
+        )
         self._notify(stored.meta.task_id)
         return stored
 
@@ -325,6 +420,13 @@ class AsyncDiskStore:
 
     async def owner(self, task_id: str) -> str | None:
         return await asyncio.to_thread(self.disk.owner, task_id)
+
+    async def access(self, task_id: str) -> TaskAccess:
+        return await asyncio.to_thread(self.disk.access, task_id)
+
+    async def set_visibility(self, task_id: str, visibility: str) -> None:
+        await asyncio.to_thread(self.disk.set_visibility, task_id, visibility)
+        self._notify(task_id)
 
     async def versions(self, task_id: str) -> list[int]:
         return await asyncio.to_thread(self.disk.versions, task_id)
@@ -340,10 +442,16 @@ class AsyncDiskStore:
         self._notify(task_id)
 
     async def list_tasks(
-        self, offset: int, limit: int, owner: str | None = None
+        self, offset: int, limit: int, owner: str | None = None, with_public: bool = False
     ) -> tuple[list[str], int]:
-        ids = await asyncio.to_thread(self.disk.task_ids, owner)
+        ids = await asyncio.to_thread(self._ids, owner, with_public)
         return ids[offset : offset + limit], len(ids)
+
+    def _ids(self, owner: str | None, with_public: bool) -> list[str]:
+        ids = self.disk.task_ids(owner)
+        if with_public and owner is not None:
+            ids = sorted(set(ids) | set(self.disk.public_task_ids()))
+        return ids
 
     async def ping(self) -> bool:
         return await asyncio.to_thread(self.disk.root.is_dir)

@@ -37,3 +37,9 @@ class QuotaExceeded(StoreError):
     """A tenant's write would pass one of its quotas (tasks, versions per task, bytes)."""
 
     code = "quota_exceeded"
+
+
+class InvalidVisibility(StoreError):
+    """A visibility other than exactly "private" or "public"."""
+
+    code = "invalid_visibility"

@@ -7,8 +7,10 @@ Keys, under a configurable prefix p:
     p:task:<id>:next       last version assigned; survives DELETE, so none is reused
     p:task:<id>:owner      owner of the current version ("" for none)
     p:task:<id>:bytes      bytes of all the task's versions
+    p:task:<id>:visibility "public" or "private" (absent: private); the task's, not a version's
     p:tasks                sorted set of task ids (for paginated listing)
     p:owner:<tenant>       sorted set of that tenant's task ids
+    p:public               sorted set of public task ids
     p:usage:<tenant>       bytes of all that tenant's tasks (quota)
     p:events               pub/sub channel: a task id each time that task changes
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
@@ -38,7 +41,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from adapters_store.base import Quotas, embedded_owner, owner_after_put
+from adapters_store.base import (
+    PRIVATE,
+    PUBLIC,
+    Quotas,
+    TaskAccess,
+    embedded_owner,
+    owner_after_put,
+    validate_visibility,
+)
 from adapters_store.errors import StoreUnavailable, UnknownTask
 from adapters_store.head_format import HeadRecord, encode_head, validate_task_id
 
@@ -76,19 +87,34 @@ class RedisStore:
         return f"{self.prefix}:tasks"
 
     @property
+    def _public_key(self) -> str:
+        return f"{self.prefix}:public"
+
+    @property
     def _channel(self) -> str:
         return f"{self.prefix}:events"
 
     def _task_keys(self, task_id: str) -> list[str]:
-        return [self._key(task_id, k) for k in ("current", "owner", "versions", "next", "bytes")]
+        return [
+            self._key(task_id, k)
+            for k in ("current", "owner", "versions", "next", "bytes", "visibility")
+        ]
 
     async def put(
-        self, record: HeadRecord, acting_tenant: str | None = None, keep_owner: bool = False
+        self,
+        record: HeadRecord,
+        acting_tenant: str | None = None,
+        keep_owner: bool = False,
+        visibility: str | None = None,
     ) -> HeadRecord:
         task_id = validate_task_id(record.meta.task_id)
+        if visibility is not None:
+            validate_visibility(visibility)
 
         async def step(tx: Pipeline) -> HeadRecord:
             exists, owner_now = await self._owner_of(tx, task_id)
+            visibility_now = await self._visibility_of(tx, task_id) if exists else PRIVATE
+            visibility_new = visibility or visibility_now
             owner = owner_after_put(record, exists, owner_now, acting_tenant, keep_owner)
             version = int(await tx.get(self._key(task_id, "next")) or 0) + 1
             stored = HeadRecord(replace(record.meta, version=version, owner=owner), record.tensors)
@@ -112,6 +138,7 @@ class RedisStore:
             tx.incrby(self._key(task_id, "bytes"), len(data))
             tx.zadd(self._tasks_key, {task_id: 0})
             self._move_owner(tx, task_id, owner_now, owner, task_bytes, len(data))
+            self._queue_visibility(tx, task_id, visibility_new)
             return stored
 
         stored = await self._atomically(step, self._task_keys(task_id))
@@ -142,6 +169,33 @@ class RedisStore:
         if current is None:
             raise UnknownTask(f"task {task_id!r} is not registered")
         return owner.decode() or None if owner else None
+
+    async def access(self, task_id: str) -> TaskAccess:
+        async with _translate_errors():
+            current, owner, visibility = await self.client.mget(
+                self._key(task_id, "current"),
+                self._key(task_id, "owner"),
+                self._key(task_id, "visibility"),
+            )
+        if current is None:
+            raise UnknownTask(f"task {task_id!r} is not registered")
+        return TaskAccess(
+            (owner.decode() or None) if owner else None,
+            PUBLIC if visibility == PUBLIC.encode() else PRIVATE,
+        )
+
+    async def set_visibility(self, task_id: str, visibility: str) -> None:
+        validate_visibility(visibility)
+
+        async def step(tx: Pipeline) -> None:
+            exists, _ = await self._owner_of(tx, task_id)
+            if not exists:
+                raise UnknownTask(f"task {task_id!r} is not registered")
+            tx.multi()
+            self._queue_visibility(tx, task_id, visibility)
+
+        await self._atomically(step, self._task_keys(task_id))
+        await self._publish(task_id)
 
     async def versions(self, task_id: str) -> list[int]:
         await self.current_version(task_id)
@@ -183,8 +237,14 @@ class RedisStore:
             tx.multi()
             if versions:
                 tx.delete(*(self._key(task_id, "v", v.decode()) for v in versions))
-            tx.delete(*(self._key(task_id, k) for k in ("versions", "current", "owner", "bytes")))
+            tx.delete(
+                *(
+                    self._key(task_id, k)
+                    for k in ("versions", "current", "owner", "bytes", "visibility")
+                )
+            )
             tx.zrem(self._tasks_key, task_id)  # "next" stays: versions are never reused
+            tx.zrem(self._public_key, task_id)
             if owner:
                 tx.zrem(self._owner_key(owner), task_id)
                 tx.decrby(self._usage_key(owner), task_bytes)
@@ -193,12 +253,21 @@ class RedisStore:
         await self._publish(task_id)
 
     async def list_tasks(
-        self, offset: int, limit: int, owner: str | None = None
+        self, offset: int, limit: int, owner: str | None = None, with_public: bool = False
     ) -> tuple[list[str], int]:
         key = self._tasks_key if owner is None else self._owner_key(owner)
         async with _translate_errors():
-            total = await self.client.zcard(key)
-            ids = await self.client.zrange(key, offset, offset + limit - 1)
+            if owner is None or not with_public:
+                total = await self.client.zcard(key)
+                ids = await self.client.zrange(key, offset, offset + limit - 1)
+                return [i.decode() for i in ids], int(total)
+            # The union, paged in one MULTI (all scores are 0: ordered by id).
+            scratch = f"{self.prefix}:scratch:{uuid.uuid4().hex}"
+            async with self.client.pipeline(transaction=True) as tx:
+                tx.zunionstore(scratch, [key, self._public_key], aggregate="MIN")
+                tx.zrange(scratch, offset, offset + limit - 1)
+                tx.delete(scratch)
+                total, ids, _ = await tx.execute()
         return [i.decode() for i in ids], int(total)
 
     async def ping(self) -> bool:
@@ -250,6 +319,17 @@ class RedisStore:
         current = await tx.get(self._key(task_id, "current"))
         owner = await tx.get(self._key(task_id, "owner"))
         return current is not None, (owner.decode() if owner else None)
+
+    async def _visibility_of(self, tx: Pipeline, task_id: str) -> str:
+        value = await tx.get(self._key(task_id, "visibility"))
+        return PUBLIC if value == PUBLIC.encode() else PRIVATE
+
+    def _queue_visibility(self, tx: Pipeline, task_id: str, visibility: str) -> None:
+        tx.set(self._key(task_id, "visibility"), visibility)
+        if visibility == PUBLIC:
+            tx.zadd(self._public_key, {task_id: 0})
+        else:
+            tx.zrem(self._public_key, task_id)
 
     async def _watch_owners(self, tx: Pipeline, *owners: str | None) -> None:
         """Watch the per-tenant keys the write will read or change."""

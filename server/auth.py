@@ -1,7 +1,8 @@
 """API keys: who is calling, and which tasks they may see.
 
 Admin keys manage every task; tenant keys transcribe with and manage only the
-tasks their tenant owns (the `owner` in head metadata). Another tenant's task
+tasks their tenant owns (the `owner` in head metadata), and may also use (not
+download or change) tasks an admin made public. Another tenant's private task
 answers 404, exactly like a task that does not exist, so ids never leak.
 Keys are compared as SHA-256 digests with hmac.compare_digest against every
 configured key (no early exit) and are never logged.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
+from adapters_store.base import TaskAccess
 from server.errors import ServingError, UnknownTask
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ class Principal:
         """Raise the same error as for a missing task: existence must not leak."""
         if not self.may_use(owner):
             raise UnknownTask(f"task {task_id!r} is not registered")
+
+    def check_access(self, task_id: str, access: TaskAccess) -> None:
+        """Use (transcribe, inspect, list): its owner, an admin, or anyone if public."""
+        if not access.public:
+            self.check_owner(task_id, access.owner)
 
 
 OPEN = Principal(tenant=None, admin=True)

@@ -136,6 +136,14 @@ class QuotaSettings(BaseModel):
     """Most bytes of head files (every version of every task) one tenant may store."""
 
 
+class DiscoverySettings(BaseModel):
+    """GET /v1/models, the list of tasks a caller may use (HRA_DISCOVERY__...)."""
+
+    max_models_listed: int = Field(default=1000, ge=1, le=100_000)
+    """Most entries one GET /v1/models answers ("base" included); more are reached with
+    its `offset` and `limit` query parameters (the list says `has_more`)."""
+
+
 class WhisperSettings(BaseModel):
     """The Whisper backbone's knobs (HRA_WHISPER__...); see server/model/whisper/."""
 
@@ -193,6 +201,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     heads: HeadSettings = HeadSettings()
     quotas: QuotaSettings = QuotaSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
     whisper: WhisperSettings = WhisperSettings()
 
     open_access: bool = False

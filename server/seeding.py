@@ -11,6 +11,12 @@ the server never writes into it. Two ways its heads reach a store:
   disk or Redis. Idempotent: a task whose current head has the same fingerprint, type,
   vocabulary and tensor bytes is skipped; one that differs (or is missing) gets the shipped
   head as a new version, so a re-run after a model rebuild updates, never duplicates.
+
+Each shipped task carries its visibility (`<task>/VISIBILITY`: the shipped heads are
+"public", usable by every tenant). `seed_store` writes it with the head, as admin, and
+gives a skipped task the shipped visibility too, so seeding a store that predates
+visibility makes the shipped heads public (an admin who wants one private sets it
+after seeding; a re-run of seed-store makes it public again).
 """
 
 from __future__ import annotations
@@ -87,14 +93,17 @@ async def seed_store(store: HeadStore, seed: Path) -> SeedReport:
     shipped = DiskStore(seed)  # reads only: nothing is written into the model directory
     for task_id in shipped.task_ids():
         record = shipped.get(task_id)
+        visibility = shipped.access(task_id).visibility
         try:
             current = decode_head(await store.get_bytes(task_id))
         except UnknownTask:
             current = None
         if current is not None and same_head(current, record):
+            if (await store.access(task_id)).visibility != visibility:
+                await store.set_visibility(task_id, visibility)
             report.skipped.append(task_id)
             continue
-        await store.put(record)  # as admin: the shipped owner (none) is kept
+        await store.put(record, visibility=visibility)  # as admin: the shipped owner is kept
         (report.updated if current is not None else report.added).append(task_id)
     logger.info(
         "seeded from %s: %d added, %d updated, %d already there",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from adapters_store.base import HeadStore, Quotas
+from adapters_store.base import HeadStore, Quotas, TaskAccess, validate_visibility
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.errors import InvalidVocabulary
@@ -135,21 +135,28 @@ class AsrService:
             return None
         return await self._authorized_head(task_id, caller)
 
-    async def _authorized_head(self, task_id: str, caller: Principal) -> HeadRecord:
+    async def _authorized_head(
+        self, task_id: str, caller: Principal, allow_public: bool = True
+    ) -> HeadRecord:
         """The task's current head, if `caller` may see it (else UnknownTask, as if missing).
 
-        A tenant's right is checked on the owner alone before a head it may not see is
-        read from the store, so probing other tenants' ids loads none of their heads into
-        the cache; the loaded head's own owner is checked again (an owner may change
-        between the two reads).
+        A tenant's right is checked on (owner, visibility) alone before a head it may
+        not see is read from the store, so probing other tenants' ids loads none of
+        their heads into the cache; the loaded head's own owner is checked again (an
+        owner may change between the two reads). `allow_public=False` (download) asks
+        for ownership: a public task is for using, not for copying.
         """
         validate_task_id(task_id)
         head = self.cache.peek(task_id)
-        if head is None:
-            if not caller.admin:
-                caller.check_owner(task_id, await self.cache.owner(task_id))
-            head = await self.cache.resolve(task_id)
-        caller.check_owner(task_id, head.meta.owner)
+        if caller.admin or (head is not None and caller.may_use(head.meta.owner)):
+            return head if head is not None else await self.cache.resolve(task_id)
+        access = await self.store.access(task_id)
+        if not allow_public:
+            access = TaskAccess(access.owner)
+        caller.check_access(task_id, access)
+        head = head if head is not None else await self.cache.resolve(task_id)
+        if not access.public:
+            caller.check_owner(task_id, head.meta.owner)
         return head
 
     async def transcribe(
@@ -187,8 +194,10 @@ class AsrService:
         metadata: dict | None,
         caller: Principal = OPEN,
         vocabulary: list[str] | None = None,
+        visibility: str | None = None,
     ) -> HeadRecord:
         """`vocabulary`, when given, replaces the file's own (an empty list clears it).
+        `visibility`, admins only, sets the task's in the same write (None keeps it).
 
         The store checks ownership, quotas and writes in one atomic step: of two
         tenants racing for a new id exactly one wins, the other gets UnknownTask.
@@ -197,6 +206,8 @@ class AsrService:
         if task_id == BASE_TASK:
             raise InvalidRequest("'base' is reserved for the backbone without a head")
         validate_task_id(task_id)
+        if visibility is not None:
+            check_may_set_visibility(caller, visibility)
         metadata = metadata or {}
         check_metadata(metadata)  # refused before the write, never after it
         record = await asyncio.to_thread(decode_head, data, self.spec)
@@ -219,6 +230,7 @@ class AsrService:
             HeadRecord(meta, record.tensors),
             acting_tenant=_acting(caller),
             keep_owner=caller.admin and "owner" not in metadata,
+            visibility=visibility,
         )
         self.cache.invalidate(task_id)
         logger.info("registered %s version %d", printable(task_id), stored.meta.version)
@@ -234,19 +246,45 @@ class AsrService:
         await self.store.delete(task_id, acting_tenant=_acting(caller))
         self.cache.invalidate(task_id)
 
+    async def set_visibility(
+        self, task_id: str, visibility: object, caller: Principal = OPEN
+    ) -> None:
+        """Admins only: a tenant gets 404 on a task it may not see, else 400."""
+        validate_task_id(task_id)
+        if not caller.admin:
+            caller.check_access(task_id, await self.store.access(task_id))
+        check_may_set_visibility(caller, visibility)
+        await self.store.set_visibility(task_id, visibility)  # type: ignore[arg-type]
+        self.cache.invalidate(task_id)
+
     async def head_info(
         self, task_id: str, caller: Principal = OPEN
-    ) -> tuple[HeadRecord, list[int]]:
+    ) -> tuple[HeadRecord, list[int], str]:
+        """The current head, its versions and the task's visibility."""
         record = await self._authorized_head(task_id, caller)
-        return record, await self.store.versions(task_id)
+        access = await self.store.access(task_id)
+        return record, await self.store.versions(task_id), access.visibility
 
     async def head_bytes(self, task_id: str, caller: Principal = OPEN) -> bytes:
-        record = await self._authorized_head(task_id, caller)
+        record = await self._authorized_head(task_id, caller, allow_public=False)
         return await self.store.get_bytes(task_id, record.meta.version)
 
     async def list_tasks(self, offset: int, limit: int, caller: Principal = OPEN):
+        """A page of the tasks `caller` manages: all for an admin, else its own."""
         owner = None if caller.admin else caller.tenant
         return await self.store.list_tasks(offset, limit, owner)
+
+    async def list_usable(self, offset: int, limit: int, caller: Principal = OPEN):
+        """A page of the tasks `caller` may use: all for an admin, else its own and public."""
+        owner = None if caller.admin else caller.tenant
+        return await self.store.list_tasks(offset, limit, owner, with_public=True)
+
+    async def task_access(self, task_id: str, caller: Principal = OPEN) -> TaskAccess:
+        """Owner and visibility of a task `caller` may use (else UnknownTask)."""
+        validate_task_id(task_id)
+        access = await self.store.access(task_id)
+        caller.check_access(task_id, access)
+        return access
 
     async def readiness(self) -> dict:
         store_ok = await self.store.ping()
@@ -270,6 +308,13 @@ def make_store(settings: Settings) -> HeadStore:
         )
     seed_state_dir(settings)
     return AsyncDiskStore(settings.heads_path, quotas)
+
+
+def check_may_set_visibility(caller: Principal, visibility: object) -> None:
+    """Only admins set visibility (400 for a tenant); the value must be exact."""
+    if not caller.admin:
+        raise InvalidRequest("only admins set visibility")
+    validate_visibility(visibility)
 
 
 def _acting(caller: Principal) -> str | None:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from server.api import errors
 from server.api.auth_gate import AuthGate
 from server.api.limits import BodyReadTimeout, BodySizeLimit
-from server.api.routes import health, tasks, transcription
+from server.api.routes import health, models, tasks, transcription
 from server.auth import Principal
 from server.config import Settings, get_settings
 from server.service import AsrService, set_threads
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(transcription.router)
     app.include_router(tasks.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     return app
 

@@ -32,6 +32,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.PayloadTooLarge, 413),
     (e.AudioDecodeError, 400),
     (e.InvalidRequest, 400),
+    (e.InvalidVisibility, 400),
     (e.QuotaExceeded, 429),
     (e.Overloaded, 503),
     (e.SlotPoolExhausted, 503),

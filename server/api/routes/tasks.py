@@ -1,4 +1,4 @@
-"""Task heads: register/replace, list, inspect, download, roll back, delete."""
+"""Task heads: register/replace, list, inspect, download, roll back, delete, visibility."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from adapters_store.head_format import HeadRecord
 from adapters_store.json_limits import JsonTooDeep, loads_bounded
@@ -38,6 +38,11 @@ class HeadInfo(BaseModel):
 
 class TaskInfo(HeadInfo):
     versions: list[int]
+    visibility: str
+
+
+class VisibilityChange(BaseModel):
+    visibility: str = Field(max_length=16, description='"private" or "public"')
 
 
 class TaskPage(BaseModel):
@@ -81,6 +86,14 @@ async def register(
             "file's own list; absent keeps it",
         ),
     ] = None,
+    visibility: Annotated[
+        str | None,
+        Form(
+            max_length=16,
+            description='admins only: "private" or "public"; absent keeps the task\'s '
+            "(new tasks are private)",
+        ),
+    ] = None,
 ) -> HeadInfo:
     """Register a new head, or a new version of an existing task's head."""
     extra = None
@@ -94,7 +107,9 @@ async def register(
         if not isinstance(extra, dict):
             raise InvalidRequest("metadata must be a JSON object")
     words = None if vocabulary is None else _words(vocabulary)
-    stored = await service.register_head(task_id, await file.read(), extra, caller, words)
+    stored = await service.register_head(
+        task_id, await file.read(), extra, caller, words, visibility
+    )
     return HeadInfo(**_info(stored))
 
 
@@ -123,8 +138,18 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskInfo)
 async def inspect(task_id: TaskId, service: Service, caller: Caller) -> TaskInfo:
-    record, versions = await service.head_info(task_id, caller)
-    return TaskInfo(**_info(record), versions=versions)
+    record, versions, visibility = await service.head_info(task_id, caller)
+    return TaskInfo(**_info(record), versions=versions, visibility=visibility)
+
+
+@router.patch("/{task_id}", response_model=TaskInfo)
+async def change_visibility(
+    task_id: TaskId, body: VisibilityChange, service: Service, caller: Caller
+) -> TaskInfo:
+    """Admins only: make a task private (its owner's alone) or public (every tenant's)."""
+    await service.set_visibility(task_id, body.visibility, caller)
+    record, versions, visibility = await service.head_info(task_id, caller)
+    return TaskInfo(**_info(record), versions=versions, visibility=visibility)
 
 
 @router.get(
@@ -151,8 +176,8 @@ async def rollback(
     task_id: TaskId, body: RollbackRequest, service: Service, caller: Caller
 ) -> TaskInfo:
     await service.rollback(task_id, body.version, caller)
-    record, versions = await service.head_info(task_id, caller)
-    return TaskInfo(**_info(record), versions=versions)
+    record, versions, visibility = await service.head_info(task_id, caller)
+    return TaskInfo(**_info(record), versions=versions, visibility=visibility)
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response)
