@@ -113,7 +113,7 @@ class DiskStore:
                     self._mark_public(task_id)
                 _atomic_write(path, data)
                 _atomic_write(folder / _OWNER, (owner or "").encode())
-                if visibility_new != visibility_now or not exists:
+                if visibility_new != _read_visibility(folder):  # absent reads private
                     _atomic_write(folder / _VISIBILITY, visibility_new.encode())
                 _atomic_write(folder / _CURRENT, str(version).encode())
             except BaseException:
