@@ -198,3 +198,26 @@ async def test_seeding_makes_shipped_heads_public_in_a_store_that_had_them_priva
 def test_every_shipped_head_declares_itself_public():
     for task in SHIPPED:
         assert (DEFAULT_MODEL_DIR / "heads" / task / "VISIBILITY").read_text() == "public", task
+
+
+async def test_a_deleted_public_id_recreated_by_a_tenant_is_private_again(
+    seeded, head_files, fsdd_test
+):
+    clip = fsdd_bytes(fsdd_test[0])
+    assert (await _put(seeded, "recycled", "acme", head_files["acme"])).status_code == 200
+    assert (await _visibility(seeded, "recycled", "admin", "public")).status_code == 200
+    assert (await seeded.delete("/v1/tasks/recycled", headers=auth("acme"))).status_code == 204
+    assert (await _put(seeded, "recycled", "globex", head_files["globex"])).status_code == 200
+    info = await seeded.get("/v1/tasks/recycled", headers=auth("globex"))
+    assert info.json()["visibility"] == "private" and info.json()["owner"] == "globex"
+    assert (await _transcribe(seeded, "recycled", "acme", clip)).status_code == 404
+    listed = (await seeded.get("/v1/models", headers=auth("acme"))).json()
+    assert "recycled" not in [m["id"] for m in listed["data"]]
+
+
+async def test_an_invalid_visibility_from_an_admin_writes_no_version(seeded, head_files):
+    store = seeded.app.state.service.store
+    r = await _put(seeded, "never-made", "admin", head_files["acme"], visibility="everyone")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_visibility"
+    assert (await seeded.get("/v1/tasks/never-made", headers=auth("admin"))).status_code == 404
+    assert await store.list_tasks(0, 1000, "acme") == ([], 0)
