@@ -51,6 +51,11 @@ async def test_tenants_manage_only_their_own_tasks_and_see_others_as_missing(key
         headers=_auth(ACME),
     )
     assert r.status_code == 200 and r.json()["owner"] == "acme"  # tenants cannot assign owners
+    # A private admin-owned task (the shipped fsdd-* heads are public: issue 16).
+    r = await keyed.put(
+        "/v1/tasks/admin-private", files={"file": ("h", head)}, headers=_auth(ADMIN)
+    )
+    assert r.status_code == 200
 
     assert (
         await keyed.post("/v1/transcribe?task_id=acme-support", content=clip, headers=_auth(ACME))
@@ -64,11 +69,11 @@ async def test_tenants_manage_only_their_own_tasks_and_see_others_as_missing(key
         ("get", "/v1/tasks/acme-support/head", {}),
         ("post", "/v1/tasks/acme-support/rollback", {"json": {"version": 1}}),
         ("delete", "/v1/tasks/acme-support", {}),
-        ("post", "/v1/transcribe?task_id=fsdd-george", {"content": clip}),  # admin-owned
+        ("post", "/v1/transcribe?task_id=admin-private", {"content": clip}),  # admin-owned
     ]:
         r = await getattr(keyed, method)(path, headers=_auth(GLOBEX), **kwargs)
         missing = await getattr(keyed, method)(
-            path.replace("acme-support", "no-such-task").replace("fsdd-george", "no-such-task"),
+            path.replace("acme-support", "no-such-task").replace("admin-private", "no-such-task"),
             headers=_auth(GLOBEX),
             **kwargs,
         )
