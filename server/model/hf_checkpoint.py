@@ -1,0 +1,254 @@
+"""Reading a local Hugging Face CTC checkpoint folder, safely, without `transformers`.
+
+A folder as `save_pretrained` writes it:
+    config.json               the architecture (Wav2Vec2ForCTC or HubertForCTC)
+    model.safetensors         the weights (preferred), or
+    pytorch_model.bin         read with torch.load(weights_only=True): no code runs
+    vocab.json                token -> CTC output id (blank = the pad token, "|" = space)
+    preprocessor_config.json  sampling rate and whether to normalize each utterance
+
+Every number in config.json sizes a tensor we allocate, so each is bounded before
+anything is built, and the weights must then match the built modules exactly (strict
+load: no missing, unexpected or misshapen tensor). Anything wrong raises
+HfCheckpointError naming the file and the field.
+
+Why torchaudio's modules and not the HF module: HRA steps the encoder one layer at a
+time with per-utterance heads between layers (Backbone.embed/layer/logits); torchaudio's
+Wav2Vec2Model exposes exactly those pieces (feature_extractor, encoder._preprocess,
+transformer.layers[i], aux), its parameter names mirror HF's one for one, and it keeps
+`transformers` (a large, fast-moving package) out of the serving image. WavLM (relative
+position bias carried from layer 0 to every later layer) and Data2VecAudio (a stack of
+plain convolutions as positional embedding) do not fit that layer-by-layer step as is:
+they are refused with a clear error for now.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED = {"Wav2Vec2ForCTC": "wav2vec2", "HubertForCTC": "hubert"}  # class -> weight prefix
+NOT_YET = {
+    "WavLMForCTC": "its relative position bias is computed in layer 0 and carried to every "
+    "later layer, which the Backbone's layer-by-layer step does not pass on yet",
+    "Data2VecAudioForCTC": "its positional embedding is a stack of plain convolutions that "
+    "torchaudio's wav2vec2 encoder has no module for yet",
+}
+MAX_JSON_BYTES = 4 << 20  # config / vocab / preprocessor files are a few KiB in practice
+SAMPLE_RATE = 16_000
+LAYER_NORM_EPS = 1e-5  # torchaudio's fixed epsilon
+
+
+class HfCheckpointError(ValueError):
+    """A Hugging Face checkpoint folder we cannot load; the message says which file and why."""
+
+    code = "hf_checkpoint_invalid"
+
+
+@dataclass(frozen=True)
+class HfCtcCheckpoint:
+    architecture: str  # a key of SUPPORTED
+    torchaudio_config: dict[str, Any]  # kwargs of torchaudio.models.wav2vec2_model
+    feat_proj_layer_norm: bool  # HuBERT may omit the feature projection's LayerNorm
+    vocab: dict[str, int]  # token -> output id, from vocab.json
+    hf_vocab_size: int  # rows of lm_head
+    pad_id: int  # the CTC blank
+    do_normalize: bool  # zero-mean unit-variance per utterance before the conv front end
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise HfCheckpointError(f"{path}: missing")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise HfCheckpointError(f"{path}: {path.stat().st_size} bytes, over {MAX_JSON_BYTES}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HfCheckpointError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise HfCheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _int(cfg: dict, key: str, lo: int, hi: int, default: int | None = None) -> int:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise HfCheckpointError(f"config.json: {key}={value!r} is not an integer in [{lo}, {hi}]")
+    return value
+
+
+def _flag(cfg: dict, key: str, default: bool) -> bool:
+    value = cfg.get(key, default)
+    if not isinstance(value, bool):
+        raise HfCheckpointError(f"config.json: {key}={value!r} is not true/false")
+    return value
+
+
+def _int_list(cfg: dict, key: str, lo: int, hi: int) -> list[int]:
+    value = cfg.get(key)
+    if not isinstance(value, list) or not 1 <= len(value) <= 16:
+        raise HfCheckpointError(f"config.json: {key} must be a list of 1-16 integers")
+    return [_int({key: v}, key, lo, hi) for v in value]
+
+
+def read_config(folder: Path) -> tuple[str, dict[str, Any], bool, int, int | None]:
+    """config.json -> architecture, torchaudio kwargs, feat_proj_layer_norm, vocab size, pad id."""
+    cfg = _read_json(folder / "config.json")
+    archs = cfg.get("architectures") or []
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    if arch in NOT_YET:
+        raise HfCheckpointError(f"config.json: {arch} is not supported yet: {NOT_YET[arch]}")
+    if arch not in SUPPORTED:
+        raise HfCheckpointError(
+            f"config.json: architectures={archs!r}; supported: {sorted(SUPPORTED)}"
+        )
+    hidden = _int(cfg, "hidden_size", 8, 8192)
+    heads = _int(cfg, "num_attention_heads", 1, 128)
+    groups = _int(cfg, "num_conv_pos_embedding_groups", 1, hidden)
+    if hidden % heads or hidden % groups:
+        raise HfCheckpointError(
+            f"config.json: hidden_size={hidden} is not divisible by num_attention_heads={heads}"
+            f" and num_conv_pos_embedding_groups={groups}"
+        )
+    conv_dim = _int_list(cfg, "conv_dim", 1, 4096)
+    conv_kernel = _int_list(cfg, "conv_kernel", 1, 1024)
+    conv_stride = _int_list(cfg, "conv_stride", 1, 1024)
+    if not len(conv_dim) == len(conv_kernel) == len(conv_stride):
+        raise HfCheckpointError("config.json: conv_dim, conv_kernel, conv_stride differ in length")
+    norm = cfg.get("feat_extract_norm", "group")
+    if norm not in ("group", "layer"):
+        raise HfCheckpointError(f"config.json: feat_extract_norm={norm!r} (group or layer)")
+    for key in ("hidden_act", "feat_extract_activation"):
+        if cfg.get(key, "gelu") != "gelu":
+            raise HfCheckpointError(f"config.json: {key}={cfg.get(key)!r}; only gelu is mapped")
+    if cfg.get("layer_norm_eps", LAYER_NORM_EPS) != LAYER_NORM_EPS:
+        raise HfCheckpointError(f"config.json: layer_norm_eps must be {LAYER_NORM_EPS}")
+    if _flag(cfg, "add_adapter", False):
+        raise HfCheckpointError("config.json: add_adapter=true is not supported")
+    vocab_size = _int(cfg, "vocab_size", 2, 100_000)
+    pad = cfg.get("pad_token_id")
+    ta_config = {
+        "extractor_mode": f"{norm}_norm",
+        "extractor_conv_layer_config": list(zip(conv_dim, conv_kernel, conv_stride)),
+        "extractor_conv_bias": _flag(cfg, "conv_bias", False),
+        "encoder_embed_dim": hidden,
+        "encoder_projection_dropout": 0.0,  # inference only: dropouts are off
+        "encoder_pos_conv_kernel": _int(cfg, "num_conv_pos_embeddings", 2, 1024),
+        "encoder_pos_conv_groups": groups,
+        "encoder_num_layers": _int(cfg, "num_hidden_layers", 1, 96),
+        "encoder_num_heads": heads,
+        "encoder_attention_dropout": 0.0,
+        "encoder_ff_interm_features": _int(cfg, "intermediate_size", 1, 65_536),
+        "encoder_ff_interm_dropout": 0.0,
+        "encoder_dropout": 0.0,
+        "encoder_layer_norm_first": _flag(cfg, "do_stable_layer_norm", False),
+        "encoder_layer_drop": 0.0,
+    }
+    proj_norm = _flag(cfg, "feat_proj_layer_norm", True) if arch == "HubertForCTC" else True
+    return arch, ta_config, proj_norm, vocab_size, pad if isinstance(pad, int) else None
+
+
+def read_vocab(folder: Path, vocab_size: int) -> dict[str, int]:
+    vocab = _read_json(folder / "vocab.json")
+    ids = list(vocab.values())
+    if not vocab or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise HfCheckpointError(f"{folder}/vocab.json: expected a non-empty token -> id object")
+    if min(ids) < 0 or max(ids) >= vocab_size or len(set(ids)) != len(ids):
+        raise HfCheckpointError(
+            f"{folder}/vocab.json: ids must be distinct and in [0, {vocab_size}) (config vocab_size)"
+        )
+    return {str(k): int(v) for k, v in vocab.items()}
+
+
+def read_preprocessor(folder: Path) -> bool:
+    """preprocessor_config.json -> do_normalize (the rate must be ours: 16 kHz mono)."""
+    cfg = _read_json(folder / "preprocessor_config.json")
+    rate = cfg.get("sampling_rate", SAMPLE_RATE)
+    if rate != SAMPLE_RATE or cfg.get("feature_size", 1) != 1:
+        raise HfCheckpointError(
+            f"{folder}/preprocessor_config.json: sampling_rate={rate!r}, "
+            f"feature_size={cfg.get('feature_size')!r}; only 16000 Hz mono raw audio is supported"
+        )
+    return _flag(cfg, "do_normalize", True)
+
+
+def read_checkpoint(folder: str | Path) -> HfCtcCheckpoint:
+    """Everything but the weights, validated (cheap: no tensor is allocated)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HfCheckpointError(f"{folder}: not a directory")
+    arch, ta_config, proj_norm, vocab_size, pad_id = read_config(folder)
+    vocab = read_vocab(folder, vocab_size)
+    if pad_id is None:
+        pad_id = vocab.get("<pad>")
+    if pad_id is None or not 0 <= pad_id < vocab_size:
+        raise HfCheckpointError(f"{folder}: no pad token (the CTC blank) in config or vocab.json")
+    return HfCtcCheckpoint(
+        arch, ta_config, proj_norm, vocab, vocab_size, pad_id, read_preprocessor(folder)
+    )
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """model.safetensors, else pytorch_model.bin unpickled with weights_only (no code runs)."""
+    folder = Path(folder)
+    safetensors, pickled = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if safetensors.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(safetensors))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise HfCheckpointError(f"{safetensors}: unreadable ({exc})") from exc
+    if pickled.is_file():
+        try:
+            state = torch.load(pickled, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError and whatever a hostile pickle provokes
+            raise HfCheckpointError(
+                f"{pickled}: refused by torch.load(weights_only=True): {type(exc).__name__}"
+            ) from exc
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise HfCheckpointError(f"{pickled}: not a flat name -> tensor state dict")
+        return state
+    if (folder / "model.safetensors.index.json").is_file():
+        raise HfCheckpointError(f"{folder}: sharded checkpoints are not supported yet")
+    raise HfCheckpointError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
+
+
+def to_torchaudio_names(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
+    """HF parameter names -> torchaudio.models.Wav2Vec2Model's (they mirror one for one)."""
+    prefix = SUPPORTED[arch] + "."
+    renames = [
+        (prefix + "feature_extractor.", "feature_extractor."),
+        (prefix + "feature_projection.", "encoder.feature_projection."),
+        (prefix + "encoder.", "encoder.transformer."),
+        ("lm_head.", "aux."),
+    ]
+    legacy = {  # weight_norm as transformers < 4.40 saved it
+        ".weight_g": ".parametrizations.weight.original0",
+        ".weight_v": ".parametrizations.weight.original1",
+    }
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name == prefix + "masked_spec_embed":  # training-time masking only
+            continue
+        for old, new in renames:
+            if name.startswith(old):
+                name = new + name[len(old) :]
+                break
+        else:
+            raise HfCheckpointError(f"unexpected weight {name!r} for {arch}")
+        for old, new in legacy.items():
+            if name.endswith(old) and "pos_conv_embed" in name:
+                name = name[: -len(old)] + new
+        out[name] = tensor.float()
+    return out

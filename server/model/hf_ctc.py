@@ -1,0 +1,130 @@
+"""A Hugging Face wav2vec2 / HuBERT CTC checkpoint as an HRA backbone.
+
+The encoder is torchaudio's Wav2Vec2Model built from config.json with the checkpoint's
+weights (server/model/hf_checkpoint.py says why torchaudio and how it is read); embed,
+layer and min_samples are Wav2Vec2Backbone's. What differs:
+    featurize   preprocessor_config's do_normalize: (x - mean) / sqrt(var + 1e-7) per
+                utterance, as Wav2Vec2FeatureExtractor does
+    hf_logits   the checkpoint's own CTC output [B, T, V_hf] (equals the HF forward)
+    logits      the same distribution folded onto our CharTokenizer symbols [B, T, 29]:
+                log sum of the probabilities of every HF token that spells the symbol
+                ("A" and "a" -> "a", "|" -> " ", pad -> blank); tokens we cannot spell
+                (<s>, </s>, <unk>, digits, accents) fold into blank, as
+                CharTokenizer.normalize drops them. So decoding, vocabulary decoding,
+                head training and the head store work unchanged on this backbone.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torchaudio
+from torch import nn
+
+from server.model.hf_checkpoint import (
+    HfCheckpointError,
+    HfCtcCheckpoint,
+    read_checkpoint,
+    read_weights,
+    to_torchaudio_names,
+)
+from server.model.tokenizer import BLANK, CharTokenizer
+from server.model.wav2vec2 import Wav2Vec2Backbone
+
+logger = logging.getLogger(__name__)
+
+NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm's epsilon
+
+
+def fold_matrix(vocab: dict[str, int], hf_vocab_size: int, pad_id: int) -> torch.Tensor:
+    """[V_hf, 29] one-hot: which CharTokenizer symbol each HF token spells (else blank)."""
+    symbols = CharTokenizer.symbols
+    fold = torch.zeros(hf_vocab_size, len(symbols))
+    fold[:, BLANK] = 1.0  # ids vocab.json does not name, and tokens we cannot spell
+    for token, index in vocab.items():
+        text = " " if token == "|" else token.lower()
+        if index != pad_id and text in symbols[1:]:
+            fold[index] = 0.0
+            fold[index, symbols.index(text)] = 1.0
+    if fold[:, BLANK].sum() == hf_vocab_size or not fold[:, 3:].any():
+        raise HfCheckpointError(
+            "vocab.json spells none of a-z: only Latin character vocabularies are supported"
+        )
+    return fold
+
+
+class HfCtcBackbone(Wav2Vec2Backbone):
+    """Implements server.model.backbone.Backbone for Wav2Vec2ForCTC / HubertForCTC folders."""
+
+    def __init__(self, checkpoint: HfCtcCheckpoint) -> None:
+        nn.Module.__init__(self)  # not Wav2Vec2Backbone's: the architecture is config.json's
+        self.checkpoint = checkpoint
+        self.model = torchaudio.models.wav2vec2_model(
+            **checkpoint.torchaudio_config, aux_num_out=checkpoint.hf_vocab_size
+        )
+        if not checkpoint.feat_proj_layer_norm:
+            self.model.encoder.feature_projection.layer_norm = nn.Identity()
+        transformer = self.model.encoder.transformer
+        self.hidden_dim = transformer.layer_norm.normalized_shape[0]
+        self.num_layers = len(transformer.layers)
+        self.vocab_size = CharTokenizer().vocab_size
+        fold = fold_matrix(checkpoint.vocab, checkpoint.hf_vocab_size, checkpoint.pad_id)
+        self.register_buffer("fold", fold)  # [V_hf, 29]; in the fingerprint with the weights
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> HfCtcBackbone:
+        """Build from config.json, then load the weights strictly (names and shapes)."""
+        checkpoint = read_checkpoint(folder)
+        state = to_torchaudio_names(read_weights(folder), checkpoint.architecture)
+        backbone = cls(checkpoint)
+        expected = backbone.model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if missing or unexpected or wrong:
+            raise HfCheckpointError(
+                f"{folder}: weights do not match config.json: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+                + "".join(f" ({k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})"
+                          for k in wrong[:1])
+            )
+        backbone.model.load_state_dict(state, strict=True)
+        logger.info(
+            "loaded %s from %s: D=%d, L=%d, V_hf=%d",
+            checkpoint.architecture, folder, backbone.hidden_dim, backbone.num_layers,
+            checkpoint.hf_vocab_size,
+        )
+        return backbone.eval()
+
+    @classmethod
+    def from_config(cls, config: dict) -> HfCtcBackbone:
+        """Rebuild the architecture from config_dict() (weights come from the HRA checkpoint)."""
+        checkpoint = dict(config["checkpoint"])
+        checkpoint["torchaudio_config"] = dict(checkpoint["torchaudio_config"])
+        checkpoint["torchaudio_config"]["extractor_conv_layer_config"] = [
+            tuple(c) for c in checkpoint["torchaudio_config"]["extractor_conv_layer_config"]
+        ]
+        return cls(HfCtcCheckpoint(**checkpoint))
+
+    def config_dict(self) -> dict:
+        return {"type": "hf_ctc", "checkpoint": dict(self.checkpoint.__dict__)}
+
+    def featurize(self, waveform: torch.Tensor) -> torch.Tensor:
+        x = waveform.float()
+        if self.checkpoint.do_normalize:
+            x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + NORM_EPS)
+        return x[:, None]  # [N, 1]: the conv front end takes raw samples
+
+    def hf_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final hidden [B, T, D] -> the checkpoint's own CTC logits [B, T, V_hf]."""
+        return Wav2Vec2Backbone.logits(self, x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final hidden [B, T, D] -> log-probabilities folded onto our symbols [B, T, 29]."""
+        z = self.hf_logits(x)
+        top = z.amax(dim=-1, keepdim=True)
+        folded = torch.exp(z - top) @ self.fold.to(z.dtype)  # [B, T, 29], sums per symbol
+        total = folded.sum(dim=-1, keepdim=True)
+        return torch.log(folded.clamp_min(1e-30)) - torch.log(total)

@@ -1,0 +1,240 @@
+"""A Hugging Face CTC folder, written by transformers itself, loads and reproduces its logits.
+
+transformers is a dev dependency only: it writes tiny random models here and runs their
+forward as the reference; the loader under test never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adapters_store.head_format import HeadType
+from server.data.manifest import load_audio
+from server.model.adapters import HeadBatch
+from server.model.checkpoint import load_model, save_model
+from server.model.features import pad_features
+from server.model.heads import head_shapes
+from server.model.hf_checkpoint import HfCheckpointError
+from server.model.hf_ctc import HfCtcBackbone
+from server.model.hra import HRAModel
+from server.model.inference import decode_one
+
+transformers = pytest.importorskip("transformers")
+
+# wav2vec2-base's structure (7-block conv front end, 320-sample stride) at tiny width.
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
+LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5} | {
+    c: 6 + i for i, c in enumerate(LETTERS)
+}
+
+
+def _write_folder(folder: Path, arch: str, form: str, **overrides) -> torch.nn.Module:
+    """save_pretrained a random tiny model + its tokenizer and feature extractor."""
+    torch.manual_seed(0)
+    kwargs = TINY | {"vocab_size": len(VOCAB), "pad_token_id": 0} | overrides
+    if arch == "wav2vec2":
+        model = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**kwargs))
+    else:
+        model = transformers.HubertForCTC(transformers.HubertConfig(**kwargs))
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    if form == "bin":  # the older format: a pickled state dict beside config.json
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
+    (folder / "v.json").write_text(json.dumps(VOCAB))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "v.json"))
+    tokenizer.save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    return model
+
+
+def _hf_logits(hf_model, waveform: np.ndarray) -> torch.Tensor:
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)
+    inputs = extractor(waveform, sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        return hf_model(inputs).logits[0]
+
+
+@pytest.mark.parametrize("arch", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize("form", ["safetensors", "bin"])
+def test_loaded_checkpoint_reproduces_the_hf_forward_on_real_audio(
+    tmp_path, fsdd_test, arch, form
+):
+    hf_model = _write_folder(tmp_path / "ckpt", arch, form)
+    backbone = HfCtcBackbone.from_folder(tmp_path / "ckpt")
+    model = HRAModel(backbone, controller_dim=8).eval()
+    wave = load_audio(fsdd_test[0].audio)
+    expected = _hf_logits(hf_model, wave.numpy())
+    feats = backbone.featurize(wave)
+    with torch.no_grad():
+        x, lengths = backbone.embed(feats[None], torch.tensor([feats.shape[0]]))
+        mask = torch.zeros(1, x.shape[1], dtype=torch.bool)
+        for i in range(backbone.num_layers):
+            x = backbone.layer(i, x, mask)
+        ours = backbone.hf_logits(x)[0]
+        served, _ = model(feats[None], torch.tensor([feats.shape[0]]), None)
+    assert ours.shape == expected.shape and int(lengths[0]) == expected.shape[0]
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+    # The served output is the same distribution folded onto our characters.
+    folded = expected.softmax(-1) @ backbone.fold
+    torch.testing.assert_close(served[0].exp(), folded, atol=1e-5, rtol=0)
+
+
+def test_folded_output_decodes_as_the_hf_tokenizer_spells(tmp_path):
+    _write_folder(tmp_path / "ckpt", "wav2vec2", "safetensors")
+    backbone = HfCtcBackbone.from_folder(tmp_path / "ckpt")
+    tokenizer = transformers.Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "ckpt")
+    path = [VOCAB[t] for t in "H H <pad> I | | <pad> Y O U".split()]  # frames' best tokens
+    hf_logits = torch.full((len(path), len(VOCAB)), -5.0)
+    hf_logits[torch.arange(len(path)), path] = 5.0
+    folded = hf_logits.log_softmax(-1).exp() @ backbone.fold
+    ours = decode_one(folded.log(), (), 0.02).text
+    assert ours == tokenizer.decode(path).lower() == "hi you"
+
+
+def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(
+    tmp_path, fsdd_test
+):
+    # layer-norm front end: padding does not leak into other frames (group norm would)
+    _write_folder(tmp_path / "ckpt", "wav2vec2", "safetensors", feat_extract_norm="layer",
+                  do_stable_layer_norm=True)
+    model = HRAModel(HfCtcBackbone.from_folder(tmp_path / "ckpt"), controller_dim=8).eval()
+    clips = fsdd_test[:3]
+    feats = [model.backbone.featurize(load_audio(c.audio)) for c in clips]
+    assert len({f.shape[0] for f in feats}) == 3
+    d, c, n = model.backbone.hidden_dim, model.controller.dim, model.backbone.num_layers
+    g = torch.Generator().manual_seed(1)
+    residual = head_shapes(HeadType.RESIDUAL, d, c, 4, n)
+    heads = [
+        (HeadType.LINEAR, {"V": torch.randn(head_shapes(HeadType.LINEAR, d, c, 0, n)["V"],
+                                            generator=g) * 0.1}),
+        (HeadType.RESIDUAL, {k: torch.randn(s, generator=g) * 0.1 for k, s in residual.items()}),
+        None,
+    ]
+    zero = (HeadType.LINEAR, {"V": torch.zeros(head_shapes(HeadType.LINEAR, d, c, 0, n)["V"])})
+    inputs, lengths = pad_features(feats)
+    with torch.no_grad():
+        mixed, out_lengths = model(inputs, lengths, HeadBatch.from_heads(heads))
+        plain, _ = model(inputs, lengths, None)
+        zeroed, _ = model(inputs, lengths, HeadBatch.from_heads([zero] * 3))
+        for b, (f, head) in enumerate(zip(feats, heads)):
+            solo, _ = model(f[None], torch.tensor([f.shape[0]]), HeadBatch.from_heads([head]))
+            torch.testing.assert_close(mixed[b, : int(out_lengths[b])], solo[0], atol=1e-4,
+                                       rtol=1e-4)
+    torch.testing.assert_close(zeroed, plain)
+    assert not torch.allclose(mixed[0, : int(out_lengths[0])], plain[0, : int(out_lengths[0])],
+                              atol=1e-3)
+
+
+def test_hra_checkpoint_of_the_loaded_backbone_round_trips_with_its_fingerprint(tmp_path):
+    _write_folder(tmp_path / "ckpt", "hubert", "safetensors")
+    model = HRAModel(HfCtcBackbone.from_folder(tmp_path / "ckpt"), controller_dim=8)
+    fp = save_model(model, tmp_path / "model.safetensors")
+    loaded, loaded_fp = load_model(tmp_path / "model.safetensors")
+    assert loaded_fp == fp and isinstance(loaded.backbone, HfCtcBackbone)
+
+
+# --- hostile folders: a clear HfCheckpointError, never code execution ---
+
+
+class _Boom:
+    def __reduce__(self):
+        return (Path.touch, (Path(_Boom.marker),))
+
+
+def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "bin")
+    _Boom.marker = str(tmp_path / "pwned")
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"lm_head.weight": _Boom()}, f)
+    with pytest.raises(HfCheckpointError, match="weights_only"):
+        HfCtcBackbone.from_folder(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda f: (f / "config.json").unlink(), "config.json: missing"),
+        (lambda f: (f / "vocab.json").unlink(), "vocab.json: missing"),
+        (lambda f: (f / "preprocessor_config.json").unlink(), "preprocessor_config.json: missing"),
+        (lambda f: (f / "model.safetensors").unlink(), "neither model.safetensors"),
+        (lambda f: (f / "model.safetensors").write_bytes(b"\xff" * 64), "unreadable"),
+        (lambda f: (f / "config.json").write_text("{nope"), "not JSON"),
+    ],
+)
+def test_missing_or_corrupt_files_are_named(tmp_path, edit, message):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "safetensors")
+    edit(folder)
+    with pytest.raises(HfCheckpointError, match=message):
+        HfCtcBackbone.from_folder(folder)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("hidden_size", 10**9, "hidden_size"),
+        ("num_hidden_layers", 100_000, "num_hidden_layers"),
+        ("num_attention_heads", 3, "divisible"),
+        ("conv_kernel", [10] * 100, "conv_kernel"),
+        ("vocab_size", -1, "vocab_size"),
+        ("intermediate_size", "big", "intermediate_size"),
+        ("architectures", ["WavLMForCTC"], "not supported yet"),
+        ("architectures", ["BertForMaskedLM"], "supported"),
+        ("hidden_act", "relu", "gelu"),
+    ],
+)
+def test_absurd_config_values_are_refused_before_anything_is_allocated(
+    tmp_path, field, value, message
+):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "safetensors")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[field] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HfCheckpointError, match=message):
+        HfCtcBackbone.from_folder(folder)
+
+
+def test_weights_of_the_wrong_shape_are_refused_by_name(tmp_path):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "safetensors")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["intermediate_size"] = 40  # the saved tensors are 37 wide
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HfCheckpointError, match="wrong shape.*intermediate_dense"):
+        HfCtcBackbone.from_folder(folder)
+
+
+def test_vocab_and_sample_rate_we_cannot_serve_are_refused(tmp_path):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "safetensors")
+    (folder / "vocab.json").write_text(json.dumps({"<pad>": 0, "ä": 1, "ö": 2}))
+    with pytest.raises(HfCheckpointError, match="a-z"):
+        HfCtcBackbone.from_folder(folder)
+    (folder / "vocab.json").write_text(json.dumps({"<pad>": 0, "a": 99}))
+    with pytest.raises(HfCheckpointError, match="vocab_size"):
+        HfCtcBackbone.from_folder(folder)
+    (folder / "vocab.json").write_text(json.dumps(VOCAB))
+    pre = json.loads((folder / "preprocessor_config.json").read_text()) | {"sampling_rate": 8000}
+    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    with pytest.raises(HfCheckpointError, match="16000"):
+        HfCtcBackbone.from_folder(folder)
