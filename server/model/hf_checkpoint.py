@@ -162,7 +162,8 @@ def read_vocab(folder: Path, vocab_size: int) -> dict[str, int]:
         raise HfCheckpointError(f"{folder}/vocab.json: expected a non-empty token -> id object")
     if min(ids) < 0 or max(ids) >= vocab_size or len(set(ids)) != len(ids):
         raise HfCheckpointError(
-            f"{folder}/vocab.json: ids must be distinct and in [0, {vocab_size}) (config vocab_size)"
+            f"{folder}/vocab.json: ids must be distinct and in [0, {vocab_size})"
+            " (config vocab_size)"
         )
     return {str(k): int(v) for k, v in vocab.items()}
 

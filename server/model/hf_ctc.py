@@ -87,13 +87,18 @@ class HfCtcBackbone(Wav2Vec2Backbone):
             raise HfCheckpointError(
                 f"{folder}: weights do not match config.json: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
-                + "".join(f" ({k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})"
-                          for k in wrong[:1])
+                + "".join(
+                    f" ({k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})"
+                    for k in wrong[:1]
+                )
             )
         backbone.model.load_state_dict(state, strict=True)
         logger.info(
             "loaded %s from %s: D=%d, L=%d, V_hf=%d",
-            checkpoint.architecture, folder, backbone.hidden_dim, backbone.num_layers,
+            checkpoint.architecture,
+            folder,
+            backbone.hidden_dim,
+            backbone.num_layers,
             checkpoint.hf_vocab_size,
         )
         return backbone.eval()

@@ -7,7 +7,6 @@ forward as the reference; the loader under test never imports it.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from adapters_store.head_format import HeadType
+from server.config import Settings
 from server.data.manifest import load_audio
 from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model, save_model
@@ -24,6 +24,8 @@ from server.model.hf_checkpoint import HfCheckpointError
 from server.model.hf_ctc import HfCtcBackbone
 from server.model.hra import HRAModel
 from server.model.inference import decode_one
+from server.model.loading import load_recognizer, write_seeded_controller
+from tests.conftest import running_client
 
 transformers = pytest.importorskip("transformers")
 
@@ -43,8 +45,11 @@ VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5} | {
 }
 
 
-def _write_folder(folder: Path, arch: str, form: str, **overrides) -> torch.nn.Module:
-    """save_pretrained a random tiny model + its tokenizer and feature extractor."""
+def _write_folder(
+    folder: Path, arch: str, form: str, spell: bool = False, **overrides
+) -> torch.nn.Module:
+    """save_pretrained a random tiny model + its tokenizer and feature extractor.
+    spell: letters outscore the blank, so even random weights transcribe something."""
     torch.manual_seed(0)
     kwargs = TINY | {"vocab_size": len(VOCAB), "pad_token_id": 0} | overrides
     if arch == "wav2vec2":
@@ -52,6 +57,9 @@ def _write_folder(folder: Path, arch: str, form: str, **overrides) -> torch.nn.M
     else:
         model = transformers.HubertForCTC(transformers.HubertConfig(**kwargs))
     model.eval()
+    if spell:
+        with torch.no_grad():
+            model.lm_head.bias[VOCAB["A"] :] += 3.0
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     if form == "bin":  # the older format: a pickled state dict beside config.json
@@ -73,9 +81,7 @@ def _hf_logits(hf_model, waveform: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.parametrize("arch", ["wav2vec2", "hubert"])
 @pytest.mark.parametrize("form", ["safetensors", "bin"])
-def test_loaded_checkpoint_reproduces_the_hf_forward_on_real_audio(
-    tmp_path, fsdd_test, arch, form
-):
+def test_loaded_checkpoint_reproduces_the_hf_forward_on_real_audio(tmp_path, fsdd_test, arch, form):
     hf_model = _write_folder(tmp_path / "ckpt", arch, form)
     backbone = HfCtcBackbone.from_folder(tmp_path / "ckpt")
     model = HRAModel(backbone, controller_dim=8).eval()
@@ -108,12 +114,15 @@ def test_folded_output_decodes_as_the_hf_tokenizer_spells(tmp_path):
     assert ours == tokenizer.decode(path).lower() == "hi you"
 
 
-def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(
-    tmp_path, fsdd_test
-):
+def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(tmp_path, fsdd_test):
     # layer-norm front end: padding does not leak into other frames (group norm would)
-    _write_folder(tmp_path / "ckpt", "wav2vec2", "safetensors", feat_extract_norm="layer",
-                  do_stable_layer_norm=True)
+    _write_folder(
+        tmp_path / "ckpt",
+        "wav2vec2",
+        "safetensors",
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
     model = HRAModel(HfCtcBackbone.from_folder(tmp_path / "ckpt"), controller_dim=8).eval()
     clips = fsdd_test[:3]
     feats = [model.backbone.featurize(load_audio(c.audio)) for c in clips]
@@ -122,8 +131,10 @@ def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(
     g = torch.Generator().manual_seed(1)
     residual = head_shapes(HeadType.RESIDUAL, d, c, 4, n)
     heads = [
-        (HeadType.LINEAR, {"V": torch.randn(head_shapes(HeadType.LINEAR, d, c, 0, n)["V"],
-                                            generator=g) * 0.1}),
+        (
+            HeadType.LINEAR,
+            {"V": torch.randn(head_shapes(HeadType.LINEAR, d, c, 0, n)["V"], generator=g) * 0.1},
+        ),
         (HeadType.RESIDUAL, {k: torch.randn(s, generator=g) * 0.1 for k, s in residual.items()}),
         None,
     ]
@@ -135,11 +146,13 @@ def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(
         zeroed, _ = model(inputs, lengths, HeadBatch.from_heads([zero] * 3))
         for b, (f, head) in enumerate(zip(feats, heads)):
             solo, _ = model(f[None], torch.tensor([f.shape[0]]), HeadBatch.from_heads([head]))
-            torch.testing.assert_close(mixed[b, : int(out_lengths[b])], solo[0], atol=1e-4,
-                                       rtol=1e-4)
+            torch.testing.assert_close(
+                mixed[b, : int(out_lengths[b])], solo[0], atol=1e-4, rtol=1e-4
+            )
     torch.testing.assert_close(zeroed, plain)
-    assert not torch.allclose(mixed[0, : int(out_lengths[0])], plain[0, : int(out_lengths[0])],
-                              atol=1e-3)
+    assert not torch.allclose(
+        mixed[0, : int(out_lengths[0])], plain[0, : int(out_lengths[0])], atol=1e-3
+    )
 
 
 def test_hra_checkpoint_of_the_loaded_backbone_round_trips_with_its_fingerprint(tmp_path):
@@ -162,11 +175,12 @@ def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path):
     folder = tmp_path / "ckpt"
     _write_folder(folder, "wav2vec2", "bin")
     _Boom.marker = str(tmp_path / "pwned")
-    with open(folder / "pytorch_model.bin", "wb") as f:
-        pickle.dump({"lm_head.weight": _Boom()}, f)
-    with pytest.raises(HfCheckpointError, match="weights_only"):
+    torch.save({"lm_head.weight": _Boom()}, folder / "pytorch_model.bin")  # torch's own format
+    with pytest.raises(HfCheckpointError, match="weights_only.*UnpicklingError"):
         HfCtcBackbone.from_folder(folder)
     assert not (tmp_path / "pwned").exists()
+    torch.load(folder / "pytorch_model.bin", weights_only=False)  # what an unsafe loader does
+    assert (tmp_path / "pwned").exists()  # so the file really was hostile
 
 
 @pytest.mark.parametrize(
@@ -238,3 +252,45 @@ def test_vocab_and_sample_rate_we_cannot_serve_are_refused(tmp_path):
     (folder / "preprocessor_config.json").write_text(json.dumps(pre))
     with pytest.raises(HfCheckpointError, match="16000"):
         HfCtcBackbone.from_folder(folder)
+
+
+# --- a model directory names the folder; the server loads and serves it over HTTP ---
+
+
+def _hf_model_dir(tmp_path: Path) -> Path:
+    model_dir = tmp_path / "models" / "mine"
+    _write_folder(model_dir / "hf", "wav2vec2", "safetensors", spell=True)
+    write_seeded_controller(model_dir, TINY["hidden_size"], 8, seed=0)
+    manifest = {"kind": "hf_ctc", "checkpoint": "hf", "controller_dim": 8}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    return model_dir
+
+
+def test_model_dir_manifest_kind_hf_ctc_loads_the_folder_with_a_checked_fingerprint(tmp_path):
+    model_dir = _hf_model_dir(tmp_path)
+    recognizer, fp = load_recognizer(Settings(model_dir=model_dir), torch.device("cpu"))
+    assert isinstance(recognizer.model.backbone, HfCtcBackbone)
+    assert recognizer.frame_seconds == 0.02 and recognizer.min_samples == 400
+    manifest = json.loads((model_dir / "manifest.json").read_text()) | {"fingerprint": "0" * 16}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="fingerprint"):
+        load_recognizer(Settings(model_dir=model_dir), torch.device("cpu"))
+
+
+async def test_hf_backbone_serves_over_http_as_its_solo_forward_decodes(tmp_path, fsdd_test):
+    model_dir = _hf_model_dir(tmp_path)
+    settings = Settings(model_dir=model_dir, disk_store_path=tmp_path / "heads", open_access=True)
+    recognizer, _ = load_recognizer(settings, torch.device("cpu"))
+    clip = fsdd_test[0]
+    feats = recognizer.model.backbone.featurize(load_audio(clip.audio))
+    with torch.no_grad():
+        logits, _ = recognizer.model(feats[None], torch.tensor([feats.shape[0]]), None)
+    expected = decode_one(logits[0], (), 0.02).text
+    async with running_client(settings) as client:
+        r = await client.post(
+            "/v1/transcribe?task_id=base",
+            content=Path(clip.audio).read_bytes(),
+            headers={"content-type": "audio/wav"},
+        )
+    assert r.status_code == 200, r.text
+    assert expected and r.json()["text"] == expected  # random weights still spell something
