@@ -15,11 +15,11 @@ HfCheckpointError naming the file and the field.
 Why torchaudio's modules and not the HF module: HRA steps the encoder one layer at a
 time with per-utterance heads between layers (Backbone.embed/layer/logits); torchaudio's
 Wav2Vec2Model exposes exactly those pieces (feature_extractor, encoder._preprocess,
-transformer.layers[i], aux), its parameter names mirror HF's one for one, and it keeps
-`transformers` (a large, fast-moving package) out of the serving image. WavLM (relative
-position bias carried from layer 0 to every later layer) and Data2VecAudio (a stack of
-plain convolutions as positional embedding) do not fit that layer-by-layer step as is:
-they are refused with a clear error for now.
+transformer.layers[i], aux), its parameter names mirror HF's one for one (WavLM's q/k/v
+projections are concatenated into one in_proj, as torchaudio's own importer does), and it
+keeps `transformers` (a large, fast-moving package) out of the serving image.
+Data2VecAudio (a stack of plain convolutions as positional embedding, which torchaudio
+has no module for) is refused with a clear error for now.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED = {"Wav2Vec2ForCTC": "wav2vec2", "HubertForCTC": "hubert"}  # class -> weight prefix
+SUPPORTED = {  # class -> weight prefix
+    "Wav2Vec2ForCTC": "wav2vec2",
+    "HubertForCTC": "hubert",
+    "WavLMForCTC": "wavlm",
+}
 NOT_YET = {
-    "WavLMForCTC": "its relative position bias is computed in layer 0 and carried to every "
-    "later layer, which the Backbone's layer-by-layer step does not pass on yet",
     "Data2VecAudioForCTC": "its positional embedding is a stack of plain convolutions that "
     "torchaudio's wav2vec2 encoder has no module for yet",
 }
@@ -151,6 +153,9 @@ def read_config(folder: Path) -> tuple[str, dict[str, Any], bool, int, int | Non
         "encoder_layer_norm_first": _flag(cfg, "do_stable_layer_norm", False),
         "encoder_layer_drop": 0.0,
     }
+    if arch == "WavLMForCTC":
+        ta_config["encoder_num_buckets"] = _int(cfg, "num_buckets", 1, 4096)
+        ta_config["encoder_max_distance"] = _int(cfg, "max_bucket_distance", 1, 1_000_000)
     proj_norm = _flag(cfg, "feat_proj_layer_norm", True) if arch == "HubertForCTC" else True
     return arch, ta_config, proj_norm, vocab_size, pad if isinstance(pad, int) else None
 
@@ -252,4 +257,22 @@ def to_torchaudio_names(state: dict[str, torch.Tensor], arch: str) -> dict[str, 
             if name.endswith(old) and "pos_conv_embed" in name:
                 name = name[: -len(old)] + new
         out[name] = tensor.float()
+    if arch == "WavLMForCTC":
+        _fuse_wavlm_qkv(out)
     return out
+
+
+def _fuse_wavlm_qkv(state: dict[str, torch.Tensor]) -> None:
+    """HF WavLM's q/k/v/out projections -> torchaudio's nn.MultiheadAttention names, in place."""
+    from torchaudio.models.wav2vec2.utils.import_huggingface import (
+        transform_wavlm_encoder_state,
+    )
+
+    prefix = "encoder.transformer."
+    encoder = {k[len(prefix) :]: state.pop(k) for k in list(state) if k.startswith(prefix)}
+    layers = {int(k.split(".")[1]) for k in encoder if k.startswith("layers.")}
+    try:
+        transform_wavlm_encoder_state(encoder, max(layers, default=-1) + 1)
+    except KeyError as exc:
+        raise HfCheckpointError(f"WavLM weights: missing {exc}") from exc
+    state.update({prefix + k: v for k, v in encoder.items()})

@@ -1,4 +1,4 @@
-"""A Hugging Face wav2vec2 / HuBERT CTC checkpoint as an HRA backbone.
+"""A Hugging Face wav2vec2 / HuBERT / WavLM CTC checkpoint as an HRA backbone.
 
 The encoder is torchaudio's Wav2Vec2Model built from config.json with the checkpoint's
 weights (server/model/hf_checkpoint.py says why torchaudio and how it is read); embed,
@@ -56,14 +56,14 @@ def fold_matrix(vocab: dict[str, int], hf_vocab_size: int, pad_id: int) -> torch
 
 
 class HfCtcBackbone(Wav2Vec2Backbone):
-    """Implements server.model.backbone.Backbone for Wav2Vec2ForCTC / HubertForCTC folders."""
+    """server.model.backbone.Backbone for Wav2Vec2ForCTC / HubertForCTC / WavLMForCTC folders."""
 
     def __init__(self, checkpoint: HfCtcCheckpoint) -> None:
         nn.Module.__init__(self)  # not Wav2Vec2Backbone's: the architecture is config.json's
         self.checkpoint = checkpoint
-        self.model = torchaudio.models.wav2vec2_model(
-            **checkpoint.torchaudio_config, aux_num_out=checkpoint.hf_vocab_size
-        )
+        self.is_wavlm = checkpoint.architecture == "WavLMForCTC"
+        build = torchaudio.models.wavlm_model if self.is_wavlm else torchaudio.models.wav2vec2_model
+        self.model = build(**checkpoint.torchaudio_config, aux_num_out=checkpoint.hf_vocab_size)
         if not checkpoint.feat_proj_layer_norm:
             self.model.encoder.feature_projection.layer_norm = nn.Identity()
         transformer = self.model.encoder.transformer
@@ -121,6 +121,18 @@ class HfCtcBackbone(Wav2Vec2Backbone):
         if self.checkpoint.do_normalize:
             x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + NORM_EPS)
         return x[:, None]  # [N, 1]: the conv front end takes raw samples
+
+    def layer(self, index: int, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        if not self.is_wavlm:
+            return super().layer(index, x, pad_mask)
+        # WavLM: every layer gates the relative position bias that layer 0's table gives
+        # (HF and torchaudio carry it from layer to layer; recomputing it is the same).
+        layers = self.model.encoder.transformer.layers
+        b, t = pad_mask.shape
+        bias = layers[0].attention.compute_bias(t, t).unsqueeze(0).repeat(b, 1, 1, 1)
+        keys = torch.zeros(b, t, dtype=x.dtype, device=x.device).masked_fill(pad_mask, -10000.0)
+        x, _ = layers[index](x, None, position_bias=bias, key_padding_mask=keys)
+        return x
 
     def hf_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final hidden [B, T, D] -> the checkpoint's own CTC logits [B, T, V_hf]."""

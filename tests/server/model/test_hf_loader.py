@@ -54,6 +54,8 @@ def _write_folder(
     kwargs = TINY | {"vocab_size": len(VOCAB), "pad_token_id": 0} | overrides
     if arch == "wav2vec2":
         model = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**kwargs))
+    elif arch == "wavlm":
+        model = transformers.WavLMForCTC(transformers.WavLMConfig(**kwargs))
     else:
         model = transformers.HubertForCTC(transformers.HubertConfig(**kwargs))
     model.eval()
@@ -79,7 +81,7 @@ def _hf_logits(hf_model, waveform: np.ndarray) -> torch.Tensor:
         return hf_model(inputs).logits[0]
 
 
-@pytest.mark.parametrize("arch", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize("arch", ["wav2vec2", "hubert", "wavlm"])
 @pytest.mark.parametrize("form", ["safetensors", "bin"])
 def test_loaded_checkpoint_reproduces_the_hf_forward_on_real_audio(tmp_path, fsdd_test, arch, form):
     hf_model = _write_folder(tmp_path / "ckpt", arch, form)
@@ -102,6 +104,32 @@ def test_loaded_checkpoint_reproduces_the_hf_forward_on_real_audio(tmp_path, fsd
     torch.testing.assert_close(served[0].exp(), folded, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("arch", ["wav2vec2", "wavlm"])
+def test_padded_batch_reproduces_the_hf_batched_forward_with_attention_mask(
+    tmp_path, fsdd_test, arch
+):
+    hf_model = _write_folder(
+        tmp_path / "ckpt", arch, "safetensors", feat_extract_norm="layer", do_stable_layer_norm=True
+    )
+    model = HRAModel(HfCtcBackbone.from_folder(tmp_path / "ckpt"), controller_dim=8).eval()
+    waves = [load_audio(c.audio) for c in fsdd_test[:3]]
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    batch = extractor(
+        [w.numpy() for w in waves], sampling_rate=16000, padding=True, return_tensors="pt"
+    )
+    inputs, lengths = pad_features([model.backbone.featurize(w) for w in waves])
+    with torch.no_grad():
+        expected = hf_model(batch.input_values, attention_mask=batch.attention_mask).logits
+        x, out_lengths = model.backbone.embed(inputs, lengths)
+        mask = torch.arange(x.shape[1])[None, :] >= out_lengths[:, None]
+        for i in range(model.backbone.num_layers):
+            x = model.backbone.layer(i, x, mask)
+        ours = model.backbone.hf_logits(x)
+    assert len(set(out_lengths.tolist())) == 3
+    for b, n in enumerate(out_lengths.tolist()):
+        torch.testing.assert_close(ours[b, :n], expected[b, :n], atol=1e-4, rtol=0)
+
+
 def test_folded_output_decodes_as_the_hf_tokenizer_spells(tmp_path):
     _write_folder(tmp_path / "ckpt", "wav2vec2", "safetensors")
     backbone = HfCtcBackbone.from_folder(tmp_path / "ckpt")
@@ -114,11 +142,14 @@ def test_folded_output_decodes_as_the_hf_tokenizer_spells(tmp_path):
     assert ours == tokenizer.decode(path).lower() == "hi you"
 
 
-def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(tmp_path, fsdd_test):
+@pytest.mark.parametrize("arch", ["wav2vec2", "wavlm"])
+def test_hra_heads_on_the_loaded_backbone_zero_is_noop_and_mixed_equals_solo(
+    tmp_path, fsdd_test, arch
+):
     # layer-norm front end: padding does not leak into other frames (group norm would)
     _write_folder(
         tmp_path / "ckpt",
-        "wav2vec2",
+        arch,
         "safetensors",
         feat_extract_norm="layer",
         do_stable_layer_norm=True,
@@ -211,7 +242,7 @@ def test_missing_or_corrupt_files_are_named(tmp_path, edit, message):
         ("conv_kernel", [10] * 100, "conv_kernel"),
         ("vocab_size", -1, "vocab_size"),
         ("intermediate_size", "big", "intermediate_size"),
-        ("architectures", ["WavLMForCTC"], "not supported yet"),
+        ("architectures", ["Data2VecAudioForCTC"], "not supported yet"),
         ("architectures", ["BertForMaskedLM"], "supported"),
         ("hidden_act", "relu", "gelu"),
     ],
