@@ -18,8 +18,8 @@ Wav2Vec2Model exposes exactly those pieces (feature_extractor, encoder._preproce
 transformer.layers[i], aux), its parameter names mirror HF's one for one (WavLM's q/k/v
 projections are concatenated into one in_proj, as torchaudio's own importer does), and it
 keeps `transformers` (a large, fast-moving package) out of the serving image.
-Data2VecAudio (a stack of plain convolutions as positional embedding, which torchaudio
-has no module for) is refused with a clear error for now.
+Data2VecAudio's positional embedding (a stack of plain convolutions) is the one module
+torchaudio lacks: server/model/hf_ctc.py has it (StackedPositionalConv).
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ SUPPORTED = {  # class -> weight prefix
     "Wav2Vec2ForCTC": "wav2vec2",
     "HubertForCTC": "hubert",
     "WavLMForCTC": "wavlm",
+    "Data2VecAudioForCTC": "data2vec_audio",
 }
 NOT_YET = {
-    "Data2VecAudioForCTC": "its positional embedding is a stack of plain convolutions that "
-    "torchaudio's wav2vec2 encoder has no module for yet",
+    "Wav2Vec2ConformerForCTC": "its conformer layers (convolution module, rotary or relative "
+    "positions) have no torchaudio module to map onto",
 }
 MAX_JSON_BYTES = 4 << 20  # config / vocab / preprocessor files are a few KiB in practice
 SAMPLE_RATE = 16_000
@@ -63,6 +64,7 @@ class HfCtcCheckpoint:
     hf_vocab_size: int  # rows of lm_head
     pad_id: int  # the CTC blank
     do_normalize: bool  # zero-mean unit-variance per utterance before the conv front end
+    pos_conv_layers: int = 0  # Data2VecAudio: stacked positional convs; 0: one weight-normed
 
 
 def _read_json(path: Path) -> dict:
@@ -100,8 +102,9 @@ def _int_list(cfg: dict, key: str, lo: int, hi: int) -> list[int]:
     return [_int({key: v}, key, lo, hi) for v in value]
 
 
-def read_config(folder: Path) -> tuple[str, dict[str, Any], bool, int, int | None]:
-    """config.json -> architecture, torchaudio kwargs, feat_proj_layer_norm, vocab size, pad id."""
+def read_config(folder: Path) -> tuple[str, dict[str, Any], bool, int, int | None, int]:
+    """config.json -> architecture, torchaudio kwargs, feat_proj_layer_norm, vocab size,
+    pad id, stacked positional conv layers (Data2VecAudio; else 0)."""
     cfg = _read_json(folder / "config.json")
     archs = cfg.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
@@ -156,8 +159,15 @@ def read_config(folder: Path) -> tuple[str, dict[str, Any], bool, int, int | Non
     if arch == "WavLMForCTC":
         ta_config["encoder_num_buckets"] = _int(cfg, "num_buckets", 1, 4096)
         ta_config["encoder_max_distance"] = _int(cfg, "max_bucket_distance", 1, 1_000_000)
+    pos_conv_layers = 0
+    if arch == "Data2VecAudioForCTC":
+        pos_conv_layers = _int(cfg, "num_conv_pos_embeddings", 1, 64)
+        ta_config["extractor_mode"] = "layer_norm"  # data2vec's conv blocks always LayerNorm
+        ta_config["encoder_pos_conv_kernel"] = _int(cfg, "conv_pos_kernel_size", 1, 1024)
+        ta_config["encoder_layer_norm_first"] = False  # post-LN only: HF ignores the flag
     proj_norm = _flag(cfg, "feat_proj_layer_norm", True) if arch == "HubertForCTC" else True
-    return arch, ta_config, proj_norm, vocab_size, pad if isinstance(pad, int) else None
+    pad_id = pad if isinstance(pad, int) else None
+    return arch, ta_config, proj_norm, vocab_size, pad_id, pos_conv_layers
 
 
 def read_vocab(folder: Path, vocab_size: int) -> dict[str, int]:
@@ -190,14 +200,15 @@ def read_checkpoint(folder: str | Path) -> HfCtcCheckpoint:
     folder = Path(folder)
     if not folder.is_dir():
         raise HfCheckpointError(f"{folder}: not a directory")
-    arch, ta_config, proj_norm, vocab_size, pad_id = read_config(folder)
+    arch, ta_config, proj_norm, vocab_size, pad_id, pos_conv_layers = read_config(folder)
     vocab = read_vocab(folder, vocab_size)
     if pad_id is None:
         pad_id = vocab.get("<pad>")
     if pad_id is None or not 0 <= pad_id < vocab_size:
         raise HfCheckpointError(f"{folder}: no pad token (the CTC blank) in config or vocab.json")
+    do_normalize = read_preprocessor(folder)
     return HfCtcCheckpoint(
-        arch, ta_config, proj_norm, vocab, vocab_size, pad_id, read_preprocessor(folder)
+        arch, ta_config, proj_norm, vocab, vocab_size, pad_id, do_normalize, pos_conv_layers
     )
 
 

@@ -1,4 +1,4 @@
-"""A Hugging Face wav2vec2 / HuBERT / WavLM CTC checkpoint as an HRA backbone.
+"""A Hugging Face wav2vec2 / HuBERT / WavLM / data2vec-audio CTC checkpoint as an HRA backbone.
 
 The encoder is torchaudio's Wav2Vec2Model built from config.json with the checkpoint's
 weights (server/model/hf_checkpoint.py says why torchaudio and how it is read); embed,
@@ -23,6 +23,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from server.model.backbone import padding_mask
 from server.model.hf_checkpoint import (
     HfCheckpointError,
     HfCtcCheckpoint,
@@ -55,8 +56,46 @@ def fold_matrix(vocab: dict[str, int], hf_vocab_size: int, pad_id: int) -> torch
     return fold
 
 
+class StackedPositionalConv(nn.Module):
+    """Data2VecAudio's positional embedding: `depth` x (grouped conv, trim, LN, GELU).
+
+    Semantics: h = x^T; repeat depth: h = gelu(LN_no_affine(trim(conv(h)))); return h^T.
+    x [B, T, D] -> [B, T, D]; trim drops the last frame when the kernel is even.
+    """
+
+    def __init__(self, embed_dim: int, kernel: int, groups: int, depth: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.trim = 1 if kernel % 2 == 0 else 0
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "conv": nn.Conv1d(
+                        embed_dim, embed_dim, kernel, padding=kernel // 2, groups=groups
+                    )
+                }
+            )
+            for _ in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pad_mask [B, T] True on padding: padded frames are re-zeroed between layers, so
+        each utterance sees the zeros it sees alone (HF's batched forward lets the padding
+        leak into the last frames through the second conv; its solo forward does not)."""
+        h = x.transpose(1, 2)  # [B, D, T]
+        for layer in self.layers:
+            h = layer["conv"](h)
+            if self.trim:
+                h = h[:, :, : -self.trim]
+            h = nn.functional.layer_norm(h.transpose(1, 2), (self.embed_dim,)).transpose(1, 2)
+            h = nn.functional.gelu(h)
+            if pad_mask is not None:
+                h = h.masked_fill(pad_mask[:, None, :], 0.0)
+        return h.transpose(1, 2)
+
+
 class HfCtcBackbone(Wav2Vec2Backbone):
-    """server.model.backbone.Backbone for Wav2Vec2ForCTC / HubertForCTC / WavLMForCTC folders."""
+    """server.model.backbone.Backbone for the wav2vec2 family's CTC folders (SUPPORTED)."""
 
     def __init__(self, checkpoint: HfCtcCheckpoint) -> None:
         nn.Module.__init__(self)  # not Wav2Vec2Backbone's: the architecture is config.json's
@@ -64,6 +103,14 @@ class HfCtcBackbone(Wav2Vec2Backbone):
         self.is_wavlm = checkpoint.architecture == "WavLMForCTC"
         build = torchaudio.models.wavlm_model if self.is_wavlm else torchaudio.models.wav2vec2_model
         self.model = build(**checkpoint.torchaudio_config, aux_num_out=checkpoint.hf_vocab_size)
+        if checkpoint.pos_conv_layers:
+            config = checkpoint.torchaudio_config
+            self.model.encoder.transformer.pos_conv_embed = StackedPositionalConv(
+                self.model.encoder.transformer.layer_norm.normalized_shape[0],
+                config["encoder_pos_conv_kernel"],
+                config["encoder_pos_conv_groups"],
+                checkpoint.pos_conv_layers,
+            )
         if not checkpoint.feat_proj_layer_norm:
             self.model.encoder.feature_projection.layer_norm = nn.Identity()
         transformer = self.model.encoder.transformer
@@ -121,6 +168,15 @@ class HfCtcBackbone(Wav2Vec2Backbone):
         if self.checkpoint.do_normalize:
             x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + NORM_EPS)
         return x[:, None]  # [N, 1]: the conv front end takes raw samples
+
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor):
+        if not self.checkpoint.pos_conv_layers:
+            return super().embed(inputs, lengths)
+        features, lengths = self.model.feature_extractor(inputs[..., 0], lengths)
+        x, _ = self.model.encoder._preprocess(features, lengths)  # zeroes padded frames
+        transformer = self.model.encoder.transformer
+        x = x + transformer.pos_conv_embed(x, padding_mask(lengths, x.shape[1]))
+        return transformer.layer_norm(x), lengths  # data2vec: post-LN, norm before layers
 
     def layer(self, index: int, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         if not self.is_wavlm:
