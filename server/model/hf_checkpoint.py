@@ -44,6 +44,8 @@ NOT_YET = {
     "Wav2Vec2ConformerForCTC": "its conformer layers (convolution module, rotary or relative "
     "positions) have no torchaudio module to map onto",
 }
+MAX_PARAMETERS = 2_000_000_000  # well above wav2vec2-xls-r-1b / large (317 M)
+MAX_RECEPTIVE_FIELD = 10 * 16_000  # samples one output frame may need (wav2vec2: 400)
 MAX_JSON_BYTES = 4 << 20  # config / vocab / preprocessor files are a few KiB in practice
 SAMPLE_RATE = 16_000
 LAYER_NORM_EPS = 1e-5  # torchaudio's fixed epsilon
@@ -210,6 +212,44 @@ def read_checkpoint(folder: str | Path) -> HfCtcCheckpoint:
     return HfCtcCheckpoint(
         arch, ta_config, proj_norm, vocab, vocab_size, pad_id, do_normalize, pos_conv_layers
     )
+
+
+def estimated_parameters(ckpt: HfCtcCheckpoint) -> int:
+    """What config.json would make us allocate (within a few %): conv front end,
+    projection, positional conv(s), encoder layers, CTC head."""
+    cfg = ckpt.torchaudio_config
+    d, n, inner = (
+        cfg["encoder_embed_dim"],
+        cfg["encoder_num_layers"],
+        cfg["encoder_ff_interm_features"],
+    )
+    total, c_in = 0, 1
+    for c_out, kernel, _ in cfg["extractor_conv_layer_config"]:
+        total, c_in = total + c_in * c_out * kernel, c_out
+    total += c_in * d + d * d // cfg["encoder_pos_conv_groups"] * cfg[
+        "encoder_pos_conv_kernel"
+    ] * max(1, ckpt.pos_conv_layers)
+    total += n * (4 * d * d + 2 * d * inner) + d * ckpt.hf_vocab_size
+    return total
+
+
+def check_sizes(ckpt: HfCtcCheckpoint, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a config whose model is absurd, or bigger than the weights read, before a
+    single module is built (the weights are bounded by the file; the modules by this)."""
+    field, stride = 1, 1
+    for _, kernel, step in ckpt.torchaudio_config["extractor_conv_layer_config"]:
+        field, stride = field + (kernel - 1) * stride, stride * step
+    if field > MAX_RECEPTIVE_FIELD:
+        raise HfCheckpointError(
+            f"config.json: the conv front end needs {field} samples per frame"
+            f" (over {MAX_RECEPTIVE_FIELD})"
+        )
+    params, held = estimated_parameters(ckpt), sum(t.numel() for t in state.values())
+    if params > MAX_PARAMETERS or params > held * 1.1:
+        raise HfCheckpointError(
+            f"config.json describes ~{params:,} parameters, the weights hold {held:,}"
+            f" (at most {MAX_PARAMETERS:,})"
+        )
 
 
 def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ from server.model.backbone import padding_mask
 from server.model.hf_checkpoint import (
     HfCheckpointError,
     HfCtcCheckpoint,
+    check_sizes,
     read_checkpoint,
     read_weights,
     to_torchaudio_names,
@@ -125,6 +126,7 @@ class HfCtcBackbone(Wav2Vec2Backbone):
         """Build from config.json, then load the weights strictly (names and shapes)."""
         checkpoint = read_checkpoint(folder)
         state = to_torchaudio_names(read_weights(folder), checkpoint.architecture)
+        check_sizes(checkpoint, state)
         backbone = cls(checkpoint)
         expected = backbone.model.state_dict()
         missing = sorted(set(expected) - set(state))

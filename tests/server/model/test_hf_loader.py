@@ -262,6 +262,23 @@ def test_absurd_config_values_are_refused_before_anything_is_allocated(
         HfCtcBackbone.from_folder(folder)
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # in bounds field by field, but ~6 G parameters: building it first would need 24 GB
+        ({"hidden_size": 4096, "num_hidden_layers": 90, "intermediate_size": 4096}, "parameters"),
+        ({"conv_kernel": [1000] * 7, "conv_stride": [50] * 7}, "samples per frame"),
+    ],
+)
+def test_config_bigger_than_its_weights_is_refused_before_building(tmp_path, changes, message):
+    folder = tmp_path / "ckpt"
+    _write_folder(folder, "wav2vec2", "safetensors")
+    cfg = json.loads((folder / "config.json").read_text()) | changes
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HfCheckpointError, match=message):
+        HfCtcBackbone.from_folder(folder)
+
+
 def test_weights_of_the_wrong_shape_are_refused_by_name(tmp_path):
     folder = tmp_path / "ckpt"
     _write_folder(folder, "wav2vec2", "safetensors")
