@@ -88,6 +88,10 @@ def build_backbone(config: dict) -> torch.nn.Module:
         from server.model.wav2vec2 import Wav2Vec2Backbone
 
         return Wav2Vec2Backbone.from_config(config)
+    if kind == "hf_ctc":
+        from server.model.hf_ctc import HfCtcBackbone
+
+        return HfCtcBackbone.from_config(config)
     raise ValueError(f"unknown backbone type {kind!r}")
 
 

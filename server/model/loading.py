@@ -6,6 +6,10 @@ A model directory says what it holds:
                                       + controller.safetensors: the shared HRA controller over
                                       the encoder, a fixed seeded init (no training yet:
                                       `controller_seed` in the manifest; write_seeded_controller)
+    manifest.json, "kind": "hf_ctc"   a local Hugging Face CTC folder ("checkpoint": a path,
+                                      relative to the model directory or absolute;
+                                      server/model/hf_ctc.py) + controller.safetensors of
+                                      "controller_dim", as for Whisper
 Heads are bound to the fingerprint of backbone + controller, so head_spec (and every
 upload's validation) works unchanged for either kind.
 """
@@ -42,6 +46,8 @@ def load_recognizer(settings: Settings, device: torch.device) -> tuple[Recognize
     kind = model_kind(settings.model_dir)
     if kind == "whisper":
         return _load_whisper(settings, device)
+    if kind == "hf_ctc":
+        return _load_hf_ctc(settings.model_dir, device)
     if kind != "hra_ctc":
         raise ValueError(f"{settings.model_dir}/manifest.json: unknown model kind {kind!r}")
     model, fp = load_model(settings.model_dir / "model.safetensors", device)
@@ -65,6 +71,25 @@ def _load_whisper(settings: Settings, device: torch.device) -> tuple[Recognizer,
         raise ValueError(f"{model_dir}: fingerprint {fp} != manifest's {expected}")
     recognizer = WhisperRecognizer(whisper, hra, settings.whisper.max_tokens)
     return recognizer, fp
+
+
+def _load_hf_ctc(model_dir: Path, device: torch.device) -> tuple[Recognizer, str]:
+    from server.model.hf_ctc import HfCtcBackbone
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    backbone = HfCtcBackbone.from_folder(model_dir / str(manifest["checkpoint"]))
+    hra = HRAModel(backbone, int(manifest["controller_dim"]))
+    hra.controller.load_state_dict(load_file(str(model_dir / CONTROLLER_FILE)))
+    hra.to(device).eval()
+    return CtcRecognizer(hra), _checked_fingerprint(hra, manifest, model_dir)
+
+
+def _checked_fingerprint(hra: HRAModel, manifest: dict, model_dir: Path) -> str:
+    fp = fingerprint(hra)
+    expected = manifest.get("fingerprint")
+    if expected and fp != expected:
+        raise ValueError(f"{model_dir}: fingerprint {fp} != manifest's {expected}")
+    return fp
 
 
 def write_seeded_controller(model_dir: Path, hidden_dim: int, controller_dim: int, seed: int):
