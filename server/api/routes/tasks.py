@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field
 from adapters_store.head_format import HeadRecord
 from adapters_store.json_limits import JsonTooDeep, loads_bounded
 from server.api.deps import Caller, Service
+from server.auth import Principal
 from server.errors import InvalidRequest
+from server.service import AsrService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -138,6 +140,11 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskInfo)
 async def inspect(task_id: TaskId, service: Service, caller: Caller) -> TaskInfo:
+    return await _task_info(service, task_id, caller)
+
+
+async def _task_info(service: AsrService, task_id: str, caller: Principal) -> TaskInfo:
+    """What GET /v1/tasks/{id} answers; PATCH and rollback answer the same after their change."""
     record, versions, visibility = await service.head_info(task_id, caller)
     return TaskInfo(**_info(record), versions=versions, visibility=visibility)
 
@@ -148,8 +155,7 @@ async def change_visibility(
 ) -> TaskInfo:
     """Admins only: make a task private (its owner's alone) or public (every tenant's)."""
     await service.set_visibility(task_id, body.visibility, caller)
-    record, versions, visibility = await service.head_info(task_id, caller)
-    return TaskInfo(**_info(record), versions=versions, visibility=visibility)
+    return await _task_info(service, task_id, caller)
 
 
 @router.get(
@@ -176,8 +182,7 @@ async def rollback(
     task_id: TaskId, body: RollbackRequest, service: Service, caller: Caller
 ) -> TaskInfo:
     await service.rollback(task_id, body.version, caller)
-    record, versions, visibility = await service.head_info(task_id, caller)
-    return TaskInfo(**_info(record), versions=versions, visibility=visibility)
+    return await _task_info(service, task_id, caller)
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response)
