@@ -8,6 +8,7 @@ hra seed-store         copy the model directory's shipped heads into the configu
 hra evaluate           the WER table (prints Markdown, writes JSON)
 hra split-check        FSDD: is a speaker's test split shifted from their training takes?
 hra transcribe         files -> text with a task's head
+hra adapt-backbone     a pretrained CTC checkpoint -> a model dir: controller + first heads
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     _task_option(p, default="base", help="task id; 'base' = backbone only")
     _store_option(p)
     p.add_argument("files", nargs="+", type=Path)
+
+    _adapt_parser(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -312,6 +315,56 @@ def _transcribe(args) -> int:
     return 0
 
 
+def _adapt_parser(sub) -> None:
+    p = sub.add_parser(
+        "adapt-backbone",
+        help="a pretrained CTC checkpoint -> a served model dir (controller + a linear head "
+        "per manifest task, backbone frozen)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a Hugging Face CTC folder (config.json, weights, vocab.json) or an HRA "
+        "model.safetensors",
+    )
+    p.add_argument(
+        "--manifests",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="JSON lines of {audio, text, task}; a row without task takes the file's stem",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the model directory to write")
+    p.add_argument("--controller-dim", type=int, help="default: D/4 in [16, 128]")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-seconds", type=float, default=16.0)
+    p.add_argument("--speeds", type=float, nargs="+", default=[1.0])
+    p.add_argument("--owner", help="tenant that owns the first heads (default: none)")
+
+
+def _adapt_backbone(args) -> int:
+    from server.training.adapt import AdaptConfig, adapt_backbone
+
+    config = AdaptConfig(
+        controller_dim=args.controller_dim,
+        steps=args.steps,
+        lr=args.lr,
+        batch_seconds=args.batch_seconds,
+        speeds=tuple(args.speeds),
+    )
+    work = args.work_dir / "adapt" / args.out.resolve().name
+    summary = adapt_backbone(args.checkpoint, args.manifests, args.out, config, work, args.owner)
+    print(
+        f"wrote {args.out}: fingerprint {summary['fingerprint']}, controller_dim "
+        f"{summary['controller_dim']}, heads {', '.join(summary['tasks'])}; CTC loss "
+        f"{summary['loss_before']:.2f} -> {summary['loss_after']:.2f} per utterance; "
+        f"{summary['seconds_per_step']:.3f} s/step"
+    )
+    return 0
+
+
 COMMANDS = {
     "serve": _serve,
     "data": _data,
@@ -321,6 +374,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "split-check": _split_check,
     "transcribe": _transcribe,
+    "adapt-backbone": _adapt_backbone,
 }
 
 if __name__ == "__main__":
