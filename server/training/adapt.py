@@ -264,7 +264,9 @@ def _linear_shapes(model: HRAModel) -> dict:
     from server.model.heads import head_shapes
 
     return head_shapes(
-        HeadType.LINEAR, model.backbone.hidden_dim, model.controller.dim, 0, model.backbone.num_layers
+        HeadType.LINEAR,
+        model.backbone.hidden_dim,
+        model.controller.dim,
+        0,
+        model.backbone.num_layers,
     )
-
-
