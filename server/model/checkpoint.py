@@ -92,6 +92,10 @@ def build_backbone(config: dict) -> torch.nn.Module:
         from server.model.hf_ctc import HfCtcBackbone
 
         return HfCtcBackbone.from_config(config)
+    if kind == "nemo_ctc":
+        from server.model.nemo_ctc import NemoCtcBackbone
+
+        return NemoCtcBackbone.from_config(config)
     raise ValueError(f"unknown backbone type {kind!r}")
 
 

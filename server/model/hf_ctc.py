@@ -57,6 +57,15 @@ def fold_matrix(vocab: dict[str, int], hf_vocab_size: int, pad_id: int) -> torch
     return fold
 
 
+def fold_log_probs(z: torch.Tensor, fold: torch.Tensor) -> torch.Tensor:
+    """Logits (or log-probabilities) [B, T, V_ckpt] -> log-probabilities [B, T, 29] of our
+    symbols: each the log of the summed probabilities of the tokens `fold` maps to it."""
+    top = z.amax(dim=-1, keepdim=True)
+    folded = torch.exp(z - top) @ fold.to(z.dtype)  # [B, T, 29], sums per symbol
+    total = folded.sum(dim=-1, keepdim=True)
+    return torch.log(folded.clamp_min(1e-30)) - torch.log(total)
+
+
 class StackedPositionalConv(nn.Module):
     """Data2VecAudio's positional embedding: `depth` x (grouped conv, trim, LN, GELU).
 
@@ -198,8 +207,4 @@ class HfCtcBackbone(Wav2Vec2Backbone):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final hidden [B, T, D] -> log-probabilities folded onto our symbols [B, T, 29]."""
-        z = self.hf_logits(x)
-        top = z.amax(dim=-1, keepdim=True)
-        folded = torch.exp(z - top) @ self.fold.to(z.dtype)  # [B, T, 29], sums per symbol
-        total = folded.sum(dim=-1, keepdim=True)
-        return torch.log(folded.clamp_min(1e-30)) - torch.log(total)
+        return fold_log_probs(self.hf_logits(x), self.fold)

@@ -1,6 +1,6 @@
 """`hra adapt-backbone`: a pretrained CTC checkpoint -> a served, adapted HRA model directory.
 
-    checkpoint (HF CTC folder, or an HRA model.safetensors)
+    checkpoint (HF CTC folder, NeMo .nemo, or an HRA model.safetensors)
       -> HRAModel(backbone frozen, controller of controller_dim_for(D))
       -> multi-task stage: controller + one linear head per manifest task (CTC, as stage (b)
          of the default recipe: server/training/recipes.py train_heads)
@@ -69,17 +69,23 @@ class AdaptConfig:
 
 
 def load_backbone(checkpoint: Path) -> nn.Module:
-    """A Hugging Face CTC folder (config.json), or the backbone of an HRA model.safetensors."""
+    """A Hugging Face CTC folder (config.json), a NeMo character CTC .nemo file, or the
+    backbone of an HRA model.safetensors."""
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         from server.model.hf_ctc import HfCtcBackbone
 
         return HfCtcBackbone.from_folder(checkpoint)
+    if checkpoint.suffix == ".nemo":
+        from server.model.nemo_ctc import NemoCtcBackbone
+
+        return NemoCtcBackbone.from_file(checkpoint)
     if checkpoint.suffix == ".safetensors":
         model, _ = load_model(checkpoint)
         return model.backbone
     raise ValueError(
-        f"{checkpoint}: expected a Hugging Face CTC folder or an HRA model.safetensors"
+        f"{checkpoint}: expected a Hugging Face CTC folder, a .nemo file or an HRA "
+        "model.safetensors"
     )
 
 
