@@ -123,12 +123,11 @@ def nemo_log_probs(model, waves: list[torch.Tensor]) -> tuple[list[torch.Tensor]
 
 
 def main() -> None:
+    import nemo
     from safetensors.torch import save_file
 
     from server.config import get_settings
     from server.data.manifest import load_audio
-
-    import nemo
 
     root = get_settings().fsdd_root
     waves = [load_audio(root / c) for c in CLIPS]
