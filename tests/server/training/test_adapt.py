@@ -1,6 +1,7 @@
-"""`hra adapt-backbone` end to end: a tiny wav2vec2 CTC model written by transformers itself ->
-controller + two heads trained on espeak-ng speech -> served over HTTP, mixed batches equal
-solo runs.
+"""`hra adapt-backbone` end to end, for each format: a tiny wav2vec2 CTC model written by
+transformers itself, and a tiny NeMo Conformer-CTC written by NeMo itself (committed:
+tests/server/model/nemo_reference.py) -> controller + two heads trained on espeak-ng speech ->
+served over HTTP, mixed batches equal solo runs.
 
 With random weights WER means nothing: what is asserted is that the HF logits are reproduced,
 that training lowers the CTC loss, that the directory serves and that heads mix invariantly.
@@ -9,8 +10,10 @@ that training lowers the CTC loss, that the directory serves and that heads mix 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +30,10 @@ from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model
 from server.model.features import pad_features
 from server.model.hf_ctc import HfCtcBackbone
+from server.model.nemo_ctc import NemoCtcBackbone
 from server.training.adapt import AdaptConfig, adapt_backbone, controller_dim_for
 from tests.conftest import running_client
+from tests.server.model.nemo_reference import DATA
 
 transformers = pytest.importorskip("transformers")
 
@@ -82,30 +87,58 @@ def write_manifests(root: Path) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def adapted(tmp_path_factory):
-    """The command, run once: (root, HF model, out dir, its adapt.json, manifests)."""
-    root = tmp_path_factory.mktemp("adapt")
-    hf_model = write_tiny_wav2vec2(root / "hf")
+def spelling_nemo(path: Path) -> Path:
+    """The NeMo-written tiny Conformer-CTC, its decoder's letters raised over blank (so random
+    weights transcribe something); the archive is re-tarred member for member."""
+    with tarfile.open(DATA / "conformer.nemo") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    name = next(n for n in members if n.endswith("model_weights.ckpt"))
+    state = torch.load(io.BytesIO(members[name]), weights_only=True)
+    state["decoder.decoder_layers.0.bias"][2:-1] += 3.0
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    members[name] = buffer.getvalue()
+    with tarfile.open(path, "w") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="module", params=["hf", "nemo"])
+def adapted(request, tmp_path_factory):
+    """The command, run once per format: (root, HF model or None, out dir, its adapt.json,
+    manifests)."""
+    root = tmp_path_factory.mktemp(f"adapt-{request.param}")
+    if request.param == "hf":
+        hf_model, checkpoint = write_tiny_wav2vec2(root / "hf"), root / "hf"
+    else:
+        hf_model, checkpoint = None, spelling_nemo(root / "tiny.nemo")
     manifests = write_manifests(root)
-    argv = ["--work-dir", str(root / "work"), "adapt-backbone", "--checkpoint", str(root / "hf")]
+    argv = ["--work-dir", str(root / "work"), "adapt-backbone", "--checkpoint", str(checkpoint)]
     argv += ["--manifests", *map(str, manifests), "--out", str(root / "mine")]
     assert main(argv + ["--steps", "30", "--lr", "1e-2"]) == 0
     summary = json.loads((root / "mine" / "adapt.json").read_text())
     return root, hf_model, root / "mine", summary, manifests
 
 
-def test_adapted_dir_holds_the_hf_backbone_a_trained_controller_and_two_heads(adapted):
+def test_adapted_dir_holds_the_backbone_a_trained_controller_and_two_heads(adapted):
     root, hf_model, out, summary, _ = adapted
     assert sorted(p.name for p in out.iterdir()) == ["adapt.json", "heads", "model.safetensors"]
     model, fp = load_model(out / "model.safetensors")
-    assert isinstance(model.backbone, HfCtcBackbone) and fp == summary["fingerprint"]
+    kind = HfCtcBackbone if hf_model else NemoCtcBackbone
+    assert isinstance(model.backbone, kind) and fp == summary["fingerprint"]
     assert model.controller.dim == summary["controller_dim"] == controller_dim_for(32) == 16
     store = DiskStore(out / "heads")
     heads = {t: store.get(t) for t in VOICES}
     assert all(h.meta.fingerprint == fp and h.meta.head_type == "linear" for h in heads.values())
     assert all(float(h.tensors["V"].abs().sum()) > 0 for h in heads.values())  # trained
     assert summary["loss_after"] < 0.97 * summary["loss_before"]  # same data, fixed batches
+    if hf_model is None:  # NeMo: the frozen backbone is still the archive's, bit for bit
+        original = NemoCtcBackbone.from_file(root / "tiny.nemo").state_dict()
+        assert all(torch.equal(v, original[k]) for k, v in model.backbone.state_dict().items())
+        return
     # The backbone inside model.safetensors still reproduces the HF forward (1e-4).
     wave = load_audio(root / "audio" / "alice-0.wav")
     extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)
@@ -178,13 +211,18 @@ def test_train_head_works_unchanged_on_the_adapted_dir(adapted, tmp_path):
 # --- hostile or mistaken inputs: refused before anything is written ---
 
 
+def _checkpoint(adapted) -> Path:
+    root, hf_model = adapted[0], adapted[1]
+    return root / "hf" if hf_model is not None else root / "tiny.nemo"
+
+
 def test_a_manifest_task_id_that_is_a_path_is_refused_and_nothing_is_written(adapted, tmp_path):
     root, _, _, _, manifests = adapted
     bad = tmp_path / "bad.jsonl"
     row = json.loads(manifests[0].read_text().splitlines()[0]) | {"task": "../../etc"}
     bad.write_text(json.dumps(row) + "\n")
     with pytest.raises(InvalidTaskId):
-        adapt_backbone(root / "hf", [bad], tmp_path / "out", AdaptConfig(steps=1))
+        adapt_backbone(_checkpoint(adapted), [bad], tmp_path / "out", AdaptConfig(steps=1))
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.staging").exists()
 
 
@@ -192,7 +230,7 @@ def test_an_existing_model_dir_is_never_overwritten(adapted, tmp_path):
     root, _, out, _, manifests = adapted
     before = (out / "model.safetensors").read_bytes()
     with pytest.raises(FileExistsError, match="not empty"):
-        adapt_backbone(root / "hf", manifests, out, AdaptConfig(steps=1))
+        adapt_backbone(_checkpoint(adapted), manifests, out, AdaptConfig(steps=1))
     assert (out / "model.safetensors").read_bytes() == before
 
 
