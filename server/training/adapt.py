@@ -209,8 +209,8 @@ def adapt_backbone(
     untrained = HeadPools(HeadType.LINEAR, data.task_ids, _linear_shapes(model), config.seed)
     loss_before = mean_loss(cached, data, untrained, max_frames)
     resume = None
-    if work_dir:  # a resumable run: same backbone, initial controller, tasks and config
-        key = f"{fingerprint(model)}:{data.task_ids}:{len(data)}:{asdict(config)}"
+    if work_dir:  # a resumable run: same backbone, initial controller, rows and options
+        key = f"{fingerprint(model)}:{[tuple(asdict(u).values()) for u in rows]}:{asdict(config)}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         resume = Path(work_dir) / f"multitask-{digest}.safetensors"
     t0 = time.time()

@@ -149,3 +149,12 @@ def test_isolation_benchmark_smoke_serves_every_good_request_beside_a_hostile_on
     assert all(r["good_ok"] == "4/4" for r in rows.values())
     assert rows["too_short"]["hostile_answer"] == "400 audio_too_short"
     assert rows["huge_vocabulary_60s"]["hostile_answer"] == "413 vocabulary_too_costly"
+
+
+def test_adapt_cost_benchmark_smoke_measures_cached_and_uncached_steps(tmp_path):
+    out = tmp_path / "adapt.json"
+    _run("load_tests.bench_adapt", "--smoke", "--out", str(out))
+    (row,) = json.loads(out.read_text())
+    assert row["backbone"] == "tiny" and row["controller_dim"] == 16
+    assert row["step_cached_s"] > 0 and row["step_uncached_s"] > 0
+    assert row["embed_s_per_audio_s"] > 0 and row["cache_mb_per_audio_h"] > 0

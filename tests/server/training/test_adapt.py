@@ -106,8 +106,15 @@ def spelling_nemo(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """The espeak-ng sentences and their manifests, made once for both formats."""
+    root = tmp_path_factory.mktemp("speech")
+    return root, write_manifests(root)
+
+
 @pytest.fixture(scope="module", params=["hf", "nemo"])
-def adapted(request, tmp_path_factory):
+def adapted(request, tmp_path_factory, speech):
     """The command, run once per format: (root, HF model or None, out dir, its adapt.json,
     manifests)."""
     root = tmp_path_factory.mktemp(f"adapt-{request.param}")
@@ -115,7 +122,8 @@ def adapted(request, tmp_path_factory):
         hf_model, checkpoint = write_tiny_wav2vec2(root / "hf"), root / "hf"
     else:
         hf_model, checkpoint = None, spelling_nemo(root / "tiny.nemo")
-    manifests = write_manifests(root)
+    audio_root, manifests = speech
+    (root / "audio").symlink_to(audio_root / "audio")
     argv = ["--work-dir", str(root / "work"), "adapt-backbone", "--checkpoint", str(checkpoint)]
     argv += ["--manifests", *map(str, manifests), "--out", str(root / "mine")]
     assert main(argv + ["--steps", "30", "--lr", "1e-2"]) == 0
