@@ -26,6 +26,7 @@ from server.cli import main
 from server.config import Settings
 from server.data.manifest import Utterance, load_audio, save_audio, write_manifest
 from server.data.synthetic import speak
+from server.errors import AudioDecodeError
 from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model
 from server.model.features import pad_features
@@ -248,3 +249,13 @@ def test_a_checkpoint_that_is_neither_format_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="Hugging Face CTC folder"):
         adapt_backbone(junk, [], tmp_path / "out", AdaptConfig(steps=1))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_audio_file_fails_with_its_code_and_nothing_is_written(adapted, tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"RIFF" + b"\x00" * 40)  # a header and nothing behind it
+    bad = tmp_path / "carol.jsonl"
+    bad.write_text(json.dumps({"audio": "x.wav", "text": "hello"}) + "\n")
+    with pytest.raises(AudioDecodeError) as failure:
+        adapt_backbone(_checkpoint(adapted), [bad], tmp_path / "out", AdaptConfig(steps=1))
+    assert failure.value.code == "invalid_audio" and "x.wav" in str(failure.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.staging").exists()
