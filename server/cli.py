@@ -325,8 +325,8 @@ def _adapt_parser(sub) -> None:
         "--checkpoint",
         type=Path,
         required=True,
-        help="a Hugging Face CTC folder (config.json, weights, vocab.json) or an HRA "
-        "model.safetensors",
+        help="a Hugging Face CTC folder (config.json, weights, vocab.json), a NeMo character "
+        "Conformer/FastConformer-CTC .nemo file, or an HRA model.safetensors",
     )
     p.add_argument(
         "--manifests",

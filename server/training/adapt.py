@@ -173,6 +173,7 @@ def adapt_backbone(
     """Build, train (controller + a linear head per task), write; returns the summary."""
     began = time.time()
     out_dir = Path(out_dir)
+    _check_options(config)
     _check_out_dir(out_dir)
     backbone = load_backbone(checkpoint).eval()
     dim = config.controller_dim or controller_dim_for(backbone.hidden_dim)
@@ -257,6 +258,15 @@ def adapt_backbone(
         fp,
     )
     return summary
+
+
+def _check_options(config: AdaptConfig) -> None:
+    if config.controller_dim is not None and not 1 <= config.controller_dim <= 4096:
+        raise ValueError(f"controller_dim={config.controller_dim} is not in [1, 4096]")
+    if config.steps < 1 or not 0 < config.batch_seconds <= 3600 or not config.lr > 0:
+        raise ValueError("steps must be >= 1, batch_seconds in (0, 3600], lr > 0")
+    if not config.speeds or not all(0.5 <= s <= 2.0 for s in config.speeds):
+        raise ValueError(f"speeds={config.speeds}: each must be in [0.5, 2.0]")
 
 
 def _check_out_dir(out_dir: Path) -> None:

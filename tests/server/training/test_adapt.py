@@ -259,3 +259,19 @@ def test_an_unreadable_audio_file_fails_with_its_code_and_nothing_is_written(ada
         adapt_backbone(_checkpoint(adapted), [bad], tmp_path / "out", AdaptConfig(steps=1))
     assert failure.value.code == "invalid_audio" and "x.wav" in str(failure.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.staging").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"controller_dim": -3}, "controller_dim"),
+        ({"controller_dim": 10**6}, "controller_dim"),
+        ({"steps": 0}, "steps"),
+        ({"batch_seconds": 1e9}, "batch_seconds"),
+        ({"speeds": (100.0,)}, "speeds"),
+    ],
+)
+def test_absurd_options_are_refused_before_anything_is_loaded(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        adapt_backbone(tmp_path / "none", [], tmp_path / "out", AdaptConfig(**options))
+    assert not (tmp_path / "out").exists()
