@@ -57,9 +57,10 @@ class WhisperDecoder(nn.Module):
         return DecoderState(memory, memory_mask, None, 0)
 
     def forward(
-        self, tokens: torch.Tensor, state: DecoderState
+        self, tokens: torch.Tensor, state: DecoderState, keep: list | None = None
     ) -> tuple[torch.Tensor, DecoderState]:
-        """tokens [B, n] after state.offset -> logits [B, n, V] and the advanced state."""
+        """tokens [B, n] after state.offset -> logits [B, n, V] and the advanced state.
+        `keep`, a list: each layer's cross-attention weights [B, H, n, S] are appended."""
         n = tokens.shape[1]
         offset = state.offset
         if offset + n > self.max_positions:
@@ -73,7 +74,7 @@ class WhisperDecoder(nn.Module):
         caches: list[KV] = []
         for index, layer in enumerate(self.layers):
             past = None if state.cache is None else state.cache[index]
-            x, kv = layer(x, causal, past, state.memory[index], state.memory_mask)
+            x, kv = layer(x, causal, past, state.memory[index], state.memory_mask, keep)
             caches.append(kv)
         logits = self.norm(x) @ self.embedding.T  # [B, n, V]
         return logits, DecoderState(state.memory, state.memory_mask, caches, offset + n)
