@@ -58,21 +58,22 @@ class AlignRequest:
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cheapest monotonic path through cost [N, M] from (0, 0) to (N-1, M-1), moving
-    down, right or diagonally: (row indices, column indices) along the path."""
+    down, right or diagonally: (row indices, column indices) along the path.
+
+    Cells on one anti-diagonal (i + j = d) depend only on the two before, so each
+    diagonal is one vector step: N + M numpy steps, not N x M Python ones (a request's
+    worst case, 224 tokens x 1500 frames, stays in milliseconds)."""
     n, m = cost.shape
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0.0
     move = np.zeros((n + 1, m + 1), dtype=np.int8)  # 0 diagonal, 1 down, 2 right
-    for i in range(1, n + 1):
-        row, prev, c = acc[i], acc[i - 1], cost[i - 1]
-        for j in range(1, m + 1):
-            diag, up, left = prev[j - 1], prev[j], row[j - 1]
-            if diag <= up and diag <= left:
-                row[j], move[i, j] = c[j - 1] + diag, 0
-            elif up <= left:
-                row[j], move[i, j] = c[j - 1] + up, 1
-            else:
-                row[j], move[i, j] = c[j - 1] + left, 2
+    for d in range(2, n + m + 1):
+        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        j = d - i
+        options = np.stack([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])
+        best = options.argmin(axis=0)  # ties: diagonal, then down, as a scalar loop
+        acc[i, j] = cost[i - 1, j - 1] + options[best, np.arange(len(i))]
+        move[i, j] = best
     rows, cols = [], []
     i, j = n, m
     while i > 0 and j > 0:

@@ -96,21 +96,22 @@ def decode(
     pad = padding_mask(lengths, s)
     memory_mask = additive_mask(pad, encoded.dtype) if bool(pad.any()) else None
     start = dec.start(encoded, memory_mask)
-    sot = torch.full((b, 1), tok.sot, dtype=torch.long, device=encoded.device)
-    logits, state = dec(sot, start)
-    first = logits[:, 0].float()
-    no_speech = torch.softmax(first, dim=-1)[:, tok.no_speech]
     langs = list(languages) if languages is not None else [None] * b
-    if tok.multilingual:
+    state, done = start, 0  # prompt tokens already through the decoder
+    if tok.multilingual and None in langs:  # detect: <|startoftranscript|> alone first
+        sot = torch.full((b, 1), tok.sot, dtype=torch.long, device=encoded.device)
+        logits, state = dec(sot, start)
         ids = sorted(tok.language_of)
-        detected = first[:, ids].argmax(dim=-1).tolist()
+        detected = logits[:, 0].float()[:, ids].argmax(dim=-1).tolist()
         langs = [lang or tok.language_of[ids[d]] for lang, d in zip(langs, detected)]
+        first, done = logits[:, 0].float(), 1
     prompts = [tok.prompt(timestamps, lang) for lang in langs]
-    step_logits = first
-    if len(prompts[0]) > 1:
-        rest = torch.tensor([p[1:] for p in prompts], device=encoded.device)
+    if done < len(prompts[0]):
+        rest = torch.tensor([p[done:] for p in prompts], device=encoded.device)
         logits, state = dec(rest, state)
-        step_logits = logits[:, -1].float()
+        first = logits[:, 0].float() if done == 0 else first
+    no_speech = torch.softmax(first, dim=-1)[:, tok.no_speech]
+    step_logits = logits[:, -1].float()
     prompt = torch.tensor(prompts)
 
     suppress = sorted(set(model.config.suppress_ids) | set(tok.special_ids()))
