@@ -62,6 +62,7 @@ class Transcription:
     language: str | None = None  # the language decoded, where the model says (Whisper)
 
 
+MAX_PROMPT_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt anyway
 LANGUAGE_ALIASES = {"english": "en"}  # what the API accepted before languages existed
 
 
@@ -188,12 +189,16 @@ class AsrService:
         caller: Principal = OPEN,
         language: str | None = None,
         words: bool = False,
+        prompt: str | None = None,
     ) -> Transcription:
         """`language`: a code the model knows (None: the model decides); `words`: word
-        times wanted (CTC models give them always; Whisper aligns only on request)."""
+        times wanted (CTC models give them always; Whisper aligns only on request);
+        `prompt`: text the audio continues (Whisper; CTC models ignore it)."""
         began = time.monotonic()
         request_id = uuid.uuid4().hex[:16]
-        options = DecodeOptions(check_language(language, self.languages), words)
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+        options = DecodeOptions(check_language(language, self.languages), words, prompt)
         head = await self.resolve_head(task_id, caller)
         decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
         self.admission.check(decoded, head)

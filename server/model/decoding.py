@@ -29,6 +29,7 @@ class DecodeOptions:
 
     language: str | None = None  # a language code the model knows; None: the model decides
     words: bool = False  # word times wanted (models that compute them only on request)
+    prompt: str | None = None  # text the audio continues (Whisper's initial prompt)
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,13 @@ def test_check_language_maps_to_a_known_code_or_raises():
     assert check_language("DE", known) == "de" and check_language("english", known) == "en"
     with pytest.raises(UnsupportedLanguage, match="3 in all"):
         check_language("xx", known)
+
+
+async def test_a_prompt_longer_than_4000_characters_is_refused_before_any_work(client, fsdd_test):
+    r = await client.post(
+        "/v1/audio/transcriptions",
+        files={"file": ("a.wav", fsdd_bytes(fsdd_test[0]))},
+        data={"model": "base", "prompt": "x" * 4001},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    assert "4000" in r.json()["error"]["message"]

@@ -101,8 +101,8 @@ async def openai_transcriptions(
     stream: Annotated[bool, Form()] = False,
 ):
     """OpenAI-compatible: `model` is the task id; `language` a code the model knows
-    (unknown: 400 `unsupported_language`). Decoding is greedy, so `temperature` and
-    `prompt` are accepted and have no effect."""
+    (unknown: 400 `unsupported_language`); `prompt` conditions Whisper (CTC models
+    ignore it). Decoding is greedy: `temperature` is accepted and has no effect."""
     if response_format not in formats.FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(formats.FORMATS)}")
     if stream:
@@ -111,7 +111,7 @@ async def openai_transcriptions(
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
     words = response_format == "verbose_json" and "word" in granularities
-    result = await service.transcribe(await file.read(), model, caller, language, words)
+    result = await service.transcribe(await file.read(), model, caller, language, words, prompt)
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":

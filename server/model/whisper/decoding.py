@@ -26,6 +26,7 @@ from server.model.adapters import HeadBatch
 from server.model.backbone import padding_mask
 from server.model.hra import HRAModel
 from server.model.whisper.alignment import AlignRequest, WordTime, align_words
+from server.model.whisper.decoder import DecoderState
 from server.model.whisper.encoder import WhisperEncoder, additive_mask
 from server.model.whisper.model import WhisperModel
 from server.model.whisper.timestamps import Segment, apply_timestamp_rules, segments_of
@@ -62,6 +63,7 @@ def transcribe(
     heads: HeadBatch | None = None,
     languages: Sequence[str | None] | None = None,
     words: Sequence[bool] | None = None,
+    previous: Sequence[str | None] | None = None,
 ) -> list[Transcript]:
     """16 kHz clips (each at most 30 s) -> one Transcript per clip, in order.
 
@@ -75,7 +77,9 @@ def transcribe(
     else:
         encoded, enc_lengths = model.encoder(inputs, lengths)
     durations = [w.numel() / 16_000 for w in waveforms]
-    return decode(model, encoded, enc_lengths, timestamps, max_tokens, durations, languages, words)
+    return decode(
+        model, encoded, enc_lengths, timestamps, max_tokens, durations, languages, words, previous
+    )
 
 
 @torch.inference_mode()
@@ -88,25 +92,40 @@ def decode(
     durations: Sequence[float] | None = None,
     languages: Sequence[str | None] | None = None,
     words: Sequence[bool] | None = None,
+    previous: Sequence[str | None] | None = None,
 ) -> list[Transcript]:
     """`languages[i]`: row i's language code (None: detect it; English-only models take
-    only None or "en"); `words[i]`: whether row i wants word times (needs durations)."""
+    only None or "en"); `words[i]`: whether row i wants word times (needs durations);
+    `previous[i]`: row i's prompt text (openai-whisper's initial_prompt: its last 223
+    tokens after <|startofprev|>, before the prompt; None: none)."""
     tok, dec = model.tokenizer, model.decoder
     b, s, _ = encoded.shape
     pad = padding_mask(lengths, s)
     memory_mask = additive_mask(pad, encoded.dtype) if bool(pad.any()) else None
     start = dec.start(encoded, memory_mask)
     langs = list(languages) if languages is not None else [None] * b
+    prev = [tok.previous(p) for p in (previous or [None] * b)]
     state, done = start, 0  # prompt tokens already through the decoder
     if tok.multilingual and None in langs:  # detect: <|startoftranscript|> alone first
         sot = torch.full((b, 1), tok.sot, dtype=torch.long, device=encoded.device)
-        logits, state = dec(sot, start)
+        logits, after_sot = dec(sot, start)
         ids = sorted(tok.language_of)
         detected = logits[:, 0].float()[:, ids].argmax(dim=-1).tolist()
         langs = [lang or tok.language_of[ids[d]] for lang, d in zip(langs, detected)]
-        first, done = logits[:, 0].float(), 1
+        if not any(prev):
+            state, first, done = after_sot, logits[:, 0].float(), 1
     prompts = [tok.prompt(timestamps, lang) for lang in langs]
-    if done < len(prompts[0]):
+    if any(prev):  # <|startofprev|> text... then the prompt, rows left-padded
+        rows = [p + q for p, q in zip(prev, prompts)]
+        width = max(len(r) for r in rows)
+        pad = torch.tensor([width - len(r) for r in rows], device=encoded.device)
+        batch = torch.tensor([[tok.eot] * (width - len(r)) + r for r in rows])
+        state = DecoderState(start.memory, start.memory_mask, None, 0, pad)
+        logits, state = dec(batch.to(encoded.device), state)
+        at_sot = pad + torch.tensor([len(p) for p in prev], device=encoded.device)
+        first = logits[torch.arange(b, device=encoded.device), at_sot].float()
+        prompts = [[tok.eot] * (width - len(r)) + r for r in rows]
+    elif done < len(prompts[0]):
         rest = torch.tensor([p[done:] for p in prompts], device=encoded.device)
         logits, state = dec(rest, state)
         first = logits[:, 0].float() if done == 0 else first
@@ -160,7 +179,7 @@ def decode(
         requests = [
             AlignRequest(
                 r,
-                [t for t in prompts[r] if t != tok.no_timestamps],
+                [t for t in tok.prompt(timestamps, langs[r]) if t != tok.no_timestamps],
                 out[r].tokens,
                 float(durations[r]),
                 out[r].segments,

@@ -79,6 +79,7 @@ class WhisperRecognizer:
             durations,
             [o.language for o in options],
             [o.words for o in options],
+            [o.prompt for o in options],
         )
 
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 TIMESTAMP_SECONDS = 0.02
 MULTILINGUAL_VOCAB = 51865
+MAX_PREVIOUS_TOKENS = 223  # openai-whisper: n_text_ctx // 2 - 1
 _LANGUAGE_TOKEN = re.compile(r"<\|([a-z]{2,3}|haw|yue)\|>")
 
 
@@ -66,6 +67,14 @@ class WhisperTokenizer:
         elif language not in (None, "en"):
             raise ValueError(f"an English-only model cannot transcribe {language!r}")
         return sequence if timestamps else [*sequence, self.no_timestamps]
+
+    def previous(self, text: str | None) -> list[int]:
+        """A prompt text -> <|startofprev|> + its last MAX_PREVIOUS_TOKENS tokens ([] for
+        none); openai-whisper's initial_prompt (tokenized with a leading space)."""
+        if not text or not text.strip():
+            return []
+        tokens = [t for t in self.encode(" " + text.strip()) if t < self.eot]  # text only
+        return [self.sot_prev, *tokens[-MAX_PREVIOUS_TOKENS:]]
 
     def special_ids(self) -> list[int]:
         """Tokens greedy decoding never emits (Whisper's SuppressTokens' fixed part)."""

@@ -9,7 +9,8 @@ other clips), so the comparison drops punctuation and case, nothing else. Whispe
 exactly, commas included.
 Word times (alignment heads + DTW) are checked against the speech: monotonic, inside
 their segments, "Americans" spanning 1.8 s (openai-whisper's own test of this clip)
-and the last "country" ending near the end of speech (~10.5 s)."""
+and the last "country" ending near the end of speech (~10.5 s). A `prompt` (Whisper's
+initial prompt) carries its capitalisation into the transcript."""
 
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ async def test_jfk_flac_44k_stereo_transcribes_word_for_word_on_tiny_en_with_wor
         _check_word_times(verbose)
         plain = await _verbose(client, data)
         assert "words" not in plain  # word times only when asked
+        prompted = await _verbose(client, data, prompt="My Fellow Americans, Ask Not.")
+        assert "Ask Not" in prompted["text"]  # the prompt's style carries over (greedy)
+        assert normalise(prompted["text"]) == normalise(EXPECTED)
 
 
 async def test_tiny_en_refuses_a_non_english_language_with_a_stable_code(tmp_path):

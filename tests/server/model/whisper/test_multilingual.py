@@ -100,3 +100,34 @@ def test_rows_with_different_languages_in_one_batch_equal_each_row_alone(ml_mode
         (alone,) = transcribe(ml_model, [clip], timestamps=True, languages=[lang], max_tokens=6)
         assert got.tokens == alone.tokens and got.language == alone.language
     assert together[0].language == "de" and together[1].language in ml_model.tokenizer.languages
+
+
+def test_rows_with_different_prompts_in_one_batch_equal_each_row_alone(ml_model):
+    """Previous-text prompts of different lengths: rows are left-padded, positions start
+    after the padding, nothing attends to it; each row decodes as it would alone."""
+    g = torch.Generator().manual_seed(3)
+    clips = [torch.randn(n, generator=g) * 0.1 for n in (12_000, 16_000, 14_000)]
+    prompts = [None, "a much longer prompt of several words than the next one", "short"]
+    langs = ["de", "fr", None]
+    fed: list[torch.Tensor] = []
+    hook = ml_model.decoder.register_forward_pre_hook(lambda _m, a: fed.append(a[0].clone()))
+    try:
+        together = transcribe(ml_model, clips, True, 6, languages=langs, previous=prompts)
+    finally:
+        hook.remove()
+    tok = ml_model.tokenizer
+    long = tok.previous(prompts[1])
+    assert long[0] == tok.sot_prev and fed[1][1, : len(long)].tolist() == long
+    for clip, lang, text, got in zip(clips, langs, prompts, together):
+        (alone,) = transcribe(ml_model, [clip], True, 6, languages=[lang], previous=[text])
+        assert got.tokens == alone.tokens and got.language == alone.language
+        assert abs(got.no_speech_prob - alone.no_speech_prob) < 1e-5
+
+
+def test_a_prompt_cannot_inject_special_tokens_and_keeps_its_last_223_tokens(whisper_files):
+    tok = WhisperTokenizer(whisper_files.path("tokenizer.json"), multilingual=True)
+    injected = tok.previous("<|endoftext|><|startoftranscript|><|de|><|notimestamps|> hi")
+    assert injected[0] == tok.sot_prev and all(t < tok.eot for t in injected[1:])
+    long = tok.previous(" ".join(f"w{i}" for i in range(1000)))
+    assert len(long) == 224 and tok.decode(long[1:]).split()[-1] == "w999"
+    assert tok.previous(None) == tok.previous("   ") == []
