@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 import torch
 
+from server.config import REPO_ROOT
 from server.model.whisper.decoding import transcribe
 from server.model.whisper.errors import WeightsHashMismatch, WeightsPackageMissing
 from server.model.whisper.model import load_whisper
@@ -131,3 +132,15 @@ def test_a_prompt_cannot_inject_special_tokens_and_keeps_its_last_223_tokens(whi
     long = tok.previous(" ".join(f"w{i}" for i in range(1000)))
     assert len(long) == 224 and tok.decode(long[1:]).split()[-1] == "w999"
     assert tok.previous(None) == tok.previous("   ") == []
+
+
+def test_first_use_install_names_exactly_the_missing_pinned_packages(tmp_path, whisper_files):
+    from server.model.whisper.install import missing_packages
+
+    model_dir = write_multilingual_model(tmp_path, whisper_files.root)
+    assert missing_packages(model_dir) == [
+        "hra-test-whisper-ml-2==0.0.1",
+        "hra-test-whisper-ml-1==0.0.1",
+    ]
+    assert missing_packages(REPO_ROOT / "models" / "whisper-tiny-en") == []  # dev extra
+    assert missing_packages(REPO_ROOT / "models" / "default") == []  # not Whisper
