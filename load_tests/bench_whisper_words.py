@@ -5,7 +5,8 @@
 For each installed Whisper model directory (tiny.en; base when its extra is installed),
 times `transcribe` (encoder + greedy decode, timestamps on, as the server runs it) with
 words off and on, interleaved, and reports medians; the difference is the alignment
-(one decoder pass over the text + DTW). Single thread. Writes
+(one decoder pass over the text + DTW), also timed alone around
+decoding.align_words (less noisy on a shared machine). Single thread. Writes
 load_tests/results/whisper-words.json.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from server.audio import read_audio
 from server.config import REPO_ROOT, Settings
+from server.model.whisper import decoding
 from server.model.whisper.decoding import transcribe
 from server.model.whisper.model import load_whisper
 from server.model.whisper.weights import WeightsManifest
@@ -38,6 +40,20 @@ def installed(model_dir: Path) -> bool:
     return all(importlib.util.find_spec(module) for _, _, module in manifest.packages)
 
 
+def _timed_alignment(spent: list[float]):
+    """decoding.align_words, each call's seconds appended to `spent`."""
+    inner = decoding.align_words
+
+    def timed(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - began)
+
+    return timed
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,6 +64,8 @@ def main() -> None:
     clip = read_audio(JFK.read_bytes(), Settings().audio).at_model_rate()
     clips = [clip] * args.batch
     rows = []
+    spent: list[float] = []
+    decoding.align_words = _timed_alignment(spent)
     for model_dir in MODEL_DIRS:
         if not installed(model_dir):
             logger.info("%s: weights not installed, skipped", model_dir.name)
@@ -55,6 +73,7 @@ def main() -> None:
         model = load_whisper(model_dir)
         transcribe(model, clips[:1], timestamps=True)  # warm-up
         times: dict[bool, list[float]] = {False: [], True: []}
+        spent.clear()
         for r in range(args.repeats):
             for words in (False, True):
                 began = time.perf_counter()
@@ -72,13 +91,15 @@ def main() -> None:
                 "median_s_with_words": round(timed, 3),
                 "overhead_s": round(timed - plain, 3),
                 "overhead_ratio": round(timed / plain, 3),
+                "median_s_alignment_alone": round(statistics.median(spent), 3),
             }
         )
-    print(f"{'model':<18} {'B':>2} {'no words s':>10} {'words s':>8} {'overhead':>9}")
+    print(f"{'model':<18} {'B':>2} {'no words s':>10} {'words s':>8} {'ratio':>6} {'align s':>8}")
     for row in rows:
         print(
             f"{row['model']:<18} {row['batch']:>2} {row['median_s_without_words']:>10.3f} "
-            f"{row['median_s_with_words']:>8.3f} {row['overhead_ratio']:>8.2f}x"
+            f"{row['median_s_with_words']:>8.3f} {row['overhead_ratio']:>5.2f}x "
+            f"{row['median_s_alignment_alone']:>8.3f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"clip": "tests/data/jfk.flac", "rows": rows}, indent=2) + "\n")
