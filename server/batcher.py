@@ -26,7 +26,7 @@ from server.audio import Audio
 from server.config import BatchSettings
 from server.engine import Engine, EngineInput, Outcome
 from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
-from server.model.decoding import Decoded
+from server.model.decoding import Decoded, DecodeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Work:
     deadline: float  # time.monotonic() by which the result must be ready
     request_id: str = "-"
     tenant: str | None = None  # whose queue share it counts against; None: not counted
+    options: DecodeOptions = DecodeOptions()  # language, word times
 
     @property
     def head_key(self) -> tuple[str, int] | None:
@@ -223,7 +224,8 @@ class Batcher:
 
     async def _execute(self, batch: list[_Pending]) -> None:
         inputs = [
-            EngineInput(p.work.audio, p.work.head, p.work.request_id, p.work.tenant) for p in batch
+            EngineInput(p.work.audio, p.work.head, p.work.request_id, p.work.tenant, p.work.options)
+            for p in batch
         ]
         started = time.monotonic()
         for p in batch:

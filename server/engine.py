@@ -36,7 +36,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.errors import InferenceFailed, ServingError, StoreError
 from server.length_buckets import plan_buckets
-from server.model.decoding import Decoded
+from server.model.decoding import Decoded, DecodeOptions
 from server.model.features import SAMPLE_RATE
 from server.model.hra import HRAModel
 from server.model.recognizer import CtcRecognizer, Deferred, Recognizer
@@ -54,6 +54,7 @@ class EngineInput:
     head: HeadRecord | None  # None: backbone only (task "base")
     request_id: str = "-"  # for the logs, when this item fails
     tenant: str | None = None  # whose turn its vocabulary decode takes (round robin)
+    options: DecodeOptions = DecodeOptions()  # language, word times
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ class _Run:
         heads = [self.batch[i].head for i in members]
         head_batch = self.engine.slots.head_batch(heads, self.engine.kernel)
         feats = [self.features[i] for i in members]
-        return self.engine.recognizer.forward(feats, head_batch, self.engine.device)
+        options = [self.batch[i].options for i in members]
+        return self.engine.recognizer.forward(feats, head_batch, self.engine.device, options)
 
 
 def _decode_deferred(deferred: Deferred, item: EngineInput) -> Outcome:

@@ -68,6 +68,12 @@ class InvalidRequest(ServingError):
     code = "invalid_request"
 
 
+class UnsupportedLanguage(InvalidRequest):
+    """A `language` the served model has no token for (or an English-only model)."""
+
+    code = "unsupported_language"
+
+
 class Overloaded(ServingError):
     code = "overloaded"
 
@@ -124,5 +130,6 @@ __all__ = [
     "TooManyChannels",
     "TooManySamples",
     "UnsupportedSampleRate",
+    "UnsupportedLanguage",
     "VocabularyTooCostly",
 ]

@@ -33,11 +33,11 @@ from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
-from server.errors import HeadRejected, InvalidRequest
+from server.errors import HeadRejected, InvalidRequest, UnsupportedLanguage
 from server.log_safety import printable
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec
-from server.model.decoding import SegmentTiming, WordTiming
+from server.model.decoding import DecodeOptions, SegmentTiming, WordTiming
 from server.model.loading import load_recognizer
 from server.seeding import hint_if_empty, seed_state_dir
 from server.slot_pool import DeviceSlotPool
@@ -59,6 +59,28 @@ class Transcription:
     segments: list[SegmentTiming] = field(default_factory=list)  # the model's own (Whisper)
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    language: str | None = None  # the language decoded, where the model says (Whisper)
+
+
+MAX_PROMPT_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt anyway
+LANGUAGE_ALIASES = {"english": "en"}  # what the API accepted before languages existed
+
+
+def check_language(language: str | None, known: tuple[str, ...]) -> str | None:
+    """A request's `language` -> a code the model knows (None, "": the model decides).
+    Bounded: at most 32 characters are looked at, and only echoed printable."""
+    if language is None or language == "":
+        return None
+    code = LANGUAGE_ALIASES.get(language.lower(), language.lower()) if len(language) < 16 else ""
+    if code in known:
+        return code
+    shown = printable(language[:32])
+    if known == ("en",):
+        raise UnsupportedLanguage(f"language {shown!r} is not supported; this model is English")
+    raise UnsupportedLanguage(
+        f"language {shown!r} is not supported; use an ISO 639-1 code this model knows "
+        f"({', '.join(known[:8])}, ... {len(known)} in all)"
+    )
 
 
 class AsrService:
@@ -79,6 +101,7 @@ class AsrService:
         device = pick_device(settings.device)
         recognizer, fp = load_recognizer(settings, device)
         self.vocabularies = recognizer.vocabularies
+        self.languages = tuple(recognizer.languages)
         self.spec = head_spec(recognizer.model, fp, settings.heads.max_ranks)
         self.store = make_store(settings)
         self.cache = HostHeadCache(
@@ -160,16 +183,28 @@ class AsrService:
         return head
 
     async def transcribe(
-        self, audio: bytes, task_id: str, caller: Principal = OPEN
+        self,
+        audio: bytes,
+        task_id: str,
+        caller: Principal = OPEN,
+        language: str | None = None,
+        words: bool = False,
+        prompt: str | None = None,
     ) -> Transcription:
+        """`language`: a code the model knows (None: the model decides); `words`: word
+        times wanted (CTC models give them always; Whisper aligns only on request);
+        `prompt`: text the audio continues (Whisper; CTC models ignore it)."""
         began = time.monotonic()
         request_id = uuid.uuid4().hex[:16]
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+        options = DecodeOptions(check_language(language, self.languages), words, prompt)
         head = await self.resolve_head(task_id, caller)
         decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
         self.admission.check(decoded, head)
         deadline = began + self.settings.batch.request_timeout_s
         result = await self.batcher.submit(
-            Work(decoded, head, deadline, request_id, _acting(caller))
+            Work(decoded, head, deadline, request_id, _acting(caller), options)
         )
         seconds = decoded.seconds
         self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
@@ -185,6 +220,7 @@ class AsrService:
             segments=result.decoded.segments,
             avg_logprob=result.decoded.avg_logprob,
             no_speech_prob=result.decoded.no_speech_prob,
+            language=result.decoded.language,
         )
 
     async def register_head(

@@ -1,7 +1,8 @@
 """OpenAI transcription response formats.
 
 Where the model gives its own segments (Whisper's timestamp tokens) they are used as
-they are, with no word times. Otherwise (CTC) segments split where the pause between
+they are, and its word times where it computed them (asked for with
+timestamp_granularities[]=word). Otherwise (CTC) segments split where the pause between
 two words exceeds SEGMENT_GAP_S; word times are the frames on which a word's first
 and last characters fired.
 """
@@ -65,7 +66,7 @@ def _word_groups(t: Transcription) -> list[list[Word]]:
 def verbose_json(t: Transcription, with_words: bool) -> dict:
     body = {
         "task": "transcribe",
-        "language": "english",
+        "language": language_name(t.language),
         "duration": round(t.duration_s, 3),
         "text": t.text,
         "segments": [
@@ -89,6 +90,11 @@ def verbose_json(t: Transcription, with_words: bool) -> dict:
     if with_words:
         body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in words(t)]
     return body
+
+
+def language_name(code: str | None) -> str:
+    """OpenAI names English "english"; other languages are given as their code."""
+    return "english" if code in (None, "en") else code
 
 
 def _stamp(seconds: float, separator: str) -> str:

@@ -24,6 +24,15 @@ class SegmentTiming:
 
 
 @dataclass(frozen=True)
+class DecodeOptions:
+    """What one request asks of decoding, beyond its head (validated by the service)."""
+
+    language: str | None = None  # a language code the model knows; None: the model decides
+    words: bool = False  # word times wanted (models that compute them only on request)
+    prompt: str | None = None  # text the audio continues (Whisper's initial prompt)
+
+
+@dataclass(frozen=True)
 class Decoded:
     text: str
     words: list[WordTiming]  # empty where the model gives no honest word times (Whisper)
@@ -31,6 +40,7 @@ class Decoded:
     segments: list[SegmentTiming] = field(default_factory=list)  # the model's own, if any
     avg_logprob: float | None = None  # mean log-probability of the emitted tokens (Whisper)
     no_speech_prob: float | None = None  # probability the clip holds no speech (Whisper)
+    language: str | None = None  # the language decoded (multilingual Whisper)
 
 
 def greedy_decode(

@@ -21,7 +21,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 from server.model.adapters import HeadBatch
-from server.model.decoding import Decoded
+from server.model.decoding import Decoded, DecodeOptions
 from server.model.hra import HRAModel
 from server.model.inference import decode_one, decode_within, forward_padded, log_probs_of
 
@@ -35,6 +35,7 @@ class Recognizer(Protocol):
     min_samples: int  # shortest clip at SAMPLE_RATE the front end can featurize
     max_seconds: float | None  # longest clip one pass takes (None: no bound of its own)
     vocabularies: bool  # whether a head's vocabulary constrains decoding
+    languages: tuple[str, ...]  # language codes a request may name (DecodeOptions.language)
 
     def forward_overhead_frames(self, device: torch.device) -> int:
         """Default cost of one more fused pass in feature frames (length buckets)."""
@@ -44,8 +45,15 @@ class Recognizer(Protocol):
         """One clip -> features [T_in, F] on `device`."""
         ...
 
-    def forward(self, feats: list[torch.Tensor], heads: HeadBatch, device: torch.device) -> Any:
-        """One fused pass over utterances with per-utterance heads: an opaque batch output.
+    def forward(
+        self,
+        feats: list[torch.Tensor],
+        heads: HeadBatch,
+        device: torch.device,
+        options: list[DecodeOptions] | None = None,
+    ) -> Any:
+        """One fused pass over utterances with per-utterance heads (and each one's decode
+        options; None: defaults): an opaque batch output.
         Whatever can fail for the batch as a whole fails here (the engine bisects it)."""
         ...
 
@@ -59,6 +67,7 @@ class CtcRecognizer:
 
     vocabularies = True
     max_seconds = None
+    languages = ("en",)
 
     def __init__(self, model: HRAModel) -> None:
         self.model = model.eval()
@@ -74,7 +83,11 @@ class CtcRecognizer:
         return self.model.backbone.featurize(audio.at_model_rate().to(device))
 
     def forward(
-        self, feats: list[torch.Tensor], heads: HeadBatch, device: torch.device
+        self,
+        feats: list[torch.Tensor],
+        heads: HeadBatch,
+        device: torch.device,
+        options: list[DecodeOptions] | None = None,  # English only; words always come
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return forward_padded(self.model, feats, heads, device)
 

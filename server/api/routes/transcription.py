@@ -56,8 +56,10 @@ async def transcribe(
     service: Service,
     caller: Caller,
     task_id: Annotated[str | None, Query(max_length=128)] = None,
+    language: Annotated[str | None, Query(max_length=32)] = None,
 ) -> TranscribeResponse:
-    """Audio as a multipart `file` or as the raw body; `task_id` omitted means `base`."""
+    """Audio as a multipart `file` or as the raw body; `task_id` omitted means `base`;
+    `language` (a code, e.g. `de`) for multilingual models, else the model detects it."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -73,7 +75,7 @@ async def transcribe(
             f"content type {content_type!r} is not audio; send audio/* "
             "or multipart/form-data with a 'file' part"
         )
-    result = await service.transcribe(audio, str(task_id or BASE_TASK), caller)
+    result = await service.transcribe(audio, str(task_id or BASE_TASK), caller, language)
     return TranscribeResponse(
         task_id=result.task_id,
         head_version=result.head_version,
@@ -98,18 +100,18 @@ async def openai_transcriptions(
     ] = None,
     stream: Annotated[bool, Form()] = False,
 ):
-    """OpenAI-compatible: `model` is the task id. Decoding is greedy CTC, so
-    `temperature` and `prompt` are accepted and have no effect."""
+    """OpenAI-compatible: `model` is the task id; `language` a code the model knows
+    (unknown: 400 `unsupported_language`); `prompt` conditions Whisper (CTC models
+    ignore it). Decoding is greedy: `temperature` is accepted and has no effect."""
     if response_format not in formats.FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(formats.FORMATS)}")
-    if language not in (None, "", "en", "english"):
-        raise InvalidRequest(f"language {language!r} is not supported; this model is English")
     if stream:
         raise InvalidRequest("stream=true is not supported")
     granularities = set(timestamp_granularities or ["segment"])
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
-    result = await service.transcribe(await file.read(), model, caller)
+    words = response_format == "verbose_json" and "word" in granularities
+    result = await service.transcribe(await file.read(), model, caller, language, words, prompt)
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":

@@ -13,7 +13,7 @@ from torch import nn
 from server.config import Settings
 from server.model.whisper.decoder import WhisperDecoder
 from server.model.whisper.encoder import WhisperEncoder, Window
-from server.model.whisper.tokenizer import WhisperTokenizer
+from server.model.whisper.tokenizer import MULTILINGUAL_VOCAB, WhisperTokenizer
 from server.model.whisper.weights import (
     DEFAULT_CACHE_DIR,
     TINY_EN_DIR,
@@ -29,11 +29,13 @@ logger = logging.getLogger(__name__)
 class WhisperConfig:
     suppress_ids: tuple[int, ...]  # never emitted (non-speech symbols)
     suppress_ids_begin: tuple[int, ...]  # not as the first token (blank, end of text)
+    alignment_heads: tuple[tuple[int, int], ...] = ()  # (decoder layer, head): word times
 
     @classmethod
     def load(cls, path: Path) -> WhisperConfig:
         raw = json.loads(path.read_text())
-        return cls(tuple(raw["suppress_ids"]), tuple(raw["suppress_ids_begin"]))
+        heads = tuple((int(layer), int(head)) for layer, head in raw.get("alignment_heads", []))
+        return cls(tuple(raw["suppress_ids"]), tuple(raw["suppress_ids_begin"]), heads)
 
 
 class WhisperModel(nn.Module):
@@ -80,7 +82,8 @@ def load_whisper(
     """The model a directory's manifest pins: hashes checked, conversion cached."""
     files = locate(WeightsManifest.load(model_dir))
     tensors = load_tensors(files, cache_dir)
-    tokenizer = WhisperTokenizer(files.path("tokenizer.json"))
+    vocab = tensors["decoder/embeddings/weight"].shape[0]
+    tokenizer = WhisperTokenizer(files.path("tokenizer.json"), vocab >= MULTILINGUAL_VOCAB)
     model = WhisperModel(
         tensors, tokenizer, WhisperConfig.load(files.path("config.json")), window, dtype
     )

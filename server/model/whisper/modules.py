@@ -11,6 +11,8 @@ Masks are additive (-inf where a key must not be seen) and broadcast per head.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,9 +97,20 @@ class CrossAttention(nn.Module):
         k, v = self.kv(encoded).chunk(2, dim=-1)
         return split_heads(k, self.heads), split_heads(v, self.heads)
 
-    def forward(self, x: torch.Tensor, memory, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, memory, mask: torch.Tensor | None, keep: list | None = None
+    ) -> torch.Tensor:
+        """`keep`, a list: the attention weights [B, H, Tq, S] are appended to it (the
+        explicit softmax; word alignment reads them), else the fused kernel runs."""
         q = split_heads(self.query(self.norm(x)), self.heads)
-        return self.out(merge_heads(attend(q, memory[0], memory[1], mask)))
+        if keep is None:
+            return self.out(merge_heads(attend(q, memory[0], memory[1], mask)))
+        scores = (q @ memory[0].transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores + mask
+        weights = torch.softmax(scores.float(), dim=-1)
+        keep.append(weights)
+        return self.out(merge_heads(weights.to(q.dtype) @ memory[1]))
 
 
 class MLP(nn.Module):
@@ -131,8 +144,8 @@ class DecoderLayer(nn.Module):
         self.cross = CrossAttention(w, f"{prefix}/attention", heads, dtype)
         self.mlp = MLP(w, f"{prefix}/ffn", dtype)
 
-    def forward(self, x, self_mask, cache, memory, memory_mask):
+    def forward(self, x, self_mask, cache, memory, memory_mask, keep: list | None = None):
         a, cache = self.attn(x, self_mask, cache)
         x = x + a
-        x = x + self.cross(x, memory, memory_mask)
+        x = x + self.cross(x, memory, memory_mask, keep)
         return x + self.mlp(x), cache

@@ -8,8 +8,12 @@ Length buckets: one bucket per batch (the default "pad" window makes every row W
 30 s window anyway; with "cut" the rows are masked, and a row's states do not depend on
 its batch either way).
 
-Timing: Whisper's timestamp tokens give honest segment times (start, end, text); there
-are no word times (that needs cross-attention alignment), so Decoded.words stays empty.
+Timing: Whisper's timestamp tokens give honest segment times (start, end, text); word
+times come from the alignment heads' cross-attention + DTW (alignment.py), computed only
+for the rows whose request asks for them (one extra decoder pass over those rows).
+
+Languages: a multilingual model takes each row's language (or detects it); an
+English-only model takes "en" only (the service refuses others before queueing).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.length_buckets import NEVER_SPLIT
 from server.model.adapters import HeadBatch
-from server.model.decoding import Decoded, SegmentTiming
+from server.model.decoding import Decoded, DecodeOptions, SegmentTiming, WordTiming
 from server.model.hra import HRAModel
 from server.model.whisper import frontend
 from server.model.whisper.decoding import Transcript, decode
@@ -46,6 +50,7 @@ class WhisperRecognizer:
         self.timestamps = timestamps
         self.frame_seconds = whisper.encoder.frame_seconds
         self.min_samples = whisper.encoder.min_samples
+        self.languages = tuple(whisper.tokenizer.languages)
 
     def forward_overhead_frames(self, device: torch.device) -> int:
         return NEVER_SPLIT  # one bucket per batch (module docstring)
@@ -54,14 +59,27 @@ class WhisperRecognizer:
         return self.whisper.encoder.featurize(audio.at_model_rate().to(device))
 
     def forward(
-        self, feats: list[torch.Tensor], heads: HeadBatch, device: torch.device
+        self,
+        feats: list[torch.Tensor],
+        heads: HeadBatch,
+        device: torch.device,
+        options: list[DecodeOptions] | None = None,
     ) -> list[Transcript]:
+        options = options or [DecodeOptions()] * len(feats)
         lengths = torch.tensor([f.shape[0] for f in feats], device=device)
         inputs = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
         encoded, enc_lengths = self.model(inputs, lengths, heads)
         durations = [f.shape[0] * frontend.HOP / frontend.SAMPLE_RATE for f in feats]
         return decode(
-            self.whisper, encoded, enc_lengths, self.timestamps, self.max_tokens, durations
+            self.whisper,
+            encoded,
+            enc_lengths,
+            self.timestamps,
+            self.max_tokens,
+            durations,
+            [o.language for o in options],
+            [o.words for o in options],
+            [o.prompt for o in options],
         )
 
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
@@ -71,9 +89,10 @@ class WhisperRecognizer:
         ]
         return Decoded(
             text=t.text,
-            words=[],
+            words=[WordTiming(w.word, w.start, w.end) for w in t.words],
             num_frames=len(t.tokens),
             segments=segments,
             avg_logprob=t.avg_logprob if math.isfinite(t.avg_logprob) else None,
             no_speech_prob=t.no_speech_prob,
+            language=t.language,
         )

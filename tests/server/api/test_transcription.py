@@ -102,7 +102,7 @@ async def test_openai_fields_are_accepted_or_refused_with_a_code(client, fsdd_te
     clip = fsdd_bytes(fsdd_test[0])
     for data, code in [
         ({"response_format": "xml"}, "invalid_request"),
-        ({"language": "fr"}, "invalid_request"),
+        ({"language": "fr"}, "unsupported_language"),
         ({"stream": "true"}, "invalid_request"),
     ]:
         r = await client.post(

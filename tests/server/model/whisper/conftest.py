@@ -1,8 +1,8 @@
 """Shared Whisper fixtures: verified package files, the loaded model, real English audio.
 
-The JFK clip is not shipped by any PyPI package as installed data (only inside the
-whispercpp 0.0.17 source archive), so the audio here is espeak-ng English sentences
-spoken at test time and FSDD recordings from shared/ (skipped where absent).
+Audio here: espeak-ng English sentences spoken at test time and FSDD recordings from
+shared/ (skipped where absent); the JFK clip (tests/data/jfk.flac) is used over HTTP in
+tests/server/whisper_serving/test_jfk.py.
 """
 
 from __future__ import annotations
