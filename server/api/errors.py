@@ -40,6 +40,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.DeadlineExceeded, 504),
     (e.BatchFailed, 500),
     (e.InferenceFailed, 500),
+    (e.ClientGone, 499),
 ]
 
 # The error `type` (OpenAI's coarse class) per status; anything else 5xx is a server error.
@@ -50,6 +51,7 @@ KIND = {
     405: "invalid_request",
     408: "timeout",
     413: "too_large",
+    499: "client_closed_request",
     422: "invalid_request",
     429: "quota_exceeded",
     503: "unavailable",

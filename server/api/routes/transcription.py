@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from server.api import formats
+from server.api import formats, sse
 from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
 from server.service import BASE_TASK
@@ -73,7 +73,8 @@ async def transcribe(
             f"content type {content_type!r} is not audio; send audio/* "
             "or multipart/form-data with a 'file' part"
         )
-    result = await service.transcribe(audio, str(task_id or BASE_TASK), caller)
+    task = str(task_id or BASE_TASK)
+    result = await service.transcribe(audio, task, caller, gone=request.is_disconnected)
     return TranscribeResponse(
         task_id=result.task_id,
         head_version=result.head_version,
@@ -85,6 +86,7 @@ async def transcribe(
 
 @router.post("/v1/audio/transcriptions")
 async def openai_transcriptions(
+    request: Request,
     service: Service,
     caller: Caller,
     file: Annotated[UploadFile, File()],
@@ -99,17 +101,22 @@ async def openai_transcriptions(
     stream: Annotated[bool, Form()] = False,
 ):
     """OpenAI-compatible: `model` is the task id. Decoding is greedy CTC, so
-    `temperature` and `prompt` are accepted and have no effect."""
+    `temperature` and `prompt` are accepted and have no effect. `stream=true` answers
+    server-sent events (server/api/sse.py), with response_format json or text."""
     if response_format not in formats.FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(formats.FORMATS)}")
     if language not in (None, "", "en", "english"):
         raise InvalidRequest(f"language {language!r} is not supported; this model is English")
-    if stream:
-        raise InvalidRequest("stream=true is not supported")
+    if stream and response_format not in ("json", "text"):
+        raise InvalidRequest("stream=true takes response_format json or text")
     granularities = set(timestamp_granularities or ["segment"])
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
-    result = await service.transcribe(await file.read(), model, caller)
+    audio = await file.read()
+    if stream:
+        run = await service.open_transcription(audio, model, caller)
+        return sse.streaming_response(run, service.finish)
+    result = await service.transcribe(audio, model, caller, gone=request.is_disconnected)
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":
