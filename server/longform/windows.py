@@ -2,9 +2,11 @@
 
 1. Energy per 10 ms hop over the whole file, computed in blocks (one float per hop: 2 h
    is 720,000 floats, whatever the rate). A hop is speech when it is `speech_db` above the
-   file's noise floor (its 10th-percentile hop, at least -80 dBFS).
-2. Every run of non-speech hops at least `min_pause_s` long is a cut, at its centre: the
-   file's cores [c_i, c_i+1) tile it exactly. Cores holding no speech hop are skipped
+   file's noise floor (its 10th-percentile hop, at least -80 dBFS), or within 2 x
+   `speech_db` of its loudest hop, for speech with no pause at all.
+2. Every run of non-speech hops at least `min_pause_s` long is a cut, at its centre (a
+   long run: two cuts, `min_pause_s / 2` inside each end): the file's cores [c_i, c_i+1)
+   tile it exactly. Cores holding no speech hop are skipped
    (silence costs nothing). Consecutive cores are joined while the join fits in
    `join_s` (0: every stretch between pauses is its own window, what a model trained on
    short utterances needs; a model that uses context may take more).
@@ -71,7 +73,12 @@ class WindowPlan:
         hop = max(1, int(HOP_S * rate))
         speech = speech_hops(samples, hop, self.speech_db)
         pauses = pause_runs(speech, max(1, round(self.min_pause_s / HOP_S)))
-        cuts = [0, *((a + b) // 2 * hop for a, b in pauses), n]
+        half = max(1, round(self.min_pause_s / HOP_S)) // 2
+        cuts = [0]
+        for a, b in pauses:  # a long pause: cut at both ends, the silence between is skipped
+            cuts += [a + half, b - half] if b - a >= 4 * half else [(a + b) // 2]
+        cuts = [c * hop for c in cuts[1:]]
+        cuts = [0, *cuts, n]
         cuts = [c for i, c in enumerate(cuts) if i == 0 or c > cuts[i - 1]]
         core_max = int((self.window_s - 2 * self.margin_s) * rate)
         join = min(int(self.join_s * rate), core_max)
@@ -79,7 +86,7 @@ class WindowPlan:
         for left, right in zip(cuts, cuts[1:]):
             if not speech[left // hop : max(left // hop + 1, -(-right // hop))].any():
                 continue  # silence only
-            if cores and cores[-1][0] + join >= right and cores[-1][1] == left:
+            if cores and cores[-1][0] + join >= right:
                 cores[-1] = (cores[-1][0], right)  # join with the previous stretch
             else:
                 cores.append((left, right))
@@ -90,9 +97,10 @@ class WindowPlan:
             for a, b, forced_a, forced_b in self._split(samples, left, right, core_max, rate):
                 # at a pause: only the speech (the model normalises features per clip, and
                 # silence it was not trained with shifts them); at a forced cut: overlap
-                heard = np.flatnonzero(speech[a // hop : -(-b // hop)])
-                lo = a - margin if forced_a else a + int(heard[0]) * hop - pad if len(heard) else a
-                hi = b + margin if forced_b else a + (int(heard[-1]) + 1) * hop + pad
+                heard = a // hop + np.flatnonzero(speech[a // hop : -(-b // hop)])
+                first, last = (heard[0], heard[-1] + 1) if len(heard) else (a // hop, -(-b // hop))
+                lo = a - margin if forced_a else int(first) * hop - pad
+                hi = b + margin if forced_b else int(last) * hop + pad
                 start, end = _widen(max(0, lo, a - margin), min(n, hi, b + margin), n, rate)
                 windows.append(Window(len(windows), start, end, a, b))
         return windows
@@ -135,7 +143,8 @@ def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> np.ndarray
             energy[k + whole] = float(np.dot(tail, tail)) / tail.shape[0]
     db = 10 * np.log10(energy.astype(np.float64) + 1e-12)
     floor = max(float(np.percentile(db, 10)), -80.0)
-    return db > floor + speech_db
+    loud = float(db.max())
+    return db > min(floor + speech_db, loud - 2 * speech_db)  # all speech: no floor to see
 
 
 def pause_runs(speech: np.ndarray, min_hops: int) -> list[tuple[int, int]]:
