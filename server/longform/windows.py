@@ -12,13 +12,12 @@
    short utterances needs; a model that uses context may take more).
 3. A core longer than `window_s - 2 margin_s` is cut again at the quietest 25 ms frame in
    the last `search_s` of the room it has (a forced cut, in speech if it must).
-4. The window the model sees is, at a pause, its speech and SPEECH_PAD_S of silence
-   around it (the models normalise features per clip: silence they were not trained with
-   shifts them; measured, README), and at a forced cut `margin_s` of overlap: a word cut
-   by a forced cut is
-   whole in at least one window when it reaches less than `margin_s` past the cut;
-   stitching keeps each word once (stitch.py). Windows shorter than MIN_WINDOW_S are
-   widened to it.
+4. The window the model sees is, at a pause, its speech from the first to the last sample
+   above the noise floor (the models normalise features per clip: silence they were not
+   trained with shifts them; measured, README); at a forced cut, `margin_s` of overlap:
+   a word cut by a forced cut is whole in at least one window when it reaches less than
+   `margin_s` past the cut; stitching keeps each word once (stitch.py). Windows shorter
+   than MIN_WINDOW_S are widened to it.
 Every window is at most `window_s` long.
 """
 
@@ -32,8 +31,7 @@ import torch
 FRAME_S = 0.025  # energy frame for a forced cut
 HOP_S = 0.010
 BLOCK = 1 << 20  # samples per block of the energy pass
-MIN_WINDOW_S = 0.5
-SPEECH_PAD_S = 0.0  # kept around the speech of a window bounded by pauses
+MIN_WINDOW_S = 0.1  # above every backbone's shortest clip (admission: audio_too_short)
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ class WindowPlan:
         """samples [N] mono -> windows in order (none for a file that is all silence)."""
         n = int(samples.shape[0])
         hop = max(1, int(HOP_S * rate))
-        speech = speech_hops(samples, hop, self.speech_db)
+        speech, floor = speech_hops(samples, hop, self.speech_db)
         pauses = pause_runs(speech, max(1, round(self.min_pause_s / HOP_S)))
         half = max(1, round(self.min_pause_s / HOP_S)) // 2
         cuts = [0]
@@ -91,7 +89,6 @@ class WindowPlan:
             else:
                 cores.append((left, right))
         margin = int(self.margin_s * rate)
-        pad = int(SPEECH_PAD_S * rate)
         windows: list[Window] = []
         for left, right in cores:
             for a, b, forced_a, forced_b in self._split(samples, left, right, core_max, rate):
@@ -99,8 +96,8 @@ class WindowPlan:
                 # silence it was not trained with shifts them); at a forced cut: overlap
                 heard = a // hop + np.flatnonzero(speech[a // hop : -(-b // hop)])
                 first, last = (heard[0], heard[-1] + 1) if len(heard) else (a // hop, -(-b // hop))
-                lo = a - margin if forced_a else int(first) * hop - pad
-                hi = b + margin if forced_b else int(last) * hop + pad
+                lo = a - margin if forced_a else _onset(samples, int(first) * hop, hop, floor)
+                hi = b + margin if forced_b else _offset(samples, int(last) * hop, hop, floor)
                 start, end = _widen(max(0, lo, a - margin), min(n, hi, b + margin), n, rate)
                 windows.append(Window(len(windows), start, end, a, b))
         return windows
@@ -117,6 +114,21 @@ class WindowPlan:
         yield a, right, forced, False
 
 
+def _onset(samples: torch.Tensor, at: int, hop: int, floor: float) -> int:
+    """The first sample above the floor within a hop of `at` (a speech hop's start): the
+    window starts where the sound does, to the sample (the models hear a clip's edges)."""
+    lo = max(0, at - hop)
+    above = np.flatnonzero(np.abs(samples[lo : at + hop].numpy()) > floor)
+    return lo + int(above[0]) if len(above) else at
+
+
+def _offset(samples: torch.Tensor, at: int, hop: int, floor: float) -> int:
+    """One past the last sample above the floor within a hop of `at` (a speech run's end)."""
+    lo = max(0, at - hop)
+    above = np.flatnonzero(np.abs(samples[lo : at + hop].numpy()) > floor)
+    return lo + int(above[-1]) + 1 if len(above) else at
+
+
 def _widen(start: int, end: int, n: int, rate: int) -> tuple[int, int]:
     short = int(MIN_WINDOW_S * rate) - (end - start)
     if short <= 0:
@@ -125,8 +137,9 @@ def _widen(start: int, end: int, n: int, rate: int) -> tuple[int, int]:
     return start, min(n, max(end, start + int(MIN_WINDOW_S * rate)))
 
 
-def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> np.ndarray:
-    """[ceil(N / hop)] bool: hops `speech_db` above the noise floor (blockwise, O(N))."""
+def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> tuple[np.ndarray, float]:
+    """[ceil(N / hop)] bool: hops `speech_db` above the noise floor (blockwise, O(N)), and
+    the amplitude a sample of the floor stays under (2 x its RMS)."""
     n = int(samples.shape[0])
     hops = -(-n // hop)
     energy = np.empty(hops, np.float32)
@@ -142,9 +155,11 @@ def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> np.ndarray
             tail = block[whole * hop :]
             energy[k + whole] = float(np.dot(tail, tail)) / tail.shape[0]
     db = 10 * np.log10(energy.astype(np.float64) + 1e-12)
-    floor = max(float(np.percentile(db, 10)), -80.0)
+    quiet = float(np.percentile(db, 10))
+    floor = max(quiet, -80.0)
     loud = float(db.max())
-    return db > min(floor + speech_db, loud - 2 * speech_db)  # all speech: no floor to see
+    speech = db > min(floor + speech_db, loud - 2 * speech_db)  # all speech: no floor to see
+    return speech, 2 * 10 ** (quiet / 20)  # and a sample above the floor's amplitude
 
 
 def pause_runs(speech: np.ndarray, min_hops: int) -> list[tuple[int, int]]:

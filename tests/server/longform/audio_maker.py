@@ -20,12 +20,16 @@ class Piece:
 
 
 def long_fsdd(
-    root: Path, seconds: float, seed: int = 0, gaps: tuple[float, float] = (0.3, 1.2)
+    root: Path,
+    seconds: float,
+    seed: int = 0,
+    gaps: tuple[float, float] = (0.3, 1.2),
+    speaker: str = "*",
 ) -> tuple[np.ndarray, list[Piece]]:
-    """Takes in a seeded random order, each followed by a random gap of silence (a little
-    noise, as real recordings have), until `seconds` are filled."""
+    """One speaker's takes (or everyone's) in a seeded random order, each followed by a
+    random pause of silence, until `seconds` are filled."""
     rng = np.random.default_rng(seed)
-    files = sorted(root.glob("*.wav"))
+    files = sorted(root.glob(f"*_{speaker}_*.wav"))
     out: list[np.ndarray] = []
     pieces: list[Piece] = []
     n = 0
@@ -34,7 +38,6 @@ def long_fsdd(
         take, rate = sf.read(path, dtype="float32")
         assert rate == RATE
         gap = np.zeros(int(rng.uniform(*gaps) * RATE), np.float32)
-        gap += rng.normal(0, 1e-3, gap.shape[0]).astype(np.float32)
         pieces.append(Piece(path, n, n + take.shape[0]))
         out += [take, gap]
         n += take.shape[0] + gap.shape[0]
