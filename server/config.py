@@ -132,7 +132,7 @@ class LongformSettings(BaseModel):
     file cannot flood the queue, and short requests arriving meanwhile go first."""
     window_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline of each window, from its submission (504 past it)."""
-    max_held_samples: int = Field(default=240_000_000, ge=1_000_000)
+    max_held_samples: int = Field(default=240_000_000, ge=100_000)
     """Decoded samples (mono float32, 4 bytes each) all transcriptions in progress may hold
     together (960 MB); a request whose header would pass it gets 503 `overloaded`."""
 

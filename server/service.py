@@ -196,9 +196,9 @@ class AsrService:
         head = await self.resolve_head(task_id, caller)
         hold = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
         reservation = self.budget.reserve(hold)
-        reservation.__enter__()
         try:
             decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
+            reservation.shrink(decoded.samples.shape[0])
             plan = self.window_plan
             windows = None
             if plan is not None and plan.needs_cutting(decoded.samples.shape[0], decoded.rate):
@@ -209,7 +209,7 @@ class AsrService:
             else:
                 self.admission.check(decoded, head)
         except BaseException:
-            reservation.__exit__(None, None, None)
+            reservation.release()
             raise
         tenant = _acting(caller)
 
@@ -225,7 +225,7 @@ class AsrService:
             make_work,
             began + self.settings.batch.request_timeout_s,
             self.settings.longform,
-            lambda: reservation.__exit__(None, None, None),
+            reservation.release,
             gone,
             task_id=task_id,
             request_id=request_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 
 from adapters_store.head_format import HeadRecord
@@ -53,15 +54,15 @@ class TranscriptionRun:
         self.deadline = deadline  # one pass only; windows have their own
         self.settings = settings
         self.gone = gone
-        self._release: Callable[[], None] | None = release
+        # released once: by close(), or when the run is collected unread (a streaming
+        # response whose body never started)
+        self._release = weakref.finalize(self, release)
         self.decoded: Decoded | None = None
         self.queue_s = 0.0
         self.compute_s = 0.0
 
     def close(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release()
+        self._release()
 
     async def pieces(self) -> AsyncIterator[str]:
         """Text deltas; their concatenation is the final text."""
