@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone
 from tests.conftest import make_settings, running_client
 from tests.security.conftest import auth, keyed_settings
-from tests.server.longform.audio_maker import long_fsdd, wav
 from tests.server.test_audio import _flac_with_claimed_length, _tone
 
 SPEAKER = "jackson"

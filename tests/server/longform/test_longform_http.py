@@ -7,8 +7,8 @@ import asyncio
 import openai
 import pytest
 
+from load_tests.long_audio import RATE, long_fsdd, wav
 from tests.conftest import live_server, make_settings, running_client
-from tests.server.longform.audio_maker import RATE, long_fsdd, wav
 
 SPEAKER = "george"
 TASK = f"fsdd-{SPEAKER}"

@@ -1,4 +1,4 @@
-"""Long test audio made of real FSDD takes and silences, with each take's place kept."""
+"""Long audio made of real FSDD takes and pauses, each take's place kept (tests, benchmarks)."""
 
 from __future__ import annotations
 
