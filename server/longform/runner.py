@@ -5,9 +5,11 @@ batcher's queue or run at any moment, so a long file never floods the queue (its
 windows count against its tenant's share like any request), and a short request that
 arrives meanwhile is older than the long file's next windows: it goes first. Each
 window gets its own deadline (`window_timeout_s` from its submission), not the whole
-file's. Before each submission `gone()` is asked; when the client has gone, no more
-windows are submitted and those in flight are withdrawn (ClientGone). Closing the
-iterator early (a streaming response whose client disconnected) withdraws them too.
+file's; a later window that finds the queue full waits for room (until its deadline)
+rather than failing a request that has already done work. Before each submission
+`gone()` is asked; when the client has gone, no more windows are submitted and those
+in flight are withdrawn (ClientGone). Closing the iterator early (a streaming response
+whose client disconnected) withdraws them too.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from dataclasses import dataclass
 
 from server.audio import Audio
 from server.batcher import Batcher, Result, Work
-from server.errors import ClientGone
+from server.errors import ClientGone, Overloaded
 from server.longform.windows import Window
 
 logger = logging.getLogger(__name__)
 
 Gone = Callable[[], Awaitable[bool]]
+RETRY_S = 0.05  # a later window's wait between tries for room in the queue
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,9 @@ async def run_windows(
                 raise ClientGone("the client disconnected; no more windows are submitted")
             clip = Audio(audio.samples[window.start : window.end], audio.rate)
             work = make_work(clip, time.monotonic() + window_timeout_s, window.index)
-            running.append((window, asyncio.create_task(batcher.submit(work))))
+            first = not running and window is windows[0]
+            submit = batcher.submit(work) if first else _patiently(batcher, work)
+            running.append((window, asyncio.create_task(submit)))
 
     try:
         await fill()
@@ -73,3 +78,16 @@ async def run_windows(
                 await task
             except BaseException:  # noqa: BLE001 - withdrawn; its outcome is nobody's
                 pass
+
+
+async def _patiently(batcher: Batcher, work: Work) -> Result:
+    """A later window the queue has no room for waits for room until its deadline: the
+    request has already streamed text, or done work, that a 503 would throw away. (The
+    first window is refused at once: the client gets 503 `overloaded` before any text.)"""
+    while True:
+        try:
+            return await batcher.submit(work)
+        except Overloaded:
+            if time.monotonic() + RETRY_S >= work.deadline:
+                raise
+            await asyncio.sleep(RETRY_S)

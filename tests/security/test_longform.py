@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from load_tests.long_audio import long_fsdd, wav
@@ -153,3 +154,16 @@ async def test_a_long_file_from_one_tenant_does_not_push_out_or_starve_anothers_
         assert [s for s, _ in short_rs] == [200] * 5
         assert not any(done for _, done in short_rs)  # served while the long file ran
         assert max(depth) <= settings.longform.windows_in_flight
+
+
+async def test_a_long_file_of_silence_runs_no_window_and_answers_an_empty_transcript(tmp_path):
+    async with running_client(make_settings(tmp_path)) as client:
+        silence = wav(np.zeros(8_000 * 60, np.float32))
+        r = await client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("s.wav", silence)},
+            data={"response_format": "verbose_json"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["text"] == "" and r.json()["segments"] == []
+        assert r.json()["duration"] == 60.0
