@@ -88,37 +88,31 @@ async def test_long_files_come_in_every_format_with_file_times(tmp_path, fsdd_ro
         assert raw.json()["text"] == text
 
 
-def test_the_openai_client_streams_a_long_file_window_by_window(tmp_path, fsdd_root):
+def test_the_openai_client_streams_window_by_window_and_gets_refusals_before_any_event(
+    tmp_path, fsdd_root
+):
     samples, _ = long_fsdd(fsdd_root, 30, seed=5, speaker=SPEAKER)
     audio = wav(samples)
+    clip = (fsdd_root / f"7_{SPEAKER}_3.wav").read_bytes()
     with live_server(make_settings(tmp_path)) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         events = list(
             client.audio.transcriptions.create(file=("long.wav", audio), model=TASK, stream=True)
         )
         whole = client.audio.transcriptions.create(file=("long.wav", audio), model=TASK)
-    deltas = [e for e in events if e.type == "transcript.text.delta"]
-    assert [e.type for e in events[-1:]] == ["transcript.text.done"]
-    assert len(deltas) > 5  # one per window with words, as they finish
-    assert "".join(d.delta for d in deltas) == events[-1].text == whole.text
-
-
-def test_a_short_clip_streams_one_delta_and_done(tmp_path, fsdd_root):
-    clip = (fsdd_root / f"7_{SPEAKER}_3.wav").read_bytes()
-    with live_server(make_settings(tmp_path)) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
-        events = list(
+        short = list(
             client.audio.transcriptions.create(file=("a.wav", clip), model=TASK, stream=True)
         )
-    assert [e.type for e in events] == ["transcript.text.delta", "transcript.text.done"]
-    assert events[0].delta == events[1].text == "seven"
-
-
-def test_a_refused_stream_is_an_ordinary_error_before_any_event(tmp_path):
-    with live_server(make_settings(tmp_path)) as url:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         with pytest.raises(openai.BadRequestError) as err:
             client.audio.transcriptions.create(
                 file=("a.wav", b"not audio"), model=TASK, stream=True
             )
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert [e.type for e in events[-1:]] == ["transcript.text.done"]
+    assert len(deltas) == len(events) - 1 > 5  # one per window with words, as they finish
+    assert "".join(d.delta for d in deltas) == events[-1].text == whole.text
+    # a clip that fits one pass: one delta, then done
+    assert [e.type for e in short] == ["transcript.text.delta", "transcript.text.done"]
+    assert short[0].delta == short[1].text == "seven"
+    # a refusal is an ordinary JSON error with its status, not an event
     assert err.value.body["code"] == "invalid_audio"
