@@ -11,7 +11,7 @@ import pytest
 
 from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
-from server.errors import ClientGone
+from server.errors import ClientGone, Overloaded
 from tests.conftest import make_settings, running_client
 from tests.security.conftest import auth, keyed_settings
 from tests.server.test_audio import _flac_with_claimed_length, _tone
@@ -167,3 +167,33 @@ async def test_a_long_file_of_silence_runs_no_window_and_answers_an_empty_transc
         assert r.status_code == 200, r.text
         assert r.json()["text"] == "" and r.json()["segments"] == []
         assert r.json()["duration"] == 60.0
+
+
+async def test_a_later_window_that_finds_the_queue_full_waits_for_room_instead_of_failing(
+    tmp_path, long_wav
+):
+    async with running_client(make_settings(tmp_path)) as client:
+        service = client.app.state.service
+        task = f"fsdd-{SPEAKER}"
+        expected = (await service.transcribe(long_wav, task)).text
+        run = await service.open_transcription(long_wav, task)
+        longest = max(w.end - w.start for w in run.windows)
+        run.close()
+        # room for any one window, never for two: every second window in flight is refused
+        service.batcher.settings = service.batcher.settings.model_copy(
+            update={"max_queued_samples": longest}
+        )
+        refused = 0
+        real_submit = service.batcher.submit
+
+        async def counting_submit(work):  # a spy: the real batcher answers every call
+            nonlocal refused
+            try:
+                return await real_submit(work)
+            except Overloaded:
+                refused += 1
+                raise
+
+        service.batcher.submit = counting_submit
+        assert (await service.transcribe(long_wav, task)).text == expected
+        assert refused > 0
