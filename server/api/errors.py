@@ -100,6 +100,11 @@ def _status_for(exc: Exception) -> int:
     return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
 
 
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a domain error (also for errors sent inside a stream)."""
+    return _status_for(exc)
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = _status_for(exc)
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.Overloaded) else None

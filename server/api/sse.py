@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi.responses import StreamingResponse
 
-from server.api.errors import KIND, _status_for
+from server.api.errors import KIND, status_for
 from server.errors import ServingError
 from server.longform.run import TranscriptionRun
 from server.service import Transcription
@@ -42,7 +42,7 @@ async def transcript_events(
                     yield event({"type": "transcript.text.delta", "delta": delta})
         yield event({"type": "transcript.text.done", "text": finish(run).text})
     except ServingError as exc:
-        status = _status_for(exc)
+        status = status_for(exc)
         kind = KIND.get(status, "server_error")
         logger.warning("stream %s ended early: %s", run.request_id, exc.code)
         yield event(

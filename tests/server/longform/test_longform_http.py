@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
 
 from load_tests.long_audio import RATE, long_fsdd, wav
+from server.config import LongformSettings
 from tests.conftest import live_server, make_settings, running_client
 
 SPEAKER = "george"
@@ -116,3 +118,21 @@ def test_the_openai_client_streams_window_by_window_and_gets_refusals_before_any
     assert short[0].delta == short[1].text == "seven"
     # a refusal is an ordinary JSON error with its status, not an event
     assert err.value.body["code"] == "invalid_audio"
+
+
+async def test_an_error_after_the_stream_started_ends_it_with_an_error_event(tmp_path, fsdd_root):
+    samples, _ = long_fsdd(fsdd_root, 20, seed=6, speaker=SPEAKER)
+    # every window's deadline passes before it can run: the stream has started (200) by then
+    settings = make_settings(tmp_path, longform=LongformSettings(window_timeout_s=1e-6))
+    async with running_client(settings) as client:
+        r = await client.post(
+            "/v1/audio/transcriptions",
+            files={"file": ("long.wav", wav(samples))},
+            data={"model": TASK, "stream": "true"},
+        )
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        assert events[-1]["type"] == "error"
+        assert events[-1]["error"]["code"] == "deadline_exceeded"
+        assert not any(e["type"] == "transcript.text.done" for e in events)
+        assert client.app.state.service.budget.held == 0
