@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import numpy as np
 import pytest
 
 from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone, Overloaded
-from tests.conftest import make_settings, running_client
+from tests.conftest import live_server, make_settings, running_client
 from tests.security.conftest import auth, keyed_settings
 from tests.server.test_audio import _flac_with_claimed_length, _tone
 
@@ -197,3 +198,30 @@ async def test_a_later_window_that_finds_the_queue_full_waits_for_room_instead_o
         service.batcher.submit = counting_submit
         assert (await service.transcribe(long_wav, task)).text == expected
         assert refused > 0
+
+
+def test_a_streaming_client_that_disconnects_stops_its_windows_on_a_real_socket(
+    tmp_path, fsdd_root
+):
+    samples, _ = long_fsdd(fsdd_root, 240, seed=8, speaker=SPEAKER)  # ~200 windows
+    with live_server(make_settings(tmp_path)) as url:
+
+        def depths(n: int) -> list[int]:
+            out = []
+            for _ in range(n):
+                out.append(httpx.get(f"{url}/readyz").json()["queue_depth"])
+                time.sleep(0.02)
+            return out
+
+        with httpx.Client(base_url=url, timeout=60) as client:
+            files = {"file": ("long.wav", wav(samples))}
+            data = {"model": f"fsdd-{SPEAKER}", "stream": "true"}
+            with client.stream("POST", "/v1/audio/transcriptions", files=files, data=data) as r:
+                lines = r.iter_lines()
+                assert next(line for line in lines if line.startswith("data: "))
+                busy = depths(20)  # windows wait in the queue while the stream runs
+            # the response is closed here: the client has gone
+        time.sleep(0.5)
+        idle = depths(20)
+    assert max(busy) > 0
+    assert idle == [0] * 20  # no window submitted for a client that is not there
