@@ -133,8 +133,12 @@ class LongformSettings(BaseModel):
     window_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline of each window, from its submission (504 past it)."""
     max_held_samples: int = Field(default=240_000_000, ge=100_000)
-    """Decoded samples (mono float32, 4 bytes each) all transcriptions in progress may hold
-    together (960 MB); a request whose header would pass it gets 503 `overloaded`."""
+    """Decoded samples (mono float32, 4 bytes each) all long transcriptions (audio longer
+    than one window) in progress may hold together (960 MB); a request whose header would
+    pass it gets 503 `overloaded`."""
+    max_held_samples_per_tenant: int = Field(default=120_000_000, ge=100_000)
+    """The most of `max_held_samples` one tenant's long transcriptions may hold (480 MB:
+    one 2 h file at 16 kHz); admin keys count only in the total."""
 
 
 class HttpSettings(BaseModel):

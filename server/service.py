@@ -114,7 +114,9 @@ class AsrService:
             max_per_tenant=settings.queue_share.per_tenant(settings.batch.max_queue),
             max_windows_per_request=settings.longform.windows_in_flight,
         )
-        self.budget = SampleBudget(settings.longform.max_held_samples)
+        self.budget = SampleBudget(
+            settings.longform.max_held_samples, settings.longform.max_held_samples_per_tenant
+        )
         # Long-form needs word times to stitch by: the CTC backbones (Whisper: one 30 s pass)
         lf = settings.longform
         self.window_plan = (
@@ -194,12 +196,16 @@ class AsrService:
         began = time.monotonic()
         request_id = uuid.uuid4().hex[:16]
         head = await self.resolve_head(task_id, caller)
-        hold = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
-        reservation = self.budget.reserve(hold)
+        hold, rate = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
+        plan = self.window_plan
+        long = plan is not None and plan.needs_cutting(hold, rate)  # what the header says
+        reservation = self.budget.reserve(hold if long else 0, _acting(caller))
         try:
             decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
-            reservation.shrink(decoded.samples.shape[0])
-            plan = self.window_plan
+            got = decoded.samples.shape[0]
+            if plan is not None and plan.needs_cutting(got, decoded.rate) and not long:
+                reservation = self.budget.reserve(got, _acting(caller))  # its header said less
+            reservation.shrink(got)
             windows = None
             if plan is not None and plan.needs_cutting(decoded.samples.shape[0], decoded.rate):
                 # one pass over the file's energy: off the event loop (2 h: ~0.1-0.2 s)

@@ -227,3 +227,37 @@ def test_a_streaming_client_that_disconnects_stops_its_windows_on_a_real_socket(
         idle = depths(20)
     assert max(busy) > 0
     assert idle == [0] * 20  # no window submitted for a client that is not there
+
+
+async def test_one_tenants_long_files_cannot_take_the_memory_others_long_files_need(
+    tmp_path, long_wav, fsdd_root
+):
+    # the 30 s file holds 240,000 samples: acme may hold one, the server three
+    settings = keyed_settings(
+        tmp_path,
+        "disk",
+        longform=LongformSettings(max_held_samples=750_000, max_held_samples_per_tenant=300_000),
+    )
+    short = (fsdd_root / f"3_{SPEAKER}_5.wav").read_bytes()
+    async with running_client(settings) as client:
+        service = client.app.state.service
+
+        async def post(who: str, audio: bytes):
+            return await client.post(
+                "/v1/transcribe?task_id=base",
+                content=audio,
+                headers={"content-type": "audio/wav", **auth(who)},
+            )
+
+        first = asyncio.create_task(post("acme", long_wav))
+        while service.budget.by_tenant.get("acme", 0) == 0:
+            await asyncio.sleep(0.005)
+        second = await post("acme", long_wav)  # past acme's share: refused at once
+        assert second.status_code == 503 and second.json()["error"]["code"] == "overloaded"
+        assert "share" in second.json()["error"]["message"]
+        other_long, other_short = await asyncio.gather(
+            post("globex", long_wav), post("globex", short)
+        )
+        assert other_long.status_code == other_short.status_code == 200
+        assert (await first).status_code == 200
+        assert service.budget.held == 0 and service.budget.by_tenant == {}
