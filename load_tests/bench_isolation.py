@@ -35,7 +35,7 @@ from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.model.conformer import ConformerCTC
 from server.model.vocabulary_decoding import vocabulary_states
 
-MAX_DURATION_S = 60  # the server's default limit
+MAX_DURATION_S = 60  # the limit the server runs with here (the default is 2 h since #15)
 LONG_WORDS = [  # 1,000 distinct words: as costly a vocabulary as an upload may be
     "".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)
 ]
@@ -153,7 +153,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         heads = Path(tmp) / "heads"
         shutil.copytree(REPO_ROOT / "models/default/heads", heads)
-        process, url = start_server(heads)
+        # the limits these hostile requests were built for (60 s; the default is now 2 h)
+        process, url = start_server(heads, HRA_AUDIO__MAX_DURATION_S=str(MAX_DURATION_S))
         try:
             head = httpx.get(f"{url}/v1/tasks/fsdd-george/head").content
             r = httpx.put(

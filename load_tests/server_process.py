@@ -28,8 +28,8 @@ def start_server(heads: Path, **settings: str) -> tuple[subprocess.Popen, str]:
         HRA_PORT=str(port),
         HRA_OPEN_ACCESS="true",
         HRA_DISK_STORE_PATH=str(heads),
-        **settings,
     )
+    env.update(settings)  # may override the defaults above (keys instead of open access)
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve"],
         env=env,

@@ -164,3 +164,19 @@ def _read_frames(f: sf.SoundFile, out: np.ndarray) -> int:
     if err:
         raise sf.LibsndfileError(err)
     return int(frames)
+
+
+def frames_to_hold(data: bytes, limits: AudioSettings) -> tuple[int, int]:
+    """(most mono frames decoding `data` can hold, its rate), from its header alone (nothing
+    decoded): what it claims, or its per-request limit for a stream of unknown length.
+    (0, 0) for what read_audio will refuse anyway (it raises the typed error)."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            rate, channels, claimed = f.samplerate, f.channels, f.frames
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return 0, 0
+    if not (MIN_RATE <= rate <= MAX_RATE and 1 <= channels <= limits.max_channels):
+        return 0, 0
+    limit = max_frames(rate, channels, limits)
+    known = 0 <= claimed < UNKNOWN_LENGTH
+    return (min(claimed, limit) if known else limit), rate

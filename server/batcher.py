@@ -54,6 +54,7 @@ class Work:
     request_id: str = "-"
     tenant: str | None = None  # whose queue share it counts against; None: not counted
     options: DecodeOptions = DecodeOptions()  # language, word times
+    window_of: str | None = None  # a long file's window: its request's id (server/longform/)
 
     @property
     def head_key(self) -> tuple[str, int] | None:
@@ -85,11 +86,13 @@ class Batcher:
         max_distinct_heads: int,
         observer: BatchObserver | None = None,
         max_per_tenant: int | None = None,
+        max_windows_per_request: int = 2,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.max_per_tenant = max_per_tenant or settings.max_queue
         self.max_distinct_heads = max_distinct_heads
+        self.max_windows_per_request = max_windows_per_request
         self.observer = observer
         self._pending: list[_Pending] = []
         self._decoding: set[_Pending] = set()  # vocabulary decodes queued or running
@@ -195,11 +198,21 @@ class Batcher:
         self._report_depth()
 
     def _form_batch(self) -> list[_Pending]:
-        """The oldest request and its nearest neighbours in length."""
+        """The oldest request and its nearest neighbours in length, of its own kind.
+
+        Long files' windows and whole requests never share a batch: a short request
+        would wait for its batch-mate windows' forward passes (engine.run answers when
+        all its buckets are done). A short request that arrives while windows run is
+        older than the windows submitted after them, so it anchors the next batch. At
+        most `max_windows_per_request` windows of one long request go in one batch.
+        """
         waiting = [p for p in self._pending if not p.done.done()]
         if not waiting:
             return []
         anchor = min(waiting, key=lambda p: p.admitted)
+        windows = anchor.work.window_of is not None
+        waiting = [p for p in waiting if (p.work.window_of is not None) == windows]
+        per_request: dict[str, int] = {}
         length = anchor.work.audio.seconds
         waiting.sort(key=lambda p: abs(p.work.audio.seconds - length))
         budget = self.settings.max_batch_audio_s  # padded seconds: batch size x longest
@@ -211,6 +224,11 @@ class Batcher:
                 continue
             if key is not None and key not in heads and len(heads) >= self.max_distinct_heads:
                 continue
+            if windows:
+                taken = per_request.get(p.work.window_of, 0)  # type: ignore[arg-type]
+                if taken >= self.max_windows_per_request:
+                    continue
+                per_request[p.work.window_of] = taken + 1  # type: ignore[index]
             batch.append(p)
             if key is not None:
                 heads.add(key)

@@ -85,15 +85,17 @@ class HeadSettings(BaseModel):
 class AudioSettings(BaseModel):
     max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
-    max_duration_s: float = Field(default=60.0, gt=0)
-    """Longest audio accepted, in seconds."""
+    max_duration_s: float = Field(default=7200.0, gt=0)
+    """Longest audio accepted, in seconds (2 h). Audio longer than one long-form window
+    (HRA_LONGFORM__WINDOW_S) is cut into windows and stitched (server/longform/)."""
     max_channels: int = Field(default=8, ge=1, le=255)
     """Most channels in one file (8 = 7.1 surround; speech is 1 or 2). Every channel is
     decoded before the downmix, so this bounds decoding work per second of audio."""
     max_decoded_samples: int | None = Field(default=None, ge=16_000)
     """Most samples decoded from one file, frames x channels, checked from the header before
-    decoding and again while decoding. Unset: max_duration_s x 48 kHz x 2 channels
-    (5,760,000 for 60 s: 60 s of 48 kHz stereo, 15 s of 384 kHz mono)."""
+    decoding and again while decoding. Unset: 60 s x 48 kHz x 2 channels, or for longer
+    limits max_duration_s x 16 kHz x 2 channels if that is more (230,400,000 for 2 h: 2 h
+    of 16 kHz stereo or 32 kHz mono; 921 MB as mono float32 at most)."""
     max_vocabulary_cost: int = Field(default=3_000_000, ge=10_000, le=1_000_000_000)
     """Most vocabulary-decoding work per utterance, in word-loop states x model frames
     (43-57 ns and one byte each on this machine's CPU: 0.13-0.17 s at the default, measured with
@@ -103,7 +105,40 @@ class AudioSettings(BaseModel):
     def decoded_samples_limit(self) -> int:
         if self.max_decoded_samples is not None:
             return self.max_decoded_samples
-        return int(self.max_duration_s * 48_000 * 2)
+        return int(max(min(self.max_duration_s, 60) * 48_000, self.max_duration_s * 16_000) * 2)
+
+
+class LongformSettings(BaseModel):
+    """Long audio: windows, overlap, fairness, memory (HRA_LONGFORM__...; server/longform/)."""
+
+    window_s: float = Field(default=10.0, gt=2, le=600)
+    """Longest window the model sees, overlap included; longer audio is cut into windows
+    (at most the model's own bound: Whisper takes 30 s)."""
+    margin_s: float = Field(default=1.0, ge=0, le=10)
+    """Overlap on each side of a cut: a word reaching less than this past a cut is whole in
+    the window that keeps it."""
+    search_s: float = Field(default=2.0, ge=0, le=60)
+    """How far before the longest core a cut may move to land in the quietest frame."""
+    min_pause_s: float = Field(default=0.25, ge=0.03, le=10)
+    """A stretch this long without speech is a cut point (at its centre)."""
+    speech_db: float = Field(default=15.0, ge=1, le=60)
+    """A 10 ms hop is speech when its energy is this far above the file's noise floor."""
+    join_s: float = Field(default=0.0, ge=0, le=600)
+    """Stretches between pauses are joined into one window while they fit in this many
+    seconds; 0 = each its own window (the embedded digit model was trained on short
+    utterances and loses words given several at once: measured, README)."""
+    windows_in_flight: int = Field(default=2, ge=1, le=64)
+    """Windows of one request waiting or running at once (also its most per batch): a long
+    file cannot flood the queue, and short requests arriving meanwhile go first."""
+    window_timeout_s: float = Field(default=30.0, gt=0)
+    """Deadline of each window, from its submission (504 past it)."""
+    max_held_samples: int = Field(default=240_000_000, ge=100_000)
+    """Decoded samples (mono float32, 4 bytes each) all long transcriptions (audio longer
+    than one window) in progress may hold together (960 MB); a request whose header would
+    pass it gets 503 `overloaded`."""
+    max_held_samples_per_tenant: int = Field(default=120_000_000, ge=100_000)
+    """The most of `max_held_samples` one tenant's long transcriptions may hold (480 MB:
+    one 2 h file at 16 kHz); admin keys count only in the total."""
 
 
 class HttpSettings(BaseModel):
@@ -203,6 +238,7 @@ class Settings(BaseSettings):
     quotas: QuotaSettings = QuotaSettings()
     discovery: DiscoverySettings = DiscoverySettings()
     whisper: WhisperSettings = WhisperSettings()
+    longform: LongformSettings = LongformSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""

@@ -86,6 +86,13 @@ class DeadlineExceeded(ServingError):
     code = "deadline_exceeded"
 
 
+class ClientGone(ServingError):
+    """The client disconnected while its long transcription was running: the rest of its
+    windows are not submitted (nobody reads the answer; logged, status 499)."""
+
+    code = "client_disconnected"
+
+
 class BatchFailed(ServingError):
     code = "batch_failed"
 
@@ -111,6 +118,7 @@ __all__ = [
     "AudioTooLong",
     "AudioTooShort",
     "BatchFailed",
+    "ClientGone",
     "DeadlineExceeded",
     "EmptyAudio",
     "FingerprintMismatch",

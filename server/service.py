@@ -7,6 +7,7 @@ and metrics meet. Built and torn down by the app's lifespan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -28,16 +29,20 @@ from adapters_store.head_format import (
 )
 from adapters_store.redis_store import RedisStore
 from server.admission import Admission
-from server.audio import read_audio
+from server.audio import Audio, frames_to_hold, read_audio
 from server.auth import OPEN, KeyRing, Principal
 from server.batcher import Batcher, Work
 from server.config import Settings, StoreKind
 from server.engine import Engine, pick_device
 from server.errors import HeadRejected, InvalidRequest, UnsupportedLanguage
 from server.log_safety import printable
+from server.longform.budget import SampleBudget
+from server.longform.run import TranscriptionRun
+from server.longform.runner import Gone
+from server.longform.windows import WindowPlan
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec
-from server.model.decoding import DecodeOptions, SegmentTiming, WordTiming
+from server.model.decoding import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
 from server.model.loading import load_recognizer
 from server.seeding import hint_if_empty, seed_state_dir
 from server.slot_pool import DeviceSlotPool
@@ -60,6 +65,7 @@ class Transcription:
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     language: str | None = None  # the language decoded, where the model says (Whisper)
+    frames: FramePosteriors | None = None  # CTC posteriors, for segment confidence
 
 
 MAX_PROMPT_CHARS = 4000  # Whisper keeps the last 223 tokens of a prompt anyway
@@ -129,6 +135,19 @@ class AsrService:
             settings.cache.device_slots,
             observer=self.metrics,
             max_per_tenant=settings.queue_share.per_tenant(settings.batch.max_queue),
+            max_windows_per_request=settings.longform.windows_in_flight,
+        )
+        self.budget = SampleBudget(
+            settings.longform.max_held_samples, settings.longform.max_held_samples_per_tenant
+        )
+        # Long-form needs word times to stitch by: the CTC backbones (Whisper: one 30 s pass)
+        lf = settings.longform
+        self.window_plan = (
+            WindowPlan(
+                lf.window_s, lf.margin_s, lf.search_s, lf.min_pause_s, lf.speech_db, lf.join_s
+            )
+            if recognizer.max_seconds is None
+            else None
         )
         logger.info(
             "model %s on %s (fingerprint %s), store %s",
@@ -190,37 +209,101 @@ class AsrService:
         language: str | None = None,
         words: bool = False,
         prompt: str | None = None,
+        gone: Gone | None = None,
     ) -> Transcription:
         """`language`: a code the model knows (None: the model decides); `words`: word
         times wanted (CTC models give them always; Whisper aligns only on request);
         `prompt`: text the audio continues (Whisper; CTC models ignore it)."""
+        run = await self.open_transcription(audio, task_id, caller, language, words, prompt, gone)
+        async with contextlib.aclosing(run.pieces()) as pieces:
+            async for _ in pieces:
+                pass
+        return self.finish(run)
+
+    async def open_transcription(
+        self,
+        audio: bytes,
+        task_id: str,
+        caller: Principal = OPEN,
+        language: str | None = None,
+        words: bool = False,
+        prompt: str | None = None,
+        gone: Gone | None = None,
+    ) -> TranscriptionRun:
+        """Resolve, decode and admit; the returned run transcribes as its pieces are read
+        (server/longform/run.py). Audio longer than one window is cut into windows. Every
+        refusal is raised here, before any text: a stream starts only for admitted audio."""
         began = time.monotonic()
         request_id = uuid.uuid4().hex[:16]
         if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
         options = DecodeOptions(check_language(language, self.languages), words, prompt)
         head = await self.resolve_head(task_id, caller)
-        decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
-        self.admission.check(decoded, head)
-        deadline = began + self.settings.batch.request_timeout_s
-        result = await self.batcher.submit(
-            Work(decoded, head, deadline, request_id, _acting(caller), options)
-        )
-        seconds = decoded.seconds
-        self.metrics.transcription_done(task_id, time.monotonic() - began, seconds, result.queue_s)
-        return Transcription(
+        hold, rate = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
+        plan = self.window_plan
+        long = plan is not None and plan.needs_cutting(hold, rate)  # what the header says
+        reservation = self.budget.reserve(hold if long else 0, _acting(caller))
+        try:
+            decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
+            got = decoded.samples.shape[0]
+            if plan is not None and plan.needs_cutting(got, decoded.rate) and not long:
+                reservation = self.budget.reserve(got, _acting(caller))  # its header said less
+            reservation.shrink(got)
+            windows = None
+            if plan is not None and plan.needs_cutting(decoded.samples.shape[0], decoded.rate):
+                # one pass over the file's energy: off the event loop (2 h: ~0.1-0.2 s)
+                windows = await asyncio.to_thread(plan.plan, decoded.samples, decoded.rate)
+                for longest in sorted(windows, key=lambda w: w.start - w.end)[:1]:
+                    clip = Audio(decoded.samples[longest.start : longest.end], decoded.rate)
+                    self.admission.check(clip, head)  # what each window costs, not the file
+            else:
+                self.admission.check(decoded, head)
+        except BaseException:
+            reservation.release()
+            raise
+        tenant = _acting(caller)
+
+        def make_work(clip: Audio, deadline: float, index: int | None) -> Work:
+            if index is None:
+                return Work(clip, head, deadline, request_id, tenant, options)
+            return Work(clip, head, deadline, f"{request_id}/{index}", tenant, options, request_id)
+
+        return TranscriptionRun(
+            self.batcher,
+            decoded,
+            windows,
+            make_work,
+            began + self.settings.batch.request_timeout_s,
+            self.settings.longform,
+            reservation.release,
+            gone,
             task_id=task_id,
-            head_version=head.meta.version if head else None,
-            text=result.decoded.text,
-            words=result.decoded.words,
-            duration_s=seconds,
-            queue_ms=1000 * result.queue_s,
-            compute_ms=1000 * result.compute_s,
             request_id=request_id,
-            segments=result.decoded.segments,
-            avg_logprob=result.decoded.avg_logprob,
-            no_speech_prob=result.decoded.no_speech_prob,
-            language=result.decoded.language,
+            head=head,
+            began=began,
+        )
+
+    def finish(self, run: TranscriptionRun) -> Transcription:
+        """The transcript of a run whose pieces were all read."""
+        decoded, seconds = run.decoded, run.audio.seconds
+        assert decoded is not None, "finish() before the run's pieces were read"
+        self.metrics.transcription_done(
+            run.task_id, time.monotonic() - run.began, seconds, run.queue_s
+        )
+        return Transcription(
+            task_id=run.task_id,
+            head_version=run.head.meta.version if run.head else None,
+            text=decoded.text,
+            words=decoded.words,
+            duration_s=seconds,
+            queue_ms=1000 * run.queue_s,
+            compute_ms=1000 * run.compute_s,
+            request_id=run.request_id,
+            segments=decoded.segments,
+            avg_logprob=decoded.avg_logprob,
+            no_speech_prob=decoded.no_speech_prob,
+            frames=decoded.frames,
+            language=decoded.language,
         )
 
     async def register_head(

@@ -40,6 +40,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.DeadlineExceeded, 504),
     (e.BatchFailed, 500),
     (e.InferenceFailed, 500),
+    (e.ClientGone, 499),
 ]
 
 # The error `type` (OpenAI's coarse class) per status; anything else 5xx is a server error.
@@ -50,6 +51,7 @@ KIND = {
     405: "invalid_request",
     408: "timeout",
     413: "too_large",
+    499: "client_closed_request",
     422: "invalid_request",
     429: "quota_exceeded",
     503: "unavailable",
@@ -96,6 +98,11 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 def _status_for(exc: Exception) -> int:
     return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a domain error (also for errors sent inside a stream)."""
+    return _status_for(exc)
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

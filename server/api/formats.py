@@ -4,11 +4,20 @@ Where the model gives its own segments (Whisper's timestamp tokens) they are use
 they are, and its word times where it computed them (asked for with
 timestamp_granularities[]=word). Otherwise (CTC) segments split where the pause between
 two words exceeds SEGMENT_GAP_S; word times are the frames on which a word's first
-and last characters fired.
+and last characters fired. Long files (server/longform/) give file-time words, so their
+segments come from the windows' words and pauses the same way.
+
+verbose_json segment fields, computed, not constants: `compression_ratio` is Whisper's
+(UTF-8 bytes / zlib bytes of the segment text); with a CTC backbone `avg_logprob` is
+the mean log-probability of the greedy best path per frame over the segment's frames and
+`no_speech_prob` the probability that the model emits no character there (product of
+the frames' blank posteriors); Whisper gives its own per clip; with neither, both are
+left out.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from server.service import Transcription
@@ -63,29 +72,48 @@ def _word_groups(t: Transcription) -> list[list[Word]]:
     return groups
 
 
+def compression_ratio(text: str) -> float:
+    """Whisper's: UTF-8 bytes over zlib-compressed bytes (high: a repetitive loop)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def confidence(t: Transcription, seg: Segment) -> tuple[float, float] | None:
+    """(avg_logprob, no_speech_prob) of a segment: from the CTC posteriors of its frames
+    (FramePosteriors.between), else the model's own for the clip (Whisper), else None."""
+    if t.frames is not None:
+        stats = t.frames.between(seg.start, seg.end)
+        if stats is not None:
+            return stats
+    if t.avg_logprob is not None and t.no_speech_prob is not None:
+        return t.avg_logprob, t.no_speech_prob
+    return None
+
+
+def _segment(i: int, t: Transcription, seg: Segment) -> dict:
+    body = {
+        "id": i,
+        "seek": 0,
+        "start": seg.start,
+        "end": seg.end,
+        "text": seg.text,
+        "tokens": [],
+        "temperature": 0.0,
+        "compression_ratio": round(compression_ratio(seg.text), 4),
+    }
+    stats = confidence(t, seg)
+    if stats is not None:  # left out where nothing honest can be said
+        body["avg_logprob"], body["no_speech_prob"] = round(stats[0], 4), round(stats[1], 4)
+    return body
+
+
 def verbose_json(t: Transcription, with_words: bool) -> dict:
     body = {
         "task": "transcribe",
         "language": language_name(t.language),
         "duration": round(t.duration_s, 3),
         "text": t.text,
-        "segments": [
-            {
-                "id": i,
-                "seek": 0,
-                "start": seg.start,
-                "end": seg.end,
-                "text": seg.text,
-                "tokens": [],
-                "temperature": 0.0,
-                "avg_logprob": round(t.avg_logprob, 4) if t.avg_logprob is not None else 0.0,
-                "compression_ratio": 1.0,
-                "no_speech_prob": (
-                    round(t.no_speech_prob, 4) if t.no_speech_prob is not None else 0.0
-                ),
-            }
-            for i, seg in enumerate(segments(t))
-        ],
+        "segments": [_segment(i, t, seg) for i, seg in enumerate(segments(t))],
     }
     if with_words:
         body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in words(t)]

@@ -12,6 +12,7 @@ and threads; a Recognizer owns everything model-specific. Two implementations:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio import Audio
 from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 from server.model.adapters import HeadBatch
-from server.model.decoding import Decoded, DecodeOptions
+from server.model.decoding import Decoded, DecodeOptions, FramePosteriors
 from server.model.hra import HRAModel
 from server.model.inference import decode_one, decode_within, forward_padded, log_probs_of
 
@@ -96,7 +97,13 @@ class CtcRecognizer:
     ) -> RowResult:
         logits, lengths = output
         valid = logits[row, : int(lengths[row])]
+        frames = FramePosteriors.of(valid, self.frame_seconds)
         vocabulary = head.meta.vocabulary if head is not None else ()
         if vocabulary:
-            return partial(decode_within, log_probs_of(valid), vocabulary, self.frame_seconds)
-        return decode_one(valid, (), self.frame_seconds)
+            within = partial(decode_within, log_probs_of(valid), vocabulary, self.frame_seconds)
+            return partial(_with_frames, within, frames)
+        return replace(decode_one(valid, (), self.frame_seconds), frames=frames)
+
+
+def _with_frames(decode: Deferred, frames: FramePosteriors) -> Decoded:
+    return replace(decode(), frames=frames)

@@ -203,10 +203,19 @@ def _flac_of_unknown_length(samples: np.ndarray, rate: int) -> bytes:
     return bytes(data)
 
 
+def _eight_channels_claiming(seconds: int) -> bytes:
+    """A small 8-channel 384 kHz FLAC whose header claims `seconds` (80 s: 246 M samples,
+    past the default 230.4 M decoded-sample budget, within the 2 h duration limit)."""
+    data = bytearray(_encode(np.zeros((1000, 8), np.int16), 384_000, "FLAC"))
+    packed = int.from_bytes(data[18:26], "big")
+    data[18:26] = (((packed >> 36) << 36) | seconds * 384_000).to_bytes(8, "big")
+    return bytes(data)
+
+
 async def test_hostile_audio_over_http_gets_typed_4xx_codes(client):
     cases = [
         (_encode(np.zeros((1000, 255), np.float32), 16_000, "OGG"), 400, "too_many_channels"),
-        (_encode(np.zeros((2 * 384_000, 8), np.int16), 384_000, "FLAC"), 413, "too_many_samples"),
+        (_eight_channels_claiming(80), 413, "too_many_samples"),
         (_encode(np.zeros(100, np.float32), 500), 400, "unsupported_sample_rate"),
     ]
     for data, status, code in cases:

@@ -135,8 +135,9 @@ def test_a_header_past_the_decoded_sample_budget_is_refused_before_decoding():
     assert err.value.code == "too_many_samples" and "8 channels" in str(err.value)
 
 
-def test_the_default_sample_budget_is_60_s_of_48_khz_stereo():
-    assert AudioSettings().decoded_samples_limit == 60 * 48_000 * 2
+def test_the_default_sample_budget_is_2_h_of_16_khz_stereo_and_at_least_60_s_of_48_khz():
+    assert AudioSettings().decoded_samples_limit == 7200 * 16_000 * 2
+    assert AudioSettings(max_duration_s=60).decoded_samples_limit == 60 * 48_000 * 2
     assert AudioSettings(max_duration_s=10).decoded_samples_limit == 10 * 48_000 * 2
 
 

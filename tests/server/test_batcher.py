@@ -168,3 +168,29 @@ async def test_waiting_audio_is_bounded_in_samples_not_only_in_requests(make_bat
     for task in (first, second):
         task.cancel()
     await batcher.stop()
+
+
+async def test_windows_of_long_files_never_share_a_batch_with_whole_requests(make_batcher):
+    batcher, _ = make_batcher(max_wait_ms=200, max_batch_size=16)
+    batcher.max_windows_per_request = 2
+    batches: list[list[str]] = []
+    real_run = batcher.engine.run
+
+    def recording_run(inputs):  # a spy: the real engine runs every batch
+        batches.append([i.request_id for i in inputs])
+        return real_run(inputs)
+
+    batcher.engine.run = recording_run
+    deadline = time.monotonic() + 30
+    clip = Audio(torch.randn(16_000) * 0.1, 16_000)
+    work = [Work(clip, None, deadline, f"long/{i}", "x", window_of="long") for i in range(5)]
+    work += [Work(clip, None, deadline, f"short{i}", "y") for i in range(3)]
+    try:
+        await asyncio.gather(*(batcher.submit(w) for w in work))
+    finally:
+        await batcher.stop()
+    assert sorted(r for b in batches for r in b) == sorted(w.request_id for w in work)
+    for batch in batches:
+        windows = [r for r in batch if r.startswith("long/")]
+        assert len(windows) in (0, len(batch))  # all windows or none
+        assert len(windows) <= 2  # a few windows per request per batch

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from server.api import formats
+from server.api import formats, sse
 from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
 from server.service import BASE_TASK
@@ -75,7 +75,8 @@ async def transcribe(
             f"content type {content_type!r} is not audio; send audio/* "
             "or multipart/form-data with a 'file' part"
         )
-    result = await service.transcribe(audio, str(task_id or BASE_TASK), caller, language)
+    task = str(task_id or BASE_TASK)
+    result = await service.transcribe(audio, task, caller, language, gone=request.is_disconnected)
     return TranscribeResponse(
         task_id=result.task_id,
         head_version=result.head_version,
@@ -87,6 +88,7 @@ async def transcribe(
 
 @router.post("/v1/audio/transcriptions")
 async def openai_transcriptions(
+    request: Request,
     service: Service,
     caller: Caller,
     file: Annotated[UploadFile, File()],
@@ -102,16 +104,24 @@ async def openai_transcriptions(
 ):
     """OpenAI-compatible: `model` is the task id; `language` a code the model knows
     (unknown: 400 `unsupported_language`); `prompt` conditions Whisper (CTC models
-    ignore it). Decoding is greedy: `temperature` is accepted and has no effect."""
+    ignore it). Decoding is greedy: `temperature` is accepted and has no effect.
+    `stream=true` answers server-sent events (server/api/sse.py), with response_format
+    json or text."""
     if response_format not in formats.FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(formats.FORMATS)}")
-    if stream:
-        raise InvalidRequest("stream=true is not supported")
+    if stream and response_format not in ("json", "text"):
+        raise InvalidRequest("stream=true takes response_format json or text")
     granularities = set(timestamp_granularities or ["segment"])
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
     words = response_format == "verbose_json" and "word" in granularities
-    result = await service.transcribe(await file.read(), model, caller, language, words, prompt)
+    audio = await file.read()
+    if stream:
+        run = await service.open_transcription(audio, model, caller, language, words, prompt)
+        return sse.streaming_response(run, service.finish)
+    result = await service.transcribe(
+        audio, model, caller, language, words, prompt, gone=request.is_disconnected
+    )
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":

@@ -103,7 +103,7 @@ async def test_openai_fields_are_accepted_or_refused_with_a_code(client, fsdd_te
     for data, code in [
         ({"response_format": "xml"}, "invalid_request"),
         ({"language": "fr"}, "unsupported_language"),
-        ({"stream": "true"}, "invalid_request"),
+        ({"stream": "true", "response_format": "srt"}, "invalid_request"),
     ]:
         r = await client.post(
             "/v1/audio/transcriptions",

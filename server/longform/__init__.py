@@ -1,0 +1,12 @@
+"""Long-form transcription: audio longer than one window, cut, batched and stitched.
+
+    windows.py  where to cut: at pauses, skipping silence; speech with no pause at its
+                quietest frame, with `margin_s` of overlap; windows of at most `window_s`
+    stitch.py   window transcripts -> one transcript: a word belongs to the window whose
+                own core region holds its centre (no dropped or doubled words at cuts)
+    runner.py   windows through the batcher in order, a few in flight per request
+    run.py      one transcription in progress (one pass, or windows): text deltas as
+                they are known, then the transcript; used by both endpoints and by SSE
+    budget.py   a global cap on decoded samples held by requests in progress
+Nothing here knows HTTP; the service (server/service.py) wires it, the routes stream it.
+"""
