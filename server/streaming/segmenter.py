@@ -1,0 +1,130 @@
+"""Energy VAD and endpointing: PCM samples in, utterance events out. No I/O, no torch.
+
+The audio is cut into 20 ms frames; a frame whose RMS is above `threshold_db` dBFS is
+speech. Speech starts an utterance (with `prefix_ms` of the audio before it); every
+`hop_ms` of new utterance audio a partial is due; `silence_ms` of non-speech ends it
+("silence"), as does reaching `max_s` ("max_length", a forced endpoint that bounds what
+every partial and final costs) or a client's commit ("commit"). Positions are samples
+since the stream began, so events carry stream-relative times.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+FRAME_S = 0.02
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    start: int  # sample position of the utterance's first sample (prefix included)
+    at: int  # sample position where speech was detected
+
+
+@dataclass(frozen=True)
+class PartialDue:
+    pass
+
+
+@dataclass(frozen=True)
+class Ended:
+    samples: np.ndarray  # the whole utterance, float32
+    start: int
+    end: int  # sample position just past its last sample
+    reason: str  # silence | max_length | commit
+
+
+Event = SpeechStarted | PartialDue | Ended
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    rate: int
+    threshold_db: float = -45.0
+    silence_ms: int = 480
+    prefix_ms: int = 200
+    hop_ms: int = 320
+    max_s: float = 12.0
+
+
+class Segmenter:
+    def __init__(self, config: VadConfig) -> None:
+        self.config = c = config
+        self.frame = max(1, round(c.rate * FRAME_S))
+        self.silence = max(1, round(c.silence_ms / 1000 / FRAME_S))  # in frames
+        self.hop = max(1, round(c.hop_ms / 1000 / FRAME_S))
+        self.max_frames = max(1, round(c.max_s / FRAME_S))
+        self._threshold = 10 ** (c.threshold_db / 20)  # RMS, full scale 1.0
+        self._rest = np.zeros(0, np.float32)  # samples short of a frame
+        self._prefix: deque[np.ndarray] = deque(maxlen=round(c.prefix_ms / 1000 / FRAME_S))
+        self._utterance: list[np.ndarray] = []
+        self._start = 0
+        self._silent = 0  # trailing non-speech frames of the utterance
+        self._since_partial = 0
+        self.position = 0  # samples consumed into frames
+
+    @property
+    def in_speech(self) -> bool:
+        return bool(self._utterance)
+
+    def feed(self, samples: np.ndarray) -> list[Event]:
+        data = np.concatenate([self._rest, samples]) if self._rest.size else samples
+        whole = data.size // self.frame * self.frame
+        self._rest = data[whole:].copy()
+        events: list[Event] = []
+        for frame in data[:whole].reshape(-1, self.frame):
+            events.extend(self._frame(frame))
+        return events
+
+    def _frame(self, frame: np.ndarray) -> list[Event]:
+        self.position += frame.size
+        loud = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) > self._threshold
+        if not self._utterance:
+            if not loud:
+                self._prefix.append(frame)
+                return []
+            self._utterance = [*self._prefix, frame]
+            self._prefix.clear()
+            self._start = self.position - len(self._utterance) * self.frame
+            self._silent = self._since_partial = 0
+            return [SpeechStarted(self._start, self.position - self.frame)]
+        self._utterance.append(frame)
+        self._silent = 0 if loud else self._silent + 1
+        self._since_partial += 1
+        if self._silent >= self.silence:
+            return [self._end("silence")]
+        if len(self._utterance) >= self.max_frames:
+            return [self._end("max_length")]
+        if self._since_partial >= self.hop:
+            self._since_partial = 0
+            return [PartialDue()]
+        return []
+
+    def snapshot(self) -> np.ndarray:
+        """The utterance so far (empty outside speech)."""
+        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+
+    def commit(self) -> Ended | None:
+        """End the utterance now, with the samples short of a frame (None outside speech)."""
+        if not self._utterance:
+            return None
+        if self._rest.size:
+            self._utterance.append(self._rest)
+            self.position += self._rest.size
+            self._rest = np.zeros(0, np.float32)
+        return self._end("commit")
+
+    def clear(self) -> None:
+        """Drop the utterance in progress and the unframed rest."""
+        self.position += self._rest.size
+        self._rest = np.zeros(0, np.float32)
+        self._utterance = []
+        self._prefix.clear()
+
+    def _end(self, reason: str) -> Ended:
+        samples = np.concatenate(self._utterance)
+        self._utterance = []
+        return Ended(samples, self._start, self._start + samples.size, reason)
