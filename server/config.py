@@ -172,10 +172,15 @@ class StreamingSettings(BaseModel):
     far (at most `max_utterance_s`) as one batcher work item."""
     silence_ms: int = Field(default=480, ge=100, le=10_000)
     """Silence that ends an utterance (endpointing), in ms, unless the session sets its own."""
-    prefix_padding_ms: int = Field(default=200, ge=0, le=2_000)
+    prefix_padding_ms: int = Field(default=100, ge=0, le=2_000)
     """Audio kept from before the detected start of speech, in ms."""
-    threshold_db: float = Field(default=-45.0, ge=-120.0, le=0.0)
-    """Energy VAD: a 20 ms frame louder than this (dBFS RMS) is speech."""
+    suffix_padding_ms: int = Field(default=100, ge=0, le=2_000)
+    """Audio kept past the last speech frame, in ms: the rest of the endpointing silence is
+    not decoded (the shipped backbone misreads long silences around a clip: README)."""
+    threshold_db: float = Field(default=-50.0, ge=-120.0, le=0.0)
+    """Energy VAD: a 20 ms frame is speech only if louder than this (dBFS RMS) ..."""
+    margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
+    """... and this many dB above the background (the quietest recent frames, tracked)."""
     max_utterance_s: float = Field(default=12.0, ge=1.0, le=60.0)
     """Longest utterance: at this length it is ended (forced endpoint), bounding the cost of
     every partial and final."""

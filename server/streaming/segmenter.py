@@ -1,7 +1,8 @@
 """Energy VAD and endpointing: PCM samples in, utterance events out. No I/O, no torch.
 
-The audio is cut into 20 ms frames; a frame whose RMS is above `threshold_db` dBFS is
-speech. Speech starts an utterance (with `prefix_ms` of the audio before it); every
+The audio is cut into 20 ms frames; a frame is speech when its level is above
+`threshold_db` dBFS and `margin_db` above the background (the quietest recent frames).
+Speech starts an utterance (with `prefix_ms` of the audio before it); every
 `hop_ms` of new utterance audio a partial is due; `silence_ms` of non-speech ends it
 ("silence"), as does reaching `max_s` ("max_length", a forced endpoint that bounds what
 every partial and final costs) or a client's commit ("commit"). Positions are samples
@@ -43,11 +44,14 @@ Event = SpeechStarted | PartialDue | Ended
 @dataclass(frozen=True)
 class VadConfig:
     rate: int
-    threshold_db: float = -45.0
+    threshold_db: float = -50.0
     silence_ms: int = 480
-    prefix_ms: int = 200
+    prefix_ms: int = 100
     hop_ms: int = 320
     max_s: float = 12.0
+    suffix_ms: int = 100
+    margin_db: float = 10.0
+    floor_rise_db: float = 0.05  # per frame: 2.5 dB/s
 
 
 class Segmenter:
@@ -57,12 +61,13 @@ class Segmenter:
         self.silence = max(1, round(c.silence_ms / 1000 / FRAME_S))  # in frames
         self.hop = max(1, round(c.hop_ms / 1000 / FRAME_S))
         self.max_frames = max(1, round(c.max_s / FRAME_S))
-        self._threshold = 10 ** (c.threshold_db / 20)  # RMS, full scale 1.0
+        self._floor: float | None = None  # the background's level, dBFS (adaptive)
         self._rest = np.zeros(0, np.float32)  # samples short of a frame
         self._prefix: deque[np.ndarray] = deque(maxlen=round(c.prefix_ms / 1000 / FRAME_S))
         self._utterance: list[np.ndarray] = []
         self._start = 0
         self._silent = 0  # trailing non-speech frames of the utterance
+        self._suffix = round(c.suffix_ms / 1000 / FRAME_S)  # frames kept past the last speech
         self._since_partial = 0
         self.position = 0  # samples consumed into frames
 
@@ -81,7 +86,7 @@ class Segmenter:
 
     def _frame(self, frame: np.ndarray) -> list[Event]:
         self.position += frame.size
-        loud = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) > self._threshold
+        loud = self._is_speech(frame)
         if not self._utterance:
             if not loud:
                 self._prefix.append(frame)
@@ -103,9 +108,25 @@ class Segmenter:
             return [PartialDue()]
         return []
 
+    def _is_speech(self, frame: np.ndarray) -> bool:
+        """Louder than the absolute threshold and `margin_db` above the background, whose
+        level follows the quietest frames down at once and rises slowly (noise changes). The
+        stream's first frame seeds it: a stream is expected to open on its background."""
+        level = 10 * np.log10(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-12)
+        c = self.config
+        floor = level if self._floor is None else min(level, self._floor + c.floor_rise_db)
+        self._floor = floor
+        return level > max(c.threshold_db, floor + c.margin_db)
+
     def snapshot(self) -> np.ndarray:
-        """The utterance so far (empty outside speech)."""
-        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        """The utterance so far, up to `suffix_ms` past its last speech (empty outside)."""
+        return np.concatenate(self._kept()) if self._utterance else np.zeros(0, np.float32)
+
+    def _kept(self) -> list[np.ndarray]:
+        """What a pass decodes: the trailing silence past `suffix_ms` is left out (the CTC
+        backbone, trained on clips cut close to the speech, misreads long silences)."""
+        keep = len(self._utterance) - max(0, self._silent - self._suffix)
+        return self._utterance[:keep]
 
     def commit(self) -> Ended | None:
         """End the utterance now, with the samples short of a frame (None outside speech)."""
@@ -125,6 +146,6 @@ class Segmenter:
         self._prefix.clear()
 
     def _end(self, reason: str) -> Ended:
-        samples = np.concatenate(self._utterance)
+        samples = np.concatenate(self._kept())
         self._utterance = []
         return Ended(samples, self._start, self._start + samples.size, reason)

@@ -342,6 +342,8 @@ class LiveStream:
                 threshold_db=s.threshold_db,
                 silence_ms=self.silence_ms,
                 prefix_ms=self.prefix_ms,
+                suffix_ms=s.suffix_padding_ms,
+                margin_db=s.margin_db,
                 hop_ms=s.partial_hop_ms,
                 max_s=s.max_utterance_s,
             )
@@ -357,6 +359,7 @@ class LiveStream:
             "turn_detection": {
                 "type": "server_vad",
                 "threshold_db": self.settings.threshold_db,
+                "margin_db": self.settings.margin_db,
                 "silence_duration_ms": self.silence_ms,
                 "prefix_padding_ms": self.prefix_ms,
             },
