@@ -129,6 +129,7 @@ async def run_level(url: str, n: int, args) -> dict:
     failed = [repr(r)[:120] for r in runs if isinstance(r, BaseException)]
     partial = [x for r in ok for x in r.partial_latency_s]
     final = [x for r in ok for x in r.final_latency_s]
+    endpointed = [x for r in ok for x in r.endpoint_latency_s]
     behind = sum(
         1 for r in ok if r.send_lag_s > 0.5 or (r.final_latency_s and max(r.final_latency_s) > 2.0)
     )
@@ -147,6 +148,8 @@ async def run_level(url: str, n: int, args) -> dict:
         "partial_p99_ms": _ms(pct(partial, 99)),
         "final_p50_ms": _ms(pct(final, 50)),
         "final_p95_ms": _ms(pct(final, 95)),
+        "final_after_endpoint_p50_ms": _ms(pct(endpointed, 50)),
+        "final_after_endpoint_p95_ms": _ms(pct(endpointed, 95)),
         "finals": len(final),
         "behind": behind + len(failed),
         "max_send_lag_ms": _ms(max((r.send_lag_s for r in ok), default=0.0)),
@@ -195,6 +198,7 @@ def main() -> None:
         ("partial_p95_ms", "partial p95 ms"),
         ("final_p50_ms", "final p50 ms"),
         ("final_p95_ms", "final p95 ms"),
+        ("final_after_endpoint_p50_ms", "final-endpoint p50 ms"),
         ("behind", "behind"),
         ("stream_errors", "errors"),
         ("mean_batch_size", "batch size"),

@@ -20,7 +20,8 @@ class StreamRun:
     task: str
     audio_s: float
     partial_latency_s: list[float] = field(default_factory=list)  # recv - send of last sample
-    final_latency_s: list[float] = field(default_factory=list)
+    final_latency_s: list[float] = field(default_factory=list)  # from its speech's end + 100 ms
+    endpoint_latency_s: list[float] = field(default_factory=list)  # from the endpoint decision
     finals: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     send_lag_s: float = 0.0  # worst lateness of a chunk against the audio's own clock
@@ -78,6 +79,9 @@ async def stream(
                         t = sent_time(event["audio_end_ms"])
                         if t is not None:
                             run.final_latency_s.append(now - t)
+                        t = sent_time(event.get("endpoint_ms", event["audio_end_ms"]))
+                        if t is not None:
+                            run.endpoint_latency_s.append(now - t)
                         run.finals.append(event["transcript"])
                         started.discard(event["item_id"])
                     elif kind == "input_audio_buffer.speech_started":
@@ -96,8 +100,12 @@ async def stream(
                 run.send_lag_s = max(run.send_lag_s, time.monotonic() - due)
             chunk = base64.b64encode(data[offset : offset + step]).decode()
             sent_at.append(time.monotonic())
-            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
-        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            try:
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+            except websockets.ConnectionClosed:
+                break  # closed by the server: its error event says why
+        else:
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         await asyncio.sleep(0.3)  # a speech_started still on its way
         deadline = time.monotonic() + tail_s
         while started and not reading.done() and time.monotonic() < deadline:

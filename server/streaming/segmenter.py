@@ -65,6 +65,7 @@ class Segmenter:
         self._rest = np.zeros(0, np.float32)  # samples short of a frame
         self._prefix: deque[np.ndarray] = deque(maxlen=round(c.prefix_ms / 1000 / FRAME_S))
         self._utterance: list[np.ndarray] = []
+        self._unspoken: deque[np.ndarray] = deque(maxlen=self.max_frames)  # since the last end
         self._start = 0
         self._silent = 0  # trailing non-speech frames of the utterance
         self._suffix = round(c.suffix_ms / 1000 / FRAME_S)  # frames kept past the last speech
@@ -90,9 +91,11 @@ class Segmenter:
         if not self._utterance:
             if not loud:
                 self._prefix.append(frame)
+                self._unspoken.append(frame)
                 return []
             self._utterance = [*self._prefix, frame]
             self._prefix.clear()
+            self._unspoken.clear()
             self._start = self.position - len(self._utterance) * self.frame
             self._silent = self._since_partial = 0
             return [SpeechStarted(self._start, self.position - self.frame)]
@@ -128,15 +131,28 @@ class Segmenter:
         keep = len(self._utterance) - max(0, self._silent - self._suffix)
         return self._utterance[:keep]
 
-    def commit(self) -> Ended | None:
-        """End the utterance now, with the samples short of a frame (None outside speech)."""
+    def commit(self) -> list[Event]:
+        """End the utterance now, with the samples short of a frame. Outside speech, the
+        audio since the last utterance (at most `max_s`) is one, if there is any: a client's
+        commit is heard even where the VAD heard no speech."""
         if not self._utterance:
-            return None
+            if not self._unspoken and not self._rest.size:
+                return []
+            self._utterance = list(self._unspoken)
+            self._start = self.position - len(self._utterance) * self.frame
+            self._silent = 0
+            self._prefix.clear()
+            self._unspoken.clear()
+            if self._rest.size:
+                self._utterance.append(self._rest)
+                self.position += self._rest.size
+                self._rest = np.zeros(0, np.float32)
+            return [SpeechStarted(self._start, self._start), self._end("commit")]
         if self._rest.size:
             self._utterance.append(self._rest)
             self.position += self._rest.size
             self._rest = np.zeros(0, np.float32)
-        return self._end("commit")
+        return [self._end("commit")]
 
     def clear(self) -> None:
         """Drop the utterance in progress and the unframed rest."""
@@ -144,6 +160,7 @@ class Segmenter:
         self._rest = np.zeros(0, np.float32)
         self._utterance = []
         self._prefix.clear()
+        self._unspoken.clear()
 
     def _end(self, reason: str) -> Ended:
         samples = np.concatenate(self._kept())

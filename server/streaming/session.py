@@ -8,7 +8,8 @@ is the final transcript, so a final equals the offline decode of the same uttera
 live stream's next chunk joins the same fused mixed-task batches as file requests.
 
 Per stream at most one pass is in flight: a partial due while one runs is merged into
-the next (it takes the newest audio), and ended utterances queue for their finals
+the next (it takes the newest audio), a partial still in flight when its utterance ends
+is cancelled (the final replaces it), and ended utterances queue for their finals
 (at most `max_pending_finals`). The utterance's head is resolved, with the caller's
 rights, when its speech starts and is kept to its final: a head replaced mid-stream
 applies from the next utterance.
@@ -66,6 +67,7 @@ class _Utterance:
     task_id: str
     partial: str = ""
     ended: Ended | None = None
+    endpoint: int = 0  # stream position when the utterance was ended
     admitted: float = field(default_factory=time.monotonic)
 
 
@@ -93,6 +95,7 @@ class LiveStream:
         self._current: _Utterance | None = None
         self._finals: deque[_Utterance] = deque()
         self._partial_due = False
+        self._partial_pass: asyncio.Future | None = None  # the partial in flight, if any
         self._wake = asyncio.Event()
 
     # --- the stream's life: run() until the client leaves or a fatal error ---
@@ -146,9 +149,7 @@ class LiveStream:
         elif kind in ("transcription_session.update", "session.update"):
             await self._update(protocol.session_update(event))
         elif kind == "input_audio_buffer.commit":
-            ended = self.segmenter.commit()
-            if ended is not None:
-                await self._ended(ended)
+            await self._dispatch(self.segmenter.commit())
         elif kind == "input_audio_buffer.clear":
             self.segmenter.clear()
             self._current = None  # its pass in flight, if any, is discarded
@@ -180,7 +181,10 @@ class LiveStream:
                 f"audio is {ahead:.1f} s ahead of real time; a live stream may run "
                 f"{self.settings.max_ahead_s:g} s ahead"
             )
-        for event in self.segmenter.feed(samples):
+        await self._dispatch(self.segmenter.feed(samples))
+
+    async def _dispatch(self, events: list) -> None:
+        for event in events:
             if isinstance(event, SpeechStarted):
                 await self._started(event)
             elif isinstance(event, PartialDue):
@@ -212,7 +216,10 @@ class LiveStream:
                 "produces speech faster than it is transcribed"
             )
         utterance.ended = ended
+        utterance.endpoint = self.segmenter.position
         self._finals.append(utterance)
+        if self._partial_pass is not None and not self._partial_pass.done():
+            self._partial_pass.cancel()  # leaves the queue (or its result is dropped)
         self._wake.set()
         item = utterance.item_id
         await self._send(
@@ -242,7 +249,13 @@ class LiveStream:
                     await self._final(self._finals.popleft())
                 else:
                     self._partial_due = False
-                    await self._partial(self._current)
+                    self._partial_pass = asyncio.ensure_future(self._partial(self._current))
+                    try:
+                        await self._partial_pass
+                    except asyncio.CancelledError:
+                        if asyncio.current_task().cancelling():
+                            raise  # the stream is closing
+                        # else its utterance ended: the final is what counts now
 
     async def _partial(self, utterance: _Utterance) -> None:
         samples, end = self.segmenter.snapshot(), self.segmenter.position
@@ -299,6 +312,7 @@ class LiveStream:
                 "head_version": head.meta.version if head is not None else None,
                 "audio_start_ms": self._ms(ended.start),
                 "audio_end_ms": self._ms(ended.end),
+                "endpoint_ms": self._ms(utterance.endpoint),
                 "end_reason": ended.reason,
             }
         )

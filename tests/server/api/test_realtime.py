@@ -158,3 +158,28 @@ def _wav(clip: np.ndarray) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, clip, RATE, format="WAV", subtype="PCM_16")
     return buf.getvalue()
+
+
+def test_readme_live_client_example_prints_what_it_promises(url, fsdd_root):
+    """The README's realtime client (marked `readme-test: realtime`) run as written."""
+    import os
+    import subprocess
+    import sys
+
+    from server.config import REPO_ROOT
+    from tests.test_readme import FENCE, README, _trailing_comments
+
+    (block,) = [m["body"] for m in FENCE.finditer(README) if "readme-test: realtime" in m["before"]]
+    code, expected = _trailing_comments(block)
+    code = code.replace("localhost:8000", url.removeprefix("http://"))
+    env = dict(os.environ, HRA_FSDD_ROOT=str(fsdd_root))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == expected

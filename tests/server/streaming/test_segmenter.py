@@ -64,9 +64,9 @@ def test_an_utterance_never_runs_past_max_length():
 def test_commit_ends_the_utterance_now_and_clear_drops_it():
     seg = Segmenter(VadConfig(RATE))
     seg.feed(np.concatenate([quiet(0.2), tone(0.5)]))
-    ended = seg.commit()
-    assert ended is not None and ended.reason == "commit" and not seg.in_speech
-    assert seg.commit() is None  # nothing in progress
+    (ended,) = seg.commit()
+    assert isinstance(ended, Ended) and ended.reason == "commit" and not seg.in_speech
+    assert seg.commit() == []  # nothing since
     seg.feed(tone(0.3))
     assert seg.in_speech and seg.snapshot().size > 0
     seg.clear()
@@ -90,3 +90,12 @@ def test_a_real_recording_in_its_room_tone_is_one_utterance(fsdd_test):
     (ended,) = [e for e in events if isinstance(e, Ended)]
     assert ended.reason == "silence" and ended.samples.size >= 0.9 * clip.size
     assert isinstance(events[0], SpeechStarted) and not isinstance(events[0], PartialDue)
+
+
+def test_commit_outside_speech_makes_the_audio_since_the_last_utterance_one():
+    seg = Segmenter(VadConfig(RATE, max_s=2.0))
+    assert not seg.feed(quiet(3.0))  # no speech heard
+    started, ended = seg.commit()
+    assert isinstance(started, SpeechStarted) and isinstance(ended, Ended)
+    assert ended.reason == "commit" and ended.samples.size == 2 * RATE  # at most max_s
+    assert ended.end == seg.position == 3 * RATE
