@@ -23,6 +23,7 @@ import json
 import random
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -191,7 +192,10 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
         finally:
             process.terminate()
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     cols = [
         ("streams", "streams"),
         ("partial_p50_ms", "partial p50 ms"),

@@ -80,14 +80,16 @@ class Segmenter:
         data = np.concatenate([self._rest, samples]) if self._rest.size else samples
         whole = data.size // self.frame * self.frame
         self._rest = data[whole:].copy()
+        frames = data[:whole].reshape(-1, self.frame)
+        power = np.mean(np.square(frames, dtype=np.float64), axis=1)  # one numpy op per chunk
         events: list[Event] = []
-        for frame in data[:whole].reshape(-1, self.frame):
-            events.extend(self._frame(frame))
+        for frame, level in zip(frames, (10 * np.log10(power + 1e-12)).tolist()):
+            events.extend(self._frame(frame, level))
         return events
 
-    def _frame(self, frame: np.ndarray) -> list[Event]:
+    def _frame(self, frame: np.ndarray, level: float) -> list[Event]:
         self.position += frame.size
-        loud = self._is_speech(frame)
+        loud = self._is_speech(level)
         if not self._utterance:
             if not loud:
                 self._prefix.append(frame)
@@ -111,11 +113,10 @@ class Segmenter:
             return [PartialDue()]
         return []
 
-    def _is_speech(self, frame: np.ndarray) -> bool:
+    def _is_speech(self, level: float) -> bool:
         """Louder than the absolute threshold and `margin_db` above the background, whose
         level follows the quietest frames down at once and rises slowly (noise changes). The
         stream's first frame seeds it: a stream is expected to open on its background."""
-        level = 10 * np.log10(float(np.mean(np.square(frame, dtype=np.float64))) + 1e-12)
         c = self.config
         floor = level if self._floor is None else min(level, self._floor + c.floor_rise_db)
         self._floor = floor
