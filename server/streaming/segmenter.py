@@ -66,6 +66,7 @@ class Segmenter:
         self._prefix: deque[np.ndarray] = deque(maxlen=round(c.prefix_ms / 1000 / FRAME_S))
         self._utterance: list[np.ndarray] = []
         self._unspoken: deque[np.ndarray] = deque(maxlen=self.max_frames)  # since the last end
+        self._unspoken_loudest = -np.inf  # dBFS of its loudest frame
         self._start = 0
         self._silent = 0  # trailing non-speech frames of the utterance
         self._suffix = round(c.suffix_ms / 1000 / FRAME_S)  # frames kept past the last speech
@@ -94,10 +95,12 @@ class Segmenter:
             if not loud:
                 self._prefix.append(frame)
                 self._unspoken.append(frame)
+                self._unspoken_loudest = max(self._unspoken_loudest, level)
                 return []
             self._utterance = [*self._prefix, frame]
             self._prefix.clear()
             self._unspoken.clear()
+            self._unspoken_loudest = -np.inf
             self._start = self.position - len(self._utterance) * self.frame
             self._silent = self._since_partial = 0
             return [SpeechStarted(self._start, self.position - self.frame)]
@@ -134,16 +137,19 @@ class Segmenter:
 
     def commit(self) -> list[Event]:
         """End the utterance now, with the samples short of a frame. Outside speech, the
-        audio since the last utterance (at most `max_s`) is one, if there is any: a client's
-        commit is heard even where the VAD heard no speech."""
+        audio since the last utterance (at most `max_s`) is one if any of it is louder than
+        `threshold_db`: a client's commit is heard where the VAD heard no speech, say in a
+        clip that opens on speech (its first frame seeds the background level)."""
         if not self._utterance:
-            if not self._unspoken and not self._rest.size:
+            if not self._unspoken or self._unspoken_loudest <= self.config.threshold_db:
+                self._unspoken.clear()
                 return []
             self._utterance = list(self._unspoken)
             self._start = self.position - len(self._utterance) * self.frame
             self._silent = 0
             self._prefix.clear()
             self._unspoken.clear()
+            self._unspoken_loudest = -np.inf
             if self._rest.size:
                 self._utterance.append(self._rest)
                 self.position += self._rest.size
@@ -162,6 +168,7 @@ class Segmenter:
         self._utterance = []
         self._prefix.clear()
         self._unspoken.clear()
+        self._unspoken_loudest = -np.inf
 
     def _end(self, reason: str) -> Ended:
         samples = np.concatenate(self._kept())

@@ -94,7 +94,9 @@ def test_a_real_recording_in_its_room_tone_is_one_utterance(fsdd_test):
 
 def test_commit_outside_speech_makes_the_audio_since_the_last_utterance_one():
     seg = Segmenter(VadConfig(RATE, max_s=2.0))
-    assert not seg.feed(quiet(3.0))  # no speech heard
+    assert not seg.feed(quiet(3.0)) and seg.commit() == []  # nothing above -50 dBFS: nothing
+    seg = Segmenter(VadConfig(RATE, max_s=2.0))
+    assert not seg.feed(tone(3.0))  # steady from its first frame: the VAD hears no speech
     started, ended = seg.commit()
     assert isinstance(started, SpeechStarted) and isinstance(ended, Ended)
     assert ended.reason == "commit" and ended.samples.size == 2 * RATE  # at most max_s
