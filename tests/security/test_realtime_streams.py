@@ -29,7 +29,11 @@ def url(tmp_path_factory):
         tmp_path_factory.mktemp("rt-security"),
         "disk",
         streaming=StreamingSettings(
-            max_streams_per_tenant=2, max_streams=5, idle_timeout_s=1.0, max_ahead_s=5.0
+            max_streams_per_tenant=2,
+            max_streams=5,
+            idle_timeout_s=1.0,
+            max_ahead_s=5.0,
+            send_timeout_s=1.0,
         ),
     )
     with live_server(settings) as base:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
 
 # RFC 6455 close codes: 1000 normal, 1008 policy violation, 1011 server error, 1013 try later.
+CLOSE_TIMEOUT_S = 2.0
 CLOSE_CODES = {"too_many_streams": 1013, "overloaded": 1013, "unknown_task": 1008}
 
 
@@ -88,7 +89,9 @@ async def _close_with(websocket: WebSocket, send, exc: Exception) -> None:
 
 
 async def _close(websocket: WebSocket, code: int) -> None:
+    """The close handshake, bounded: a client that reads nothing never takes our close
+    frame (uvicorn drops the connection once the handler returns)."""
     try:
-        await websocket.close(code)
-    except (RuntimeError, WebSocketDisconnect):
+        await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
+    except (RuntimeError, WebSocketDisconnect, TimeoutError):
         pass
