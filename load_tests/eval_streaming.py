@@ -4,7 +4,8 @@ For every shipped task, test utterances (FSDD takes 30-39 of the task's speaker;
 synthetic domain's test split for synth-*) are joined into streams of `--per-stream`
 utterances with `--gap-s` of faint noise between them. Each stream goes through
 /v1/realtime (VAD endpointing, partials, finals; sent as fast as the server takes it:
-finals do not depend on the pace) and the same audio through POST /v1/transcribe
+finals do not depend on the pace; no commit: the VAD ends every utterance, the last in
+the closing room tone) and the same audio through POST /v1/transcribe
 (offline, one pass over the whole stream); the isolated utterances are decoded offline
 too. WER against the reference for each, and the last partial before each final.
 
@@ -102,7 +103,7 @@ async def evaluate(url: str, tasks: list[str], args) -> list[dict]:
             streams = [join([w for w, _ in g], args.gap_s, i) for i, g in enumerate(groups)]
             refs = [" ".join(t for _, t in g) for g in groups]
             runs = await asyncio.gather(
-                *(stream(ws_url, task, s, realtime=False, tail_s=10) for s in streams)
+                *(stream(ws_url, task, s, realtime=False, tail_s=10, commit=False) for s in streams)
             )
             same_audio = [await offline(client, task, s) for s in streams]
             isolated = [await offline(client, task, w) for w, _ in utts]

@@ -44,9 +44,10 @@ async def stream(
     realtime: bool = True,
     headers: dict | None = None,
     tail_s: float = 3.0,
+    commit: bool = True,
 ) -> StreamRun:
-    """Stream `wav` (float32 at 16 kHz) to `task`; commit at the end and wait for the last
-    final (at most `tail_s`)."""
+    """Stream `wav` (float32 at 16 kHz) to `task`; commit at the end (if `commit`) and wait
+    for the last final (at most `tail_s`)."""
     data = pcm16(wav)
     step = PCM_RATE * chunk_ms // 1000 * 2
     run = StreamRun(task, wav.size / PCM_RATE)
@@ -105,7 +106,8 @@ async def stream(
             except websockets.ConnectionClosed:
                 break  # closed by the server: its error event says why
         else:
-            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            if commit:
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         await asyncio.sleep(0.3)  # a speech_started still on its way
         deadline = time.monotonic() + tail_s
         while started and not reading.done() and time.monotonic() < deadline:
