@@ -65,6 +65,7 @@ async def stream(
             run.errors.append(created["error"]["code"])
             return run
         started = set()
+        drained = asyncio.Event()  # the server has handled every message we sent
 
         async def reader() -> None:
             try:
@@ -85,6 +86,8 @@ async def stream(
                             run.endpoint_latency_s.append(now - t)
                         run.finals.append(event["transcript"])
                         started.discard(event["item_id"])
+                    elif kind == "transcription_session.updated":
+                        drained.set()
                     elif kind == "input_audio_buffer.speech_started":
                         started.add(event["item_id"])
                     elif kind == "error":
@@ -108,7 +111,12 @@ async def stream(
         else:
             if commit:
                 await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
-        await asyncio.sleep(0.3)  # a speech_started still on its way
+        # answered in order: once it is, every chunk before it went through the VAD
+        try:
+            await ws.send(json.dumps({"type": "transcription_session.update", "session": {}}))
+            await asyncio.wait_for(drained.wait(), tail_s)
+        except (TimeoutError, websockets.ConnectionClosed):
+            pass
         deadline = time.monotonic() + tail_s
         while started and not reading.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
