@@ -31,7 +31,7 @@ def url(tmp_path_factory):
         streaming=StreamingSettings(
             max_streams_per_tenant=2,
             max_streams=5,
-            idle_timeout_s=1.0,
+            idle_timeout_s=2.0,
             max_ahead_s=5.0,
             send_timeout_s=1.0,
         ),

@@ -79,7 +79,6 @@ async def test_a_stream_gets_partials_and_one_final_per_utterance_as_offline_dec
         assert created["type"] == "transcription_session.created"
         assert created["session"]["input_audio_transcription"]["model"] == "fsdd-jackson"
         await send_audio(ws, pcm(audio), pause_s=0.05)  # twice real time: partials come
-        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         seen = []
         while sum(e["type"].endswith(".completed") for e in seen) < 3:
             seen += await events_until(ws, "conversation.item.input_audio_transcription.completed")
