@@ -165,6 +165,9 @@ def uvicorn_options(settings: Settings) -> dict:
         limit_concurrency=settings.http.max_connections,
         timeout_keep_alive=settings.http.keep_alive_timeout_s,
         h11_max_incomplete_event_size=settings.http.max_header_bytes,
+        # a WebSocket message is read whole before /v1/realtime sees it: twice the streaming
+        # limit (between the two, an error event; past it, uvicorn closes with 1009)
+        ws_max_size=2 * settings.streaming.max_message_bytes,
     )
 
 

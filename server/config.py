@@ -195,6 +195,43 @@ class WhisperSettings(BaseModel):
     default <work_dir>/whisper."""
 
 
+class StreamingSettings(BaseModel):
+    """Live streaming over WebSocket, /v1/realtime (HRA_STREAMING__...); server/streaming/."""
+
+    max_streams: int = Field(default=256, ge=0, le=100_000)
+    """Live streams open at once, all tenants together; past it `too_many_streams`."""
+    max_streams_per_tenant: int = Field(default=32, ge=0, le=100_000)
+    """Live streams one tenant may hold open (admin and open-access callers: only the total)."""
+    partial_hop_ms: int = Field(default=320, ge=40, le=10_000)
+    """New speech between two partial hypotheses, in ms: each partial re-runs the utterance so
+    far (at most `max_utterance_s`) as one batcher work item."""
+    silence_ms: int = Field(default=480, ge=100, le=10_000)
+    """Silence that ends an utterance (endpointing), in ms, unless the session sets its own."""
+    prefix_padding_ms: int = Field(default=100, ge=0, le=2_000)
+    """Audio kept from before the detected start of speech, in ms."""
+    suffix_padding_ms: int = Field(default=100, ge=0, le=2_000)
+    """Audio kept past the last speech frame, in ms: the rest of the endpointing silence is
+    not decoded (the shipped backbone misreads long silences around a clip: README)."""
+    threshold_db: float = Field(default=-50.0, ge=-120.0, le=0.0)
+    """Energy VAD: a 20 ms frame is speech only if louder than this (dBFS RMS) ..."""
+    margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
+    """... and this many dB above the background (the quietest recent frames, tracked)."""
+    max_utterance_s: float = Field(default=12.0, ge=1.0, le=60.0)
+    """Longest utterance: at this length it is ended (forced endpoint), bounding the cost of
+    every partial and final."""
+    idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A stream that sends nothing for this long is closed (`stream_idle_timeout`)."""
+    send_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """A client that does not read an event within this long is closed (`slow_consumer`)."""
+    max_message_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    """Largest client message (1 MiB: 32 s of 16 kHz PCM16 in base64); larger: error event."""
+    max_ahead_s: float = Field(default=10.0, ge=0.5, le=600)
+    """How far a client's audio may run ahead of the wall clock since the stream opened, in
+    seconds: a live stream is real time, so one stream's cost is bounded by its duration."""
+    max_pending_finals: int = Field(default=4, ge=1, le=64)
+    """Ended utterances waiting for their final transcript; past it `stream_overloaded`."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
 
@@ -239,6 +276,7 @@ class Settings(BaseSettings):
     discovery: DiscoverySettings = DiscoverySettings()
     whisper: WhisperSettings = WhisperSettings()
     longform: LongformSettings = LongformSettings()
+    streaming: StreamingSettings = StreamingSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""

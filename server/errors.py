@@ -113,6 +113,20 @@ class InferenceFailed(ServingError):
         self.stage = stage  # features | forward | decode
 
 
+class TooManyStreams(ServingError):
+    """The tenant's or the server's live-stream limit is reached (429 / close 1013)."""
+
+    code = "too_many_streams"
+
+
+class StreamError(ServingError):
+    """A live stream broke its protocol or bounds: sent as an `error` event (the specific
+    kinds live in server/streaming/errors.py); `fatal` ones close the stream after it."""
+
+    code = "stream_error"
+    fatal = False
+
+
 __all__ = [
     "AudioDecodeError",
     "AudioTooLong",
@@ -134,6 +148,8 @@ __all__ = [
     "SlotPoolExhausted",
     "StoreError",
     "StoreUnavailable",
+    "StreamError",
+    "TooManyStreams",
     "UnknownTask",
     "TooManyChannels",
     "TooManySamples",

@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from server.api import errors
 from server.api.auth_gate import AuthGate
 from server.api.limits import BodyReadTimeout, BodySizeLimit
-from server.api.routes import health, models, tasks, transcription
+from server.api.routes import health, models, realtime, tasks, transcription
 from server.auth import Principal
 from server.config import Settings, get_settings
 from server.service import AsrService, set_threads
+from server.streaming.hub import StreamHub
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = AsrService(settings)
         await service.start()
         app.state.service = service
+        app.state.streams = StreamHub(settings.streaming, service.metrics.registry)
         logger.info("serving on %s:%d", settings.host, settings.port)
         try:
             yield
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(realtime.router)
     return app
 
 

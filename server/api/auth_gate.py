@@ -65,6 +65,8 @@ class AuthGate:
         self._metrics_digest = hashlib.sha256(secret.encode()).digest() if secret else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
@@ -84,6 +86,23 @@ class AuthGate:
             return await send_error(send, 401, exc.code, "authentication", str(exc))
         await self.app(scope, receive, send)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake is judged like a request: its key from the headers or the
+        OpenAI browser subprotocol `openai-insecure-api-key.<key>`; refused with the JSON 401
+        body where the server can answer the handshake with HTTP, else close code 1008."""
+        if self.open_access:
+            scope[PRINCIPAL_KEY] = OPEN
+            return await self.app(scope, receive, send)
+        try:
+            key = presented_key(scope["headers"]) or subprotocol_key(scope)
+            scope[PRINCIPAL_KEY] = self.authenticate(scope, key)
+        except Unauthorized as exc:
+            if "websocket.http.response" in scope.get("extensions", {}):
+                reply = _as_websocket(send)
+                return await send_error(reply, 401, exc.code, "authentication", str(exc))
+            return await send({"type": "websocket.close", "code": 1008})
+        await self.app(scope, receive, send)
+
     def _check_metrics_reader(self, scope: Scope, key: str | None) -> None:
         if key and self._metrics_digest is not None:
             digest = hashlib.sha256(key.encode()).digest()
@@ -92,3 +111,23 @@ class AuthGate:
         principal = self.authenticate(scope, key)
         if not principal.admin:
             raise Unauthorized("/metrics needs an admin key or the metrics key")
+
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
+def subprotocol_key(scope: Scope) -> str | None:
+    """The key a browser client passes as the subprotocol `openai-insecure-api-key.<key>`."""
+    for protocol in scope.get("subprotocols", ()):
+        if protocol.startswith(KEY_SUBPROTOCOL) and len(protocol) > len(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return None
+
+
+def _as_websocket(send: Send) -> Send:
+    """send_error's HTTP messages as the websocket.http.response extension's."""
+
+    async def wrapped(message):
+        await send({**message, "type": "websocket." + message["type"]})
+
+    return wrapped

@@ -34,6 +34,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.InvalidRequest, 400),
     (e.InvalidVisibility, 400),
     (e.QuotaExceeded, 429),
+    (e.TooManyStreams, 429),
     (e.Overloaded, 503),
     (e.SlotPoolExhausted, 503),
     (e.StoreUnavailable, 503),

@@ -1,0 +1,97 @@
+"""WebSocket /v1/realtime: live transcription, OpenAI Realtime's transcription events.
+
+The socket is the transport only: the protocol, VAD and model passes are
+server/streaming/. The caller comes from server/api/auth_gate.py (headers or the
+`openai-insecure-api-key.<key>` subprotocol); the task is the `model` (or `task_id`)
+query parameter or the session's `input_audio_transcription.model`, default `base`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from adapters_store.errors import StoreError
+from server.api.auth_gate import PRINCIPAL_KEY
+from server.errors import ServingError, StreamError
+from server.log_safety import printable
+from server.service import BASE_TASK
+from server.streaming import protocol
+from server.streaming.errors import SlowConsumer
+from server.streaming.session import LiveStream
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["realtime"])
+
+# RFC 6455 close codes: 1000 normal, 1008 policy violation, 1011 server error, 1013 try later.
+CLOSE_TIMEOUT_S = 2.0
+CLOSE_CODES = {"too_many_streams": 1013, "overloaded": 1013, "unknown_task": 1008}
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    service = websocket.app.state.service
+    hub = websocket.app.state.streams
+    caller = websocket.scope[PRINCIPAL_KEY]
+    query = websocket.query_params
+    task_id = (query.get("model") or query.get("task_id") or BASE_TASK)[:128]
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    timeout = service.settings.streaming.send_timeout_s
+
+    async def send(event: dict) -> None:
+        try:
+            await asyncio.wait_for(websocket.send_text(json.dumps(event)), timeout)
+        except TimeoutError:
+            raise SlowConsumer(f"an event was not read within {timeout:g} s") from None
+
+    async def receive() -> str | bytes | None:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        return message.get("text") if message.get("text") is not None else message.get("bytes")
+
+    code, reason = 1000, "disconnect"
+    try:
+        lease = hub.open(caller)
+    except ServingError as exc:
+        return await _close_with(websocket, send, exc)
+    stream = LiveStream(service, hub, caller, send, task_id)
+    try:
+        reason = await stream.run(receive)
+    except (WebSocketDisconnect, RuntimeError) as exc:  # the socket went away mid-send
+        reason = type(exc).__name__
+    except (ServingError, StoreError) as exc:
+        reason = exc.code
+        if not isinstance(exc, SlowConsumer):  # a client that does not read gets no event
+            return await _close_with(websocket, send, exc)
+        code = 1008
+    finally:
+        lease.release()
+        logger.info("stream %s closed: %s", stream.id, printable(reason))
+    if websocket.client_state == WebSocketState.CONNECTED:
+        await _close(websocket, code)
+
+
+async def _close_with(websocket: WebSocket, send, exc: Exception) -> None:
+    """An `error` event with the stable code, then the close."""
+    code = getattr(exc, "code", "internal_error")
+    try:
+        await send(protocol.error_event(code, str(exc)))
+    except (ServingError, WebSocketDisconnect, RuntimeError):
+        pass
+    fatal = isinstance(exc, StreamError) or code in CLOSE_CODES
+    await _close(websocket, CLOSE_CODES.get(code, 1008 if fatal else 1011))
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    """The close handshake, bounded: a client that reads nothing never takes our close
+    frame (uvicorn drops the connection once the handler returns)."""
+    try:
+        await asyncio.wait_for(websocket.close(code), CLOSE_TIMEOUT_S)
+    except (RuntimeError, WebSocketDisconnect, TimeoutError):
+        pass
