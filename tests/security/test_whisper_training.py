@@ -32,8 +32,14 @@ def _wav(path: Path, seconds: float) -> str:
 
 
 def test_a_transcript_past_the_decoders_context_is_refused_naming_the_file(whisper, tmp_path):
-    rows = [Utterance(_wav(tmp_path / "a.wav", 0.5), "word " * 5000, "t")]
-    with pytest.raises(ValueError, match="a.wav: transcript of 5000 tokens"):
+    rows = [Utterance(_wav(tmp_path / "a.wav", 0.5), "word " * 500, "t")]
+    with pytest.raises(ValueError, match=r"a.wav: transcript of 50\d tokens \(1-200\)"):
+        WhisperSet.build(rows, whisper)
+
+
+def test_a_megabyte_transcript_is_refused_before_it_is_tokenized(whisper, tmp_path):
+    rows = [Utterance(_wav(tmp_path / "a.wav", 0.5), "x" * 1_000_000, "t")]
+    with pytest.raises(ValueError, match="a.wav: transcript of 1000000 characters"):
         WhisperSet.build(rows, whisper)
 
 

@@ -50,6 +50,8 @@ class WhisperSet:
         index = {t: i for i, t in enumerate(task_ids)}
         out = cls([], [], [], [], task_ids)
         for u in tqdm(utterances, desc=desc, leave=False):
+            if len(u.text) > 16 * max_tokens:  # bounded before the tokenizer sees it
+                raise ValueError(f"{u.audio}: transcript of {len(u.text)} characters")
             ids = whisper.tokenizer.encode(target_text(u.text))
             if not ids or len(ids) > max_tokens:
                 raise ValueError(f"{u.audio}: transcript of {len(ids)} tokens (1-{max_tokens})")

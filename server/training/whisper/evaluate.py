@@ -21,7 +21,7 @@ from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadRecord
 from server.config import Settings
 from server.data import sentences
-from server.data.fsdd import TEST_TAKES, load_fsdd
+from server.data.fsdd import FSDD_PREFIX, TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, load_audio, read_manifest
 from server.data.synthetic import ADAPTATION_DOMAINS
 from server.model.adapters import HeadBatch
@@ -84,7 +84,7 @@ def evaluate(
     data_dir: Path,
     fsdd_root: Path,
     settings: Settings | None = None,
-    domains=ADAPTATION_DOMAINS,
+    domains=None,
     speakers=None,
     test_size: int | None = None,
     variants: tuple[str, ...] = tuple(VARIANTS),
@@ -94,6 +94,12 @@ def evaluate(
     recognizer, _ = load_recognizer(settings, CPU)
     assert isinstance(recognizer, WhisperRecognizer)
     stores = {v: DiskStore(model_dir / f) for v, f in VARIANTS.items() if f and v in variants}
+    if domains is None or speakers is None:  # the tasks the model dir ships heads for
+        shipped = DiskStore(model_dir / VARIANTS["hra_linear"]).task_ids()
+        if domains is None:
+            domains = [d for d in ADAPTATION_DOMAINS if f"synth-{d}" in shipped]
+        if speakers is None:
+            speakers = [t.removeprefix(FSDD_PREFIX) for t in shipped if t.startswith(FSDD_PREFIX)]
     utterances = test_utterances(data_dir, fsdd_root, domains, speakers, test_size)
     tasks = sorted({u.task for u in utterances})
     results = []

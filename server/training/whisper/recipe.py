@@ -68,8 +68,8 @@ class WhisperRecipe:
             rows=4,
             domains=("telephone", "accent-de"),
             speakers=("george", "theo"),
-            multitask=TrainConfig(steps=120, lr=5e-3, warmup=10, checkpoint_every=20),
-            heads=TrainConfig(steps=80, lr=5e-3, warmup=10, checkpoint_every=20),
+            multitask=TrainConfig(steps=80, lr=5e-3, warmup=10, checkpoint_every=20),
+            heads=TrainConfig(steps=40, lr=5e-3, warmup=10, checkpoint_every=20),
         )
 
     @classmethod
