@@ -9,8 +9,10 @@ PORT    ?= 8000
 # server: a heap that is never trimmed is exactly the RSS creep a soak must not show.
 model: export MALLOC_MMAP_THRESHOLD_ = 33554432
 model: export MALLOC_TRIM_THRESHOLD_ = 1073741824
+whisper-model: export MALLOC_MMAP_THRESHOLD_ = 33554432
+whisper-model: export MALLOC_TRIM_THRESHOLD_ = 1073741824
 
-.PHONY: run test test-fast model eval lint format stack bench-quick bench memory soak plots \
+.PHONY: run test test-fast model whisper-model eval lint format stack bench-quick bench memory soak plots \
 	load-steady load-cold-start load-hot-swap load-batching load-zipf-scale
 
 $(VENV_OK): pyproject.toml
@@ -35,8 +37,12 @@ stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctr
 model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads, refine): ~39 min
 	$(PY) -m server.cli build-default
 
-eval: $(VENV_OK)  ## WER table of the README; writes results/evaluation.json
+eval: $(VENV_OK)  ## WER tables of the README; writes results/evaluation.json and evaluation-whisper.json
 	$(PY) -m server.cli evaluate
+	$(PY) -m server.cli --model-dir models/whisper-tiny-en evaluate --json results/evaluation-whisper.json
+
+whisper-model: $(VENV_OK)  ## train models/whisper-tiny-en's controller + heads, every domain and speaker (full recipe)
+	$(PY) -m server.cli --model-dir models/whisper-tiny-en build-whisper
 
 bench-quick: $(VENV_OK)  ## fused-path benchmark, short (< 2 min): load_tests/results/fused-quick.json
 	$(PY) -m load_tests.bench_fused --quick

@@ -3,6 +3,7 @@
 hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
 hra data               generate the synthetic corpora
 hra build-default      the whole recipe behind models/default (one command)
+hra build-whisper      the recipe behind models/whisper-tiny-en (controller + heads on Whisper)
 hra train-head         a head for a new task from a manifest, registered in a store
 hra seed-store         copy the model directory's shipped heads into the configured store
 hra evaluate           the WER table (prints Markdown, writes JSON)
@@ -46,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("build-default", help="train everything behind the model dir")
     p.add_argument("--quick", action="store_true", help="tiny data and steps (smoke test)")
+
+    p = sub.add_parser(
+        "build-whisper", help="train the Whisper model dir's controller and heads (frozen Whisper)"
+    )
+    p.add_argument("--quick", action="store_true", help="tiny data and steps (smoke test)")
+    p.add_argument(
+        "--slice", action="store_true", help="2 domains + 2 speakers, fewer steps (as committed)"
+    )
 
     p = sub.add_parser("train-head", help="train a head for a new task, controller frozen")
     _task_option(p, required=True, help="the task id the head is registered under")
@@ -212,21 +221,26 @@ def _train_head(args) -> int:
     from adapters_store.head_format import HeadType, validate_vocabulary
     from server.data.manifest import read_manifest
     from server.model.checkpoint import load_model
+    from server.model.loading import model_kind
     from server.training.data import FeatureSet
     from server.training.recipes import train_heads
     from server.training.trainer import TrainConfig
 
-    model, fp = load_model(args.model_dir / "model.safetensors")
     rows = read_manifest(args.manifest, task=args.task)
     rows = [r.__class__(r.audio, r.text, args.task) for r in rows]
-    data = FeatureSet.build(
-        rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
-    )
     head_type = HeadType(args.head_type)
     rank = args.rank if head_type == HeadType.FFN else 0
     config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
-    pools = train_heads(model, data, head_type, rank, config)
-    (record,) = pools.records(fp, rank)
+    if model_kind(args.model_dir) == "whisper":
+        record, texts = _train_whisper_head(args, rows, head_type, rank, config)
+    else:
+        model, fp = load_model(args.model_dir / "model.safetensors")
+        data = FeatureSet.build(
+            rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
+        )
+        pools = train_heads(model, data, head_type, rank, config)
+        (record,) = pools.records(fp, rank)
+        texts = data.texts
     store_path = _disk_store_path(args)
     store = DiskStore(store_path)
     owner = args.owner
@@ -240,12 +254,43 @@ def _train_head(args) -> int:
             )
     vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
     if args.vocabulary_from_manifest:
-        vocabulary = sorted({w for text in data.texts for w in text.split()})
+        vocabulary = sorted({w for text in texts for w in text.split()})
     record = record.with_meta(owner=owner or None, vocabulary=validate_vocabulary(vocabulary))
     stored = store.put(record)
     print(
         f"wrote {args.task} version {stored.meta.version} ({stored.num_parameters} parameters, "
         f"owner {stored.meta.owner or 'none'}) to {store_path / args.task}"
+    )
+    return 0
+
+
+def _train_whisper_head(args, rows, head_type, rank, config):
+    """train-head on a Whisper model dir: teacher-forced, in the window the dir serves with."""
+    from server.training.whisper.recipe import train_head
+
+    if args.vocabulary or args.vocabulary_from_manifest or args.tempos:
+        raise SystemExit("Whisper heads take no vocabulary and no --tempos (BPE decoding)")
+    cache_dir = get_settings().whisper.cache_dir or args.work_dir / "whisper"
+    record = train_head(
+        args.model_dir, cache_dir, rows, head_type, rank, config, speeds=tuple(args.speeds)
+    )
+    return record, [r.text for r in rows]
+
+
+def _build_whisper(args) -> int:
+    from server.training.whisper.recipe import WhisperRecipe, build_whisper
+
+    recipe = WhisperRecipe.quick() if args.quick else WhisperRecipe()
+    recipe = WhisperRecipe.slice() if args.slice else recipe
+    name = "whisper-quick" if args.quick else "whisper-slice" if args.slice else "whisper-tiny-en"
+    work = args.work_dir / name
+    cache_dir = get_settings().whisper.cache_dir or args.work_dir / "whisper"
+    summary = build_whisper(args.model_dir, work, args.fsdd_root, recipe, cache_dir)
+    logger.info(
+        "built %s in %.1f min, fingerprint %s",
+        args.model_dir,
+        summary["build_minutes"],
+        summary["fingerprint"],
     )
     return 0
 
@@ -274,14 +319,29 @@ def _seed_store(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from server.model.loading import model_kind
     from server.training.evaluate import evaluate, format_table, format_vocabulary_table
 
+    if model_kind(args.model_dir) == "whisper":
+        return _evaluate_whisper(args)
     data_dir = args.data_dir or args.work_dir / "default" / "data"
     results = evaluate(args.model_dir, data_dir, args.fsdd_root)
     print(format_table(results))
     print()
     print(format_vocabulary_table(results))
     return _write_json(args.json, results)
+
+
+def _evaluate_whisper(args) -> int:
+    from server.training.whisper.evaluate import evaluate, format_table
+
+    data_dir = args.data_dir or args.work_dir / "whisper-tiny-en" / "sentences"
+    results = evaluate(args.model_dir, data_dir, args.fsdd_root, get_settings())
+    print(format_table(results))
+    json_path = args.json
+    if json_path == Path("results/evaluation.json"):  # the CTC table's default
+        json_path = Path("results/evaluation-whisper.json")
+    return _write_json(json_path, results)
 
 
 def _split_check(args) -> int:
@@ -372,6 +432,7 @@ COMMANDS = {
     "serve": _serve,
     "data": _data,
     "build-default": _build_default,
+    "build-whisper": _build_whisper,
     "train-head": _train_head,
     "seed-store": _seed_store,
     "evaluate": _evaluate,

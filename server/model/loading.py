@@ -4,8 +4,10 @@ A model directory says what it holds:
     model.safetensors                 an HRA CTC checkpoint (server/model/checkpoint.py)
     manifest.json, "kind": "whisper"  pinned Whisper weights (server/model/whisper/weights.py)
                                       + controller.safetensors: the shared HRA controller over
-                                      the encoder, a fixed seeded init (no training yet:
-                                      `controller_seed` in the manifest; write_seeded_controller)
+                                      the encoder, trained by `hra build-whisper`
+                                      (server/training/whisper/; from the seeded init under
+                                      `controller_seed`); the manifest's `window` is the
+                                      encoder window it was trained and serves in
     manifest.json, "kind": "hf_ctc"   a local Hugging Face CTC folder ("checkpoint": a path,
                                       relative to the model directory or absolute;
                                       server/model/hf_ctc.py) + controller.safetensors of

@@ -65,11 +65,30 @@ class WhisperModel(nn.Module):
 
 
 def load_whisper_from_settings(settings: Settings, model_dir: Path = TINY_EN_DIR) -> WhisperModel:
-    """The model as HRA_WHISPER__* configure it (window, margin, cache folder)."""
+    """The model as HRA_WHISPER__* configure it (window, margin, cache folder).
+
+    A manifest naming a `window` (and `cut_margin_s`) is a model directory whose
+    controller and heads were trained in that window (hra build-whisper): it serves
+    in it unless HRA_WHISPER__WINDOW / __CUT_MARGIN_S are set explicitly."""
     knobs = settings.whisper
     cache_dir = knobs.cache_dir or settings.work_dir / "whisper"
-    model = load_whisper(model_dir, knobs.window, cache_dir)
-    model.encoder.cut_margin_frames = round(knobs.cut_margin_s / 0.01)  # 10 ms frames
+    window, margin = knobs.window, knobs.cut_margin_s
+    trained = json.loads((Path(model_dir) / "manifest.json").read_text())
+    if "window" in trained and "window" not in knobs.model_fields_set:
+        window = trained["window"]
+    if "cut_margin_s" in trained and "cut_margin_s" not in knobs.model_fields_set:
+        margin = float(trained["cut_margin_s"])
+    if "window" in trained and (window, margin) != (trained["window"], trained.get("cut_margin_s")):
+        logger.warning(
+            "%s was trained in the %r window (margin %s s); serving it in %r (%s s)",
+            model_dir,
+            trained["window"],
+            trained.get("cut_margin_s"),
+            window,
+            margin,
+        )
+    model = load_whisper(model_dir, window, cache_dir)
+    model.encoder.cut_margin_frames = round(margin / 0.01)  # 10 ms frames
     return model
 
 
