@@ -203,24 +203,20 @@ def _build_default(args) -> int:
 def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.errors import UnknownTask
-    from adapters_store.head_format import HeadType, validate_vocabulary
     from server.data.manifest import read_manifest
     from server.model.checkpoint import load_model
-    from server.training.data import FeatureSet
-    from server.training.recipes import train_heads
-    from server.training.trainer import TrainConfig
+    from server.training.new_head import HeadRecipe, train_new_head
 
     model, fp = load_model(args.model_dir / "model.safetensors")
     rows = read_manifest(args.manifest, task=args.task)
-    rows = [r.__class__(r.audio, r.text, args.task) for r in rows]
-    data = FeatureSet.build(
-        rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
+    recipe = HeadRecipe(
+        head_type=args.head_type,
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        speeds=tuple(args.speeds),
+        tempos=tuple(args.tempos),
     )
-    head_type = HeadType(args.head_type)
-    rank = args.rank if head_type == HeadType.FFN else 0
-    config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
-    pools = train_heads(model, data, head_type, rank, config)
-    (record,) = pools.records(fp, rank)
     store_path = _disk_store_path(args)
     store = DiskStore(store_path)
     owner = args.owner
@@ -233,9 +229,16 @@ def _train_head(args) -> int:
                 args.task,
             )
     vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
-    if args.vocabulary_from_manifest:
-        vocabulary = sorted({w for text in data.texts for w in text.split()})
-    record = record.with_meta(owner=owner or None, vocabulary=validate_vocabulary(vocabulary))
+    record = train_new_head(
+        model,
+        fp,
+        rows,
+        args.task,
+        recipe,
+        owner=owner,
+        vocabulary=vocabulary,
+        vocabulary_from_data=args.vocabulary_from_manifest,
+    )
     stored = store.put(record)
     print(
         f"wrote {args.task} version {stored.meta.version} ({stored.num_parameters} parameters, "
