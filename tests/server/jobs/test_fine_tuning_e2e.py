@@ -23,9 +23,7 @@ SPEAKER = "theo"
 
 
 def job_settings(tmp_path, **jobs):
-    return keyed_settings(
-        tmp_path, "disk", state_dir=tmp_path / "state", jobs=JobSettings(**jobs)
-    )
+    return keyed_settings(tmp_path, "disk", state_dir=tmp_path / "state", jobs=JobSettings(**jobs))
 
 
 async def wait_for(client, job_id: str, who: str, statuses, timeout_s: float = 240) -> dict:
