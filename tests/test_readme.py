@@ -67,7 +67,8 @@ def _run(argv: list[str], url: str, fsdd_root) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
-    with live_server(make_settings(tmp_path_factory.mktemp("readme"))) as url:
+    state = tmp_path_factory.mktemp("readme")
+    with live_server(make_settings(state, state_dir=state / "state")) as url:
         yield url
 
 
