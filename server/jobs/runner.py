@@ -258,8 +258,18 @@ class _StepCheck:
             raise JobStopped("cancelled", "cancelled", "cancelled by request")
         if self.elapsed() > self.limit:
             raise JobStopped("failed", "time_limit", f"training passed its {self.limit:g} s limit")
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+        if self.parent_pid is not None and not _alive(self.parent_pid):
             raise JobStopped("failed", "worker_lost", "the server that ran this job is gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_rq_job(job_id: str) -> str:
