@@ -150,7 +150,7 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, budget: _
     """At most `limit` bytes of a member, counted as they inflate (headers can lie)."""
     try:
         with archive.open(info) as f:
-            data = f.read(limit + 1)
+            data = f.read(min(limit, max(0, budget.left)) + 1)  # never inflates past either
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
         raise InvalidDataset(f"member {info.filename!r} cannot be read: {exc}") from None
     except zipfile.LargeZipFile as exc:
