@@ -267,3 +267,41 @@ async def test_a_restart_fails_jobs_left_running_and_queues_waiting_ones_again(t
         resumed = await wait_for(client, left[1], ("succeeded", "failed"), timeout_s=120)
         assert resumed["status"] == "succeeded", resumed
         assert resumed["result"]["version"] == 1
+
+
+async def test_job_requests_out_of_bounds_are_refused_before_anything_runs(jobs_client, fsdd_root):
+    file_id = await make_dataset(jobs_client, fsdd_root)
+    bad = [
+        ({"steps": 10**9}, "steps"),
+        ({"steps": "10"}, "steps"),
+        ({"n_epochs": 3}, "unknown hyperparameters"),
+        ({"speeds": [0.1]}, "speeds"),
+        ({"speeds": [1.0] * 50}, "speeds"),
+        ({"head_type": "residual"}, "head_type"),
+        ({"rank": 10_000, "head_type": "ffn"}, "rank"),
+        ({"learning_rate": -1}, "learning_rate"),
+    ]
+    for hyperparameters, word in bad:
+        r = await jobs_client.post(
+            "/v1/fine_tuning/jobs",
+            headers=auth("acme"),
+            json={"model": "acme-x", "training_file": file_id, "hyperparameters": hyperparameters},
+        )
+        assert r.status_code == 400, (hyperparameters, r.text)
+        assert word in r.json()["error"]["message"]
+    for body in (
+        {"model": "base", "training_file": file_id},
+        {"model": "acme-x", "training_file": file_id, "promote": "sometimes"},
+        {"model": "acme-new", "training_file": file_id, "promote": "never"},
+    ):
+        r = await jobs_client.post("/v1/fine_tuning/jobs", headers=auth("acme"), json=body)
+        assert r.status_code == 400, (body, r.text)
+    r = await jobs_client.post(
+        "/v1/fine_tuning/jobs",
+        headers=auth("acme"),
+        json={"model": "../etc", "training_file": file_id},
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_task_id"
+    assert (await jobs_client.get("/v1/fine_tuning/jobs", headers=auth("acme"))).json()[
+        "data"
+    ] == []
