@@ -58,6 +58,9 @@ class LocalQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for job_id, process in list(self.running.items()):
+            if process.pid is None:  # stopped before it started
+                self._fail_if_active(job_id, "server_stopped", "the server stopped")
+                continue
             process.terminate()
             await asyncio.to_thread(process.join, 10)
             self._fail_if_active(job_id, "server_stopped", "the server stopped while it ran")
@@ -72,8 +75,9 @@ class LocalQueue:
             process = context.Process(
                 target=_child, args=(job_id, self.settings, os.getpid()), daemon=True
             )
-            process.start()
             self.running[job_id] = process
+            # off the event loop: the first start also starts the forkserver (imports torch)
+            await asyncio.to_thread(process.start)
             logger.info("job %s: local worker pid %d", job_id, process.pid)
             try:
                 while process.is_alive():
