@@ -67,8 +67,7 @@ def _run(argv: list[str], url: str, fsdd_root) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
-    state = tmp_path_factory.mktemp("readme")
-    with live_server(make_settings(state, state_dir=state / "state")) as url:
+    with live_server(make_settings(tmp_path_factory.mktemp("readme"))) as url:
         yield url
 
 
