@@ -7,7 +7,7 @@ test clips with a shipped head back to back (`--clients` at once) for `--idle-s`
 seconds before the job, then all through the job. Prints the table, writes
 load_tests/results/training-job.json.
 
-    nice -n 10 .venv/bin/python -m load_tests.bench_training_job      # ~5 min here
+    nice -n 10 .venv/bin/python -m load_tests.bench_training_job --steps 100   # ~15 min here
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument("--max-train-s", type=float, default=3600.0)
     args = parser.parse_args()
     root = get_settings().fsdd_root
     clips = [Path(u.audio).read_bytes() for u in load_fsdd(root, range(30, 40), ["jackson"])]
@@ -97,7 +98,10 @@ def main() -> None:
         heads = Path(tmp) / "heads"
         shutil.copytree(REPO_ROOT / "models" / "default" / "heads", heads)
         process, url = start_server(
-            heads, HRA_STATE_DIR=str(Path(tmp) / "state"), HRA_JOBS__TORCH_THREADS="1"
+            heads,
+            HRA_STATE_DIR=str(Path(tmp) / "state"),
+            HRA_JOBS__TORCH_THREADS="1",
+            HRA_JOBS__MAX_TRAIN_SECONDS=str(args.max_train_s),
         )
         try:
             with httpx.Client(base_url=url, timeout=120) as http:
@@ -163,7 +167,8 @@ def main() -> None:
         "wer_base": round(result["wer"]["base"], 3) if result else None,
         "wer_new": round(result["wer"]["new"], 3) if result else None,
         "promoted": result.get("promoted"),
-        "errors": traffic.errors,
+        "error": (job["error"] or {}).get("code"),
+        "traffic_errors": traffic.errors,
     }
     write_table([summary], OUT)
 

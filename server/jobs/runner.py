@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import torch
 
-from adapters_store.errors import UnknownTask
+from adapters_store.errors import QuotaExceeded, UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head
 from server.config import Settings
 from server.data.manifest import Utterance
@@ -59,6 +59,10 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
         jobs.transition(job_id, stop.status, error={"code": stop.code, "message": str(stop)})
         jobs.event(job_id, f"job {stop.status}: {stop}", level="warn")
         return stop.status
+    except QuotaExceeded as exc:  # the tenant's head quotas: nothing was written
+        jobs.transition(job_id, "failed", error={"code": exc.code, "message": str(exc)})
+        jobs.event(job_id, f"job failed: {exc}", level="error")
+        return "failed"
     except Exception as exc:  # the job fails, never the worker or the server
         logger.exception("job %s failed", job_id)
         message = f"{type(exc).__name__}: {exc}"[:500]
@@ -66,8 +70,8 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
         jobs.event(job_id, f"job failed: {message}", level="error")
         return "failed"
     done = jobs.transition(job_id, "succeeded", result=result)
-    if done is None:  # cancelled between the write and here: the version stands, said so
-        jobs.event(job_id, "cancel came after the head was registered", level="warn")
+    if done is None:  # failed meanwhile (a restart's recovery): the version stands, said so
+        jobs.event(job_id, "the head was registered before the job was ended", level="warn")
         return jobs.get(job_id).status
     wer = result["wer"]
     jobs.event(
