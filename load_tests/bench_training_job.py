@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--max-train-s", type=float, default=3600.0)
+    parser.add_argument("--nice", type=int, default=10, help="HRA_JOBS__NICE of the job")
     args = parser.parse_args()
     root = get_settings().fsdd_root
     clips = [Path(u.audio).read_bytes() for u in load_fsdd(root, range(30, 40), ["jackson"])]
@@ -101,6 +102,7 @@ def main() -> None:
             heads,
             HRA_STATE_DIR=str(Path(tmp) / "state"),
             HRA_JOBS__TORCH_THREADS="1",
+            HRA_JOBS__NICE=str(args.nice),
             HRA_JOBS__MAX_TRAIN_SECONDS=str(args.max_train_s),
         )
         try:
@@ -155,12 +157,14 @@ def main() -> None:
                 "p95_ms": round(pct(lat, 0.95), 1),
             }
         )
-    write_table(rows, OUT.with_name("training-job-latency.json"))
+    suffix = f"-nice{args.nice}" if args.nice != 10 else ""
+    write_table(rows, OUT.with_name(f"training-job-latency{suffix}.json"))
     summary = {
         "speaker": args.speaker,
         "train_items": files["train"]["items"],
         "eval_items": files["eval"]["items"],
         "steps": args.steps,
+        "nice": args.nice,
         "status": job["status"],
         "job_wall_s": round(wall, 1),
         "train_s": result.get("train_seconds"),
@@ -170,7 +174,7 @@ def main() -> None:
         "error": (job["error"] or {}).get("code"),
         "traffic_errors": traffic.errors,
     }
-    write_table([summary], OUT)
+    write_table([summary], OUT.with_name(f"training-job{suffix}.json"))
 
 
 if __name__ == "__main__":

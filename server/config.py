@@ -174,6 +174,9 @@ class JobSettings(BaseModel):
     """Jobs the local queue runs at once (each in its own child process)."""
     torch_threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads of a training job: 1 keeps serving latency on a shared CPU."""
+    nice: int = Field(default=10, ge=0, le=19)
+    """Niceness a training job adds to its process: the OS runs serving first on a
+    shared CPU (0: same priority as serving)."""
     max_dataset_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     """Largest dataset archive (zip) accepted, in bytes."""
     max_dataset_items: int = Field(default=2000, ge=1, le=1_000_000)

@@ -48,6 +48,8 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
     """Run one queued job to a terminal state; returns that state. `parent_pid`: the
     server that owns this local worker: when it is gone the job stops (failed)."""
     torch.set_num_threads(settings.jobs.torch_threads)
+    if settings.jobs.nice:
+        os.nice(settings.jobs.nice)
     jobs = JobStore(settings.jobs_root)
     record = jobs.transition(job_id, "running", heartbeat_at=time.time())
     if record is None:  # cancelled (or failed by recovery) while queued
