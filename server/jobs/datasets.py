@@ -193,8 +193,7 @@ class DatasetStore:
 
     def __init__(self, root: Path, limits: JobSettings, audio: AudioSettings) -> None:
         self.root = root / "files"
-        self.limits, self.audio = limits, audio
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.limits, self.audio = limits, audio  # the folder is made by the first upload
 
     def create(self, data: bytes, filename: str, owner: str | None) -> Dataset:
         if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
@@ -213,7 +212,7 @@ class DatasetStore:
             created_at=int(time.time()),
         )
         tmp = self.root / f".tmp-{dataset.id}"
-        (tmp / "items").mkdir(parents=True)
+        (tmp / "items").mkdir(parents=True)  # the state dir too, on first use
         try:
             with (tmp / MANIFEST).open("w") as manifest:
                 for i, (waveform, text) in enumerate(items):

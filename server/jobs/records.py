@@ -96,12 +96,11 @@ class JobRecord:
 
 class JobStore:
     def __init__(self, root: Path) -> None:
-        self.root = root / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = root / "jobs"  # made by the first job, not at start
 
     def create(self, record: JobRecord) -> JobRecord:
         folder = self.root / record.id
-        folder.mkdir()
+        folder.mkdir(parents=True)
         self._write(folder, record)
         self.event(record.id, f"created job for task {record.task_id}")
         return record
