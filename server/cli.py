@@ -218,29 +218,12 @@ def _build_default(args) -> int:
 def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.errors import UnknownTask
-    from adapters_store.head_format import HeadType, validate_vocabulary
     from server.data.manifest import read_manifest
     from server.model.checkpoint import load_model
     from server.model.loading import model_kind
-    from server.training.data import FeatureSet
-    from server.training.recipes import train_heads
-    from server.training.trainer import TrainConfig
+    from server.training.new_head import HeadRecipe, train_new_head
 
     rows = read_manifest(args.manifest, task=args.task)
-    rows = [r.__class__(r.audio, r.text, args.task) for r in rows]
-    head_type = HeadType(args.head_type)
-    rank = args.rank if head_type == HeadType.FFN else 0
-    config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
-    if model_kind(args.model_dir) == "whisper":
-        record, texts = _train_whisper_head(args, rows, head_type, rank, config)
-    else:
-        model, fp = load_model(args.model_dir / "model.safetensors")
-        data = FeatureSet.build(
-            rows, model.backbone.featurize, speeds=tuple(args.speeds), tempos=tuple(args.tempos)
-        )
-        pools = train_heads(model, data, head_type, rank, config)
-        (record,) = pools.records(fp, rank)
-        texts = data.texts
     store_path = _disk_store_path(args)
     store = DiskStore(store_path)
     owner = args.owner
@@ -253,9 +236,28 @@ def _train_head(args) -> int:
                 args.task,
             )
     vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
-    if args.vocabulary_from_manifest:
-        vocabulary = sorted({w for text in texts for w in text.split()})
-    record = record.with_meta(owner=owner or None, vocabulary=validate_vocabulary(vocabulary))
+    if model_kind(args.model_dir) == "whisper":
+        record = _train_whisper_head(args, rows).with_meta(owner=owner or None)
+    else:
+        model, fp = load_model(args.model_dir / "model.safetensors")
+        recipe = HeadRecipe(
+            head_type=args.head_type,
+            rank=args.rank,
+            steps=args.steps,
+            lr=args.lr,
+            speeds=tuple(args.speeds),
+            tempos=tuple(args.tempos),
+        )
+        record = train_new_head(
+            model,
+            fp,
+            rows,
+            args.task,
+            recipe,
+            owner=owner,
+            vocabulary=vocabulary,
+            vocabulary_from_data=args.vocabulary_from_manifest,
+        )
     stored = store.put(record)
     print(
         f"wrote {args.task} version {stored.meta.version} ({stored.num_parameters} parameters, "
@@ -264,17 +266,22 @@ def _train_head(args) -> int:
     return 0
 
 
-def _train_whisper_head(args, rows, head_type, rank, config):
+def _train_whisper_head(args, rows):
     """train-head on a Whisper model dir: teacher-forced, in the window the dir serves with."""
+    from adapters_store.head_format import HeadType
+    from server.training.trainer import TrainConfig
     from server.training.whisper.recipe import train_head
 
     if args.vocabulary or args.vocabulary_from_manifest or args.tempos:
         raise SystemExit("Whisper heads take no vocabulary and no --tempos (BPE decoding)")
+    rows = [r.__class__(r.audio, r.text, args.task) for r in rows]
+    head_type = HeadType(args.head_type)
+    rank = args.rank if head_type == HeadType.FFN else 0
+    config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
     cache_dir = get_settings().whisper.cache_dir or args.work_dir / "whisper"
-    record = train_head(
+    return train_head(
         args.model_dir, cache_dir, rows, head_type, rank, config, speeds=tuple(args.speeds)
     )
-    return record, [r.text for r in rows]
 
 
 def _build_whisper(args) -> int:

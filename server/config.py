@@ -232,6 +232,45 @@ class StreamingSettings(BaseModel):
     """Ended utterances waiting for their final transcript; past it `stream_overloaded`."""
 
 
+class JobSettings(BaseModel):
+    """Self-service training: uploaded datasets and fine-tuning jobs (HRA_JOBS__...)."""
+
+    queue: Literal["local", "rq"] = "local"
+    """Where jobs run: "local", a worker child process of this server (no Redis needed);
+    "rq", RQ workers (`rq worker`, possibly on GPU machines) fed through the store's Redis
+    (HRA_STORE=redis). Both run the same job function, server/jobs/runner.py."""
+    root: Path | None = None
+    """Datasets, job records and events; default <state_dir>/jobs. RQ workers must see the
+    same folder (a shared volume)."""
+    local_workers: int = Field(default=1, ge=1, le=64)
+    """Jobs the local queue runs at once (each in its own child process)."""
+    torch_threads: int = Field(default=1, ge=1, le=256)
+    """Intra-op threads of a training job: 1 keeps serving latency on a shared CPU."""
+    nice: int = Field(default=10, ge=0, le=19)
+    """Niceness a training job adds to its process: the OS runs serving first on a
+    shared CPU (0: same priority as serving)."""
+    max_dataset_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    """Largest dataset archive (zip) accepted, in bytes."""
+    max_dataset_items: int = Field(default=2000, ge=1, le=1_000_000)
+    """Most utterances in one dataset."""
+    max_dataset_audio_s: float = Field(default=3600.0, gt=0)
+    """Most seconds of audio in one dataset, all items together."""
+    max_datasets_per_tenant: int = Field(default=20, ge=1)
+    """Most datasets one tenant may keep (DELETE frees one)."""
+    max_concurrent_jobs_per_tenant: int = Field(default=1, ge=1)
+    """Jobs of one tenant queued or running at once; more get 429 `too_many_jobs`."""
+    max_train_seconds: float = Field(default=900.0, gt=0)
+    """Wall time a job may train; past it the job fails (`time_limit`), no version written."""
+    max_steps: int = Field(default=2000, ge=1)
+    """Most training steps a job may ask for."""
+    default_steps: int = Field(default=150, ge=1)
+    """Training steps when a job names none."""
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the training dataset held out for evaluation when no validation_file."""
+    heartbeat_timeout_s: float = Field(default=300.0, gt=0)
+    """A running RQ job silent this long (no step, no heartbeat) is marked failed at start."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HRA_", env_nested_delimiter="__")
 
@@ -277,6 +316,7 @@ class Settings(BaseSettings):
     whisper: WhisperSettings = WhisperSettings()
     longform: LongformSettings = LongformSettings()
     streaming: StreamingSettings = StreamingSettings()
+    jobs: JobSettings = JobSettings()
 
     open_access: bool = False
     """Serve without API keys (everyone is admin). Only for local use; logged loudly."""
@@ -298,6 +338,11 @@ class Settings(BaseSettings):
         """The DiskStore root: HRA_DISK_STORE_PATH, else one folder per model in the state
         dir (models have different fingerprints, so their heads never share a store)."""
         return self.disk_store_path or self.state_dir / self.model_dir.name / "heads"
+
+    @property
+    def jobs_root(self) -> Path:
+        """Datasets and fine-tuning jobs: HRA_JOBS__ROOT, else <state_dir>/jobs."""
+        return self.jobs.root or self.state_dir / "jobs"
 
     @property
     def seed_heads_path(self) -> Path:

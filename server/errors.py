@@ -127,6 +127,30 @@ class StreamError(ServingError):
     fatal = False
 
 
+class UnknownFile(UnknownTask):
+    """A dataset that does not exist, or belongs to another tenant (404 alike)."""
+
+    code = "unknown_file"
+
+
+class UnknownJob(UnknownTask):
+    """A fine-tuning job that does not exist, or belongs to another tenant (404 alike)."""
+
+    code = "unknown_job"
+
+
+class InvalidDataset(InvalidRequest):
+    """A dataset archive or one of its items was refused (the message lists the items)."""
+
+    code = "invalid_dataset"
+
+
+class TooManyJobs(QuotaExceeded):
+    """A tenant's concurrent fine-tuning jobs or stored datasets are at their limit (429)."""
+
+    code = "too_many_jobs"
+
+
 __all__ = [
     "AudioDecodeError",
     "AudioTooLong",
@@ -138,6 +162,7 @@ __all__ = [
     "FingerprintMismatch",
     "HeadRejected",
     "InferenceFailed",
+    "InvalidDataset",
     "InvalidRequest",
     "InvalidTaskId",
     "InvalidVisibility",
@@ -152,6 +177,9 @@ __all__ = [
     "TooManyStreams",
     "UnknownTask",
     "TooManyChannels",
+    "TooManyJobs",
+    "UnknownFile",
+    "UnknownJob",
     "TooManySamples",
     "UnsupportedSampleRate",
     "UnsupportedLanguage",

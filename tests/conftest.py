@@ -137,6 +137,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
     values = dict(
         model_dir=DEFAULT_MODEL_DIR,
         disk_store_path=heads,
+        state_dir=tmp_path / "state",  # datasets and fine-tuning jobs: never the repo's var/
         open_access=True,
         redis_prefix=f"test-{uuid.uuid4().hex[:8]}",
     )

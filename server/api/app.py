@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from server.api import errors
 from server.api.auth_gate import AuthGate
 from server.api.limits import BodyReadTimeout, BodySizeLimit
-from server.api.routes import health, models, realtime, tasks, transcription
+from server.api.routes import files, fine_tuning, health, models, realtime, tasks, transcription
 from server.auth import Principal
 from server.config import Settings, get_settings
+from server.jobs.service import JobService
 from server.service import AsrService, set_threads
 from server.streaming.hub import StreamHub
 
@@ -32,10 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await service.start()
         app.state.service = service
         app.state.streams = StreamHub(settings.streaming, service.metrics.registry)
+        jobs = JobService(settings, service)
+        await jobs.start()
+        app.state.jobs = jobs
         logger.info("serving on %s:%d", settings.host, settings.port)
         try:
             yield
         finally:
+            await jobs.stop()
             await service.stop()
 
     app = FastAPI(
@@ -46,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=errors.DOCUMENTED_ERRORS,
     )
     # Last added runs first: the gate (headers only), then the body's time and size bounds.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.audio.max_bytes + 64 * 1024)
+    largest = max(settings.audio.max_bytes, settings.jobs.max_dataset_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=largest + 64 * 1024)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.http.body_read_timeout_s)
     app.add_middleware(
         AuthGate,
@@ -71,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(realtime.router)
+    app.include_router(files.router)
+    app.include_router(fine_tuning.router)
     return app
 
 

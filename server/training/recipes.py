@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def train_heads(
     checkpoint: Path | None = None,
     train_controller: bool = False,
     until: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> HeadPools:
     """Stage (b) with train_controller=True, stage (c) and the residual baseline otherwise."""
     shapes = head_shapes(
@@ -173,6 +175,7 @@ def train_heads(
         checkpoint,
         desc=f"{head_type.value} heads",
         until=until,
+        on_step=on_step,
     )
     return pools
 

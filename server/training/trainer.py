@@ -55,8 +55,12 @@ def train(
     backbone_trains: bool = False,
     desc: str = "train",
     until: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Train `params` only; returns a summary (steps, final loss, seconds).
+
+    `on_step(steps done, loss)` runs after every step (progress, cancel and time checks:
+    it may raise to stop the run).
 
     `until` stops early at that step (checkpoint written) with the schedule of
     the full run, so a long run can be split across sessions and resumed.
@@ -93,6 +97,8 @@ def train(
             group["lr"] = config.lr * lr_factor(step)
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == stop):

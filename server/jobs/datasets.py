@@ -1,0 +1,271 @@
+"""Uploaded datasets: a zip of audio files plus a JSONL manifest, validated item by item.
+
+An archive holds `manifest.jsonl` (one `{"audio": "<member name>", "text": "..."}` per
+line) and the audio files it names. Every item goes through the server's one audio
+reader (the same format, rate, channel and length rules as a transcription upload);
+any refused item refuses the whole upload with one message listing the items, so a
+dataset is either complete or absent. Accepted audio is re-written as 16 kHz PCM WAV
+under the dataset's own folder with our own names (member names are never used as
+paths), and a dataset is written to a temporary folder and renamed into place.
+
+Cost is bounded before it is spent: archive bytes, member count, each member's bytes
+and all members' bytes are read with limits (a zip's own size fields are not trusted),
+so a zip bomb stops at the limit. Transcripts and audio are never logged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import time
+import uuid
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from server.audio import read_audio
+from server.config import AudioSettings, JobSettings
+from server.errors import (
+    AudioDecodeError,
+    AudioTooLong,
+    InvalidDataset,
+    PayloadTooLarge,
+    TooManyJobs,
+    UnknownFile,
+)
+from server.model.features import SAMPLE_RATE
+from server.model.tokenizer import CharTokenizer
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_TEXT_CHARS = 1000
+MAX_ERRORS_SHOWN = 20
+FILE_PREFIX = "file-"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    owner: str | None
+    filename: str
+    bytes: int
+    items: int
+    audio_seconds: float
+    created_at: int
+
+    def openai(self) -> dict:
+        """OpenAI's File object, plus our counts."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": self.bytes,
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": "fine-tune",
+            "status": "processed",
+            "items": self.items,
+            "audio_seconds": round(self.audio_seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Item:
+    audio: Path
+    text: str
+
+
+def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> list[tuple]:
+    """The archive's items as (16 kHz waveform, normalised text), or InvalidDataset."""
+    if len(data) > limits.max_dataset_bytes:
+        raise PayloadTooLarge(
+            f"dataset is {len(data)} bytes; the limit is {limits.max_dataset_bytes}"
+        )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InvalidDataset(f"not a zip archive: {exc}") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > 2 * limits.max_dataset_items + 16:
+            raise InvalidDataset(f"the archive holds {len(infos)} members; too many")
+        members = {i.filename: i for i in infos if not i.is_dir()}
+        if MANIFEST not in members:
+            raise InvalidDataset(f"the archive has no {MANIFEST} at its top level")
+        budget = _Budget(4 * limits.max_dataset_bytes)
+        rows = _manifest_rows(_read(archive, members[MANIFEST], MAX_MANIFEST_BYTES, budget))
+        if not rows:
+            raise InvalidDataset(f"{MANIFEST} lists no items")
+        if len(rows) > limits.max_dataset_items:
+            raise InvalidDataset(
+                f"{MANIFEST} lists {len(rows)} items; the limit is {limits.max_dataset_items}"
+            )
+        items, errors, seconds = [], [], 0.0
+        tokenizer = CharTokenizer()
+        for line, row in rows:
+            try:
+                name, text = _row_fields(row)
+                if name not in members:
+                    raise InvalidDataset(f"no member {name!r} in the archive")
+                text = tokenizer.normalize(text)
+                if not text:
+                    raise InvalidDataset("the transcript has no letters the model spells")
+                raw = _read(archive, members[name], audio.max_bytes, budget)
+                decoded = read_audio(raw, audio)
+                seconds += decoded.seconds
+                if seconds > limits.max_dataset_audio_s:
+                    raise PayloadTooLarge(
+                        f"the dataset's audio passes {limits.max_dataset_audio_s:g} s"
+                    )
+                items.append((decoded.at_model_rate(), text))
+            except PayloadTooLarge:
+                raise
+            except (InvalidDataset, AudioDecodeError, AudioTooLong) as exc:
+                errors.append(f"line {line}: {exc.code}: {exc}")
+        if errors:
+            shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+            more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 20 else ""
+            raise InvalidDataset(f"{len(errors)} of {len(rows)} items refused: {shown}{more}")
+        return items
+
+
+class _Budget:
+    """Uncompressed bytes all members may inflate to, together."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise PayloadTooLarge("the archive inflates past its uncompressed-size limit")
+
+
+def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, budget: _Budget) -> bytes:
+    """At most `limit` bytes of a member, counted as they inflate (headers can lie)."""
+    try:
+        with archive.open(info) as f:
+            data = f.read(min(limit, max(0, budget.left)) + 1)  # never inflates past either
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+        raise InvalidDataset(f"member {info.filename!r} cannot be read: {exc}") from None
+    except zipfile.LargeZipFile as exc:
+        raise InvalidDataset(f"member {info.filename!r}: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"member {info.filename!r} inflates past {limit} bytes")
+    budget.take(len(data))
+    return data
+
+
+def _manifest_rows(raw: bytes) -> list[tuple[int, object]]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidDataset(f"{MANIFEST} is not UTF-8") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except (json.JSONDecodeError, RecursionError):
+            raise InvalidDataset(f"{MANIFEST} line {number} is not JSON") from None
+    return rows
+
+
+def _row_fields(row: object) -> tuple[str, str]:
+    if not isinstance(row, dict):
+        raise InvalidDataset('a manifest line must be an object {"audio": ..., "text": ...}')
+    name, text = row.get("audio"), row.get("text")
+    if not isinstance(name, str) or not isinstance(text, str):
+        raise InvalidDataset('"audio" and "text" must be strings')
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidDataset(f"the transcript is longer than {MAX_TEXT_CHARS} characters")
+    return name, text
+
+
+class DatasetStore:
+    """Datasets on disk, one folder each: meta.json, manifest.jsonl, items/NNNNN.wav."""
+
+    def __init__(self, root: Path, limits: JobSettings, audio: AudioSettings) -> None:
+        self.root = root / "files"
+        self.limits, self.audio = limits, audio  # the folder is made by the first upload
+
+    def create(self, data: bytes, filename: str, owner: str | None) -> Dataset:
+        if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
+            raise TooManyJobs(
+                f"tenant holds {self.limits.max_datasets_per_tenant} datasets, its limit; "
+                "delete one first"
+            )
+        items = parse_archive(data, self.limits, self.audio)
+        dataset = Dataset(
+            id=FILE_PREFIX + uuid.uuid4().hex[:24],
+            owner=owner,
+            filename=filename[:256],
+            bytes=len(data),
+            items=len(items),
+            audio_seconds=sum(w.shape[0] for w, _ in items) / SAMPLE_RATE,
+            created_at=int(time.time()),
+        )
+        tmp = self.root / f".tmp-{dataset.id}"
+        (tmp / "items").mkdir(parents=True)  # the state dir too, on first use
+        try:
+            with (tmp / MANIFEST).open("w") as manifest:
+                for i, (waveform, text) in enumerate(items):
+                    name = f"items/{i:05d}.wav"
+                    sf.write(tmp / name, waveform.numpy(), SAMPLE_RATE, subtype="PCM_16")
+                    manifest.write(json.dumps({"audio": name, "text": text}) + "\n")
+            (tmp / "meta.json").write_text(json.dumps(asdict(dataset)))
+            tmp.rename(self.root / dataset.id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info(
+            "dataset %s: %d items, %.1f s", dataset.id, dataset.items, dataset.audio_seconds
+        )
+        return dataset
+
+    def get(self, file_id: str, owner: str | None, admin: bool = False) -> Dataset:
+        """The dataset if `owner` (or an admin) may see it; UnknownFile otherwise, alike."""
+        dataset = self._load(file_id)
+        if dataset is None or not (admin or dataset.owner == owner):
+            raise UnknownFile(f"file {file_id!r} does not exist")
+        return dataset
+
+    def items(self, file_id: str) -> list[Item]:
+        folder = self.root / file_id
+        rows = [json.loads(line) for line in (folder / MANIFEST).read_text().splitlines()]
+        return [Item(folder / row["audio"], row["text"]) for row in rows]
+
+    def list(self, owner: str | None, admin: bool = False) -> list[Dataset]:
+        found = [d for p in self.root.glob(f"{FILE_PREFIX}*") if (d := self._load(p.name))]
+        return sorted((d for d in found if admin or d.owner == owner), key=lambda d: -d.created_at)
+
+    def delete(self, file_id: str, owner: str | None, admin: bool = False) -> None:
+        self.get(file_id, owner, admin)
+        trash = self.root / f".trash-{file_id}"
+        (self.root / file_id).rename(trash)  # gone at once for readers; then removed
+        shutil.rmtree(trash, ignore_errors=True)
+        logger.info("dataset %s deleted", file_id)
+
+    def _count(self, owner: str) -> int:
+        return sum(1 for d in self.list(owner))
+
+    def _load(self, file_id: str) -> Dataset | None:
+        if not _valid_id(file_id, FILE_PREFIX):
+            return None
+        try:
+            return Dataset(**json.loads((self.root / file_id / "meta.json").read_text()))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+
+def _valid_id(value: str, prefix: str) -> bool:
+    rest = value.removeprefix(prefix)
+    return (
+        value.startswith(prefix) and len(rest) == 24 and all(c in "0123456789abcdef" for c in rest)
+    )

@@ -1,0 +1,285 @@
+"""The job function: train, evaluate, register, promote. Runs in a worker process only.
+
+Both queues call `run_job(job_id, settings)`: the local queue in a child process of the
+server, RQ in its forked work horse (`rq worker` on a training machine). It never runs
+on the serving engine's thread, and limits torch to `jobs.torch_threads` threads.
+
+Order of effects: nothing is written to the head store until training and evaluation
+have finished and the job was not cancelled; the store's put is atomic, so a crash,
+cancel or time limit leaves no half-written version. Promotion: `always` keeps the new
+version current; `if_better` keeps it only if its held-out WER is below the current
+version's (or, for a new task, below `base`); `never` (existing tasks only) registers it
+and puts the previous version back as current (`POST /v1/tasks/{id}/rollback` promotes it
+by hand). A head that loses under `if_better` on a task that does not exist yet is not
+registered at all (nothing to protect, nothing gained).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import replace
+
+import torch
+
+from adapters_store.errors import QuotaExceeded, UnknownTask
+from adapters_store.head_format import HeadRecord, decode_head
+from server.config import Settings
+from server.data.manifest import Utterance
+from server.jobs.datasets import DatasetStore
+from server.jobs.records import JobRecord, JobStore
+from server.model.tokenizer import CharTokenizer
+
+logger = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 1.0
+HOLDOUT_SEED = 16
+
+
+class JobStopped(Exception):
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> str:
+    """Run one queued job to a terminal state; returns that state. `parent_pid`: the
+    server that owns this local worker: when it is gone the job stops (failed)."""
+    torch.set_num_threads(settings.jobs.torch_threads)
+    if settings.jobs.nice:
+        os.nice(settings.jobs.nice)
+    jobs = JobStore(settings.jobs_root)
+    record = jobs.transition(job_id, "running", heartbeat_at=time.time())
+    if record is None:  # cancelled (or failed by recovery) while queued
+        return jobs.get(job_id).status
+    jobs.event(job_id, f"worker {os.getpid()} started training")
+    try:
+        result = _train_and_register(record, settings, jobs, parent_pid)
+    except JobStopped as stop:
+        jobs.transition(job_id, stop.status, error={"code": stop.code, "message": str(stop)})
+        jobs.event(job_id, f"job {stop.status}: {stop}", level="warn")
+        return stop.status
+    except QuotaExceeded as exc:  # the tenant's head quotas: nothing was written
+        jobs.transition(job_id, "failed", error={"code": exc.code, "message": str(exc)})
+        jobs.event(job_id, f"job failed: {exc}", level="error")
+        return "failed"
+    except Exception as exc:  # the job fails, never the worker or the server
+        logger.exception("job %s failed", job_id)
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        jobs.transition(job_id, "failed", error={"code": "training_failed", "message": message})
+        jobs.event(job_id, f"job failed: {message}", level="error")
+        return "failed"
+    done = jobs.transition(job_id, "succeeded", result=result)
+    if done is None:  # failed meanwhile (a restart's recovery): the version stands, said so
+        jobs.event(job_id, "the head was registered before the job was ended", level="warn")
+        return jobs.get(job_id).status
+    wer = result["wer"]
+    jobs.event(
+        job_id,
+        f"succeeded: WER base {wer['base']:.3f}, current {_fmt(wer['current'])}, "
+        f"new {wer['new']:.3f}; {result['decision']}",
+        data=result,
+    )
+    return "succeeded"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _train_and_register(
+    record: JobRecord, settings: Settings, jobs: JobStore, parent_pid: int | None
+) -> dict:
+    from server.model.checkpoint import head_spec, load_model
+    from server.training.evaluate import wers
+    from server.training.new_head import HeadRecipe, train_new_head
+
+    datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
+    train_items, eval_items = _split(record, datasets, settings.jobs.holdout_fraction)
+    jobs.event(record.id, f"{len(train_items)} training items, {len(eval_items)} evaluation items")
+    model, fp = load_model(settings.model_dir / "model.safetensors")
+    hp = record.hyperparameters
+    recipe = HeadRecipe(
+        head_type=hp.head_type,
+        rank=hp.rank,
+        steps=hp.steps,
+        lr=hp.learning_rate,
+        speeds=hp.speeds,
+        tempos=hp.tempos,
+        max_frames=hp.max_frames,
+    )
+    check = _StepCheck(record, settings, jobs, parent_pid)
+    new = train_new_head(
+        model,
+        fp,
+        train_items,
+        record.task_id,
+        recipe,
+        owner=record.owner,
+        vocabulary_from_data=hp.vocabulary_from_data,
+        on_step=check,
+    )
+    check.ensure_live()
+    jobs.event(record.id, f"trained {hp.steps} steps in {check.elapsed():.1f} s; evaluating")
+
+    spec = head_spec(model, fp, settings.heads.max_ranks)
+    store = _make_store(settings)
+    current = asyncio.run(_current_head(store, record.task_id, spec))
+    feats = [model.backbone.featurize(_load(u.audio, settings)) for u in eval_items]
+    refs = [CharTokenizer.normalize(u.text) for u in eval_items]
+    wer_base, _ = wers(model, feats, refs, None, ())
+    wer_current = wers(model, feats, refs, current, ())[0] if current else None
+    wer_new, _ = wers(model, feats, refs, new, ())
+    check.ensure_live()  # the last moment a cancel or time limit stops the job
+    reference = wer_current if current is not None else wer_base
+    beats = wer_new < reference
+    result = {
+        "wer": {"base": wer_base, "current": wer_current, "new": wer_new},
+        "evaluated_on": len(eval_items),
+        "previous_version": current.meta.version if current else None,
+        "train_seconds": round(check.elapsed(), 1),
+    }
+    if record.promote == "if_better" and not beats and current is None:
+        return result | {
+            "version": None,
+            "promoted": False,
+            "fine_tuned_model": None,
+            "decision": f"not registered: new task's head does not beat base ({wer_base:.3f})",
+        }
+    if record.promote == "never" and current is None:
+        return result | {
+            "version": None,
+            "promoted": False,
+            "fine_tuned_model": None,
+            "decision": "not registered: promote=never and the task no longer exists",
+        }
+    stored, promoted = asyncio.run(_register(store, new, record, current, beats))
+    if promoted:
+        decision = "promoted" + (" (beats the current version)" if beats else " (policy always)")
+    else:
+        decision = f"registered as version {stored.meta.version}, not current ({record.promote})"
+    return result | {
+        "version": stored.meta.version,
+        "promoted": promoted,
+        "fine_tuned_model": record.task_id,
+        "decision": decision,
+    }
+
+
+def _split(record: JobRecord, datasets: DatasetStore, fraction: float) -> tuple[list, list]:
+    def utterances(file_id: str) -> list[Utterance]:
+        try:
+            return [
+                Utterance(str(i.audio), i.text, record.task_id) for i in datasets.items(file_id)
+            ]
+        except FileNotFoundError:
+            raise JobStopped("failed", "dataset_missing", f"{file_id} was deleted") from None
+
+    items = utterances(record.training_file)
+    if record.validation_file:
+        return items, utterances(record.validation_file)
+    shuffled = items[:]
+    random.Random(HOLDOUT_SEED).shuffle(shuffled)
+    held = max(1, round(fraction * len(items)))
+    if len(items) - held < 1:
+        raise JobStopped("failed", "dataset_too_small", "too few items to hold some out")
+    return shuffled[held:], shuffled[:held]
+
+
+def _load(path: str, settings: Settings) -> torch.Tensor:
+    from server.data.manifest import load_audio
+
+    return load_audio(path, settings.audio)
+
+
+def _make_store(settings: Settings):
+    from server.service import make_store
+
+    return make_store(settings)
+
+
+async def _current_head(store, task_id: str, spec) -> HeadRecord | None:
+    try:
+        return decode_head(await store.get_bytes(task_id), spec)
+    except UnknownTask:
+        return None
+    finally:
+        await store.close()
+
+
+async def _register(
+    store, new: HeadRecord, record: JobRecord, current: HeadRecord | None, beats: bool
+) -> tuple[HeadRecord, bool]:
+    """Put the new version (atomic); put the previous one back unless promoted."""
+    keep = record.promote == "always" or (record.promote == "if_better" and beats)
+    meta = replace(new.meta, created_at=time.time(), description=f"fine-tuning job {record.id}")
+    try:
+        stored = await store.put(HeadRecord(meta, new.tensors), acting_tenant=record.owner)
+        if not keep and current is not None:
+            await store.set_current(
+                record.task_id, current.meta.version, acting_tenant=record.owner
+            )
+        return stored, keep
+    finally:
+        await store.close()
+
+
+class _StepCheck:
+    """After every step: progress (at most once a second), cancel, time limit, parent."""
+
+    def __init__(
+        self, record: JobRecord, settings: Settings, jobs: JobStore, parent_pid: int | None
+    ) -> None:
+        self.record, self.jobs, self.parent_pid = record, jobs, parent_pid
+        self.limit = settings.jobs.max_train_seconds
+        self.began = time.monotonic()
+        self.last = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def __call__(self, step: int, loss: float) -> None:
+        now = time.monotonic()
+        steps = self.record.hyperparameters.steps
+        if now - self.last >= PROGRESS_EVERY_S or step == steps:
+            self.last = now
+            eta = self.elapsed() / step * (steps - step)
+            progress = {
+                "step": step,
+                "steps": steps,
+                "loss": round(loss, 4),
+                "eta_s": round(eta, 1),
+            }
+            self.jobs.update(
+                self.record.id,
+                lambda r: replace(r, progress=progress, heartbeat_at=time.time()),
+            )
+            self.jobs.event(self.record.id, f"step {step}/{steps}: loss {loss:.4f}", data=progress)
+        self.ensure_live()
+
+    def ensure_live(self) -> None:
+        if self.jobs.get(self.record.id).cancel_requested:
+            raise JobStopped("cancelled", "cancelled", "cancelled by request")
+        if self.elapsed() > self.limit:
+            raise JobStopped("failed", "time_limit", f"training passed its {self.limit:g} s limit")
+        if self.parent_pid is not None and not _alive(self.parent_pid):
+            raise JobStopped("failed", "worker_lost", "the server that ran this job is gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_rq_job(job_id: str) -> str:
+    """RQ's entry point: the worker machine's own HRA_* environment configures it."""
+    from server.config import get_settings
+
+    return run_job(job_id, get_settings())

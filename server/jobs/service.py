@@ -1,0 +1,224 @@
+"""The jobs surface the app holds: datasets and fine-tuning jobs, owner-scoped.
+
+Every lookup answers 404 alike for "absent" and "another tenant's": a dataset or job
+is visible to its owner and to admin keys only. Blocking file work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from adapters_store.errors import UnknownTask
+from adapters_store.head_format import validate_task_id
+from server.auth import Principal
+from server.config import Settings
+from server.errors import InvalidRequest, TooManyJobs, UnknownJob
+from server.jobs.datasets import Dataset, DatasetStore
+from server.jobs.queue import make_queue
+from server.jobs.records import (
+    ACTIVE,
+    PROMOTE_POLICIES,
+    TERMINAL,
+    Hyperparameters,
+    JobRecord,
+    JobStore,
+)
+
+logger = logging.getLogger(__name__)
+HEAD_TYPES = ("linear", "ffn")
+
+
+class JobService:
+    def __init__(self, settings: Settings, asr) -> None:
+        self.settings = settings
+        self.asr = asr  # the AsrService: head store (ownership) and cache (invalidation)
+        self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
+        self.jobs = JobStore(settings.jobs_root)
+        self.queue = make_queue(settings, self._finished)
+        self._admit = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.queue.start()
+        await asyncio.to_thread(self._recover)
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+    def _recover(self) -> None:
+        """After a restart: no job stays "running" without a worker; local queued jobs
+        are queued again (RQ keeps its own queue in Redis)."""
+        local = self.settings.jobs.queue == "local"
+        stale = time.time() - self.settings.jobs.heartbeat_timeout_s
+        for record in reversed(self.jobs.all()):
+            if record.status == "running" and (local or (record.heartbeat_at or 0) < stale):
+                message = "the server restarted while it ran" if local else "worker silent"
+                if self.jobs.transition(
+                    record.id, "failed", error={"code": "worker_lost", "message": message}
+                ):
+                    self.jobs.event(record.id, f"job failed: {message}", level="error")
+                    logger.warning("job %s failed at start: %s", record.id, message)
+            elif record.status == "queued" and local:
+                self.queue.submit(record.id)
+                logger.info("job %s queued again", record.id)
+
+    def _finished(self, job_id: str) -> None:
+        """A local worker ended: the serving cache drops the task's head (disk stores do
+        not notify across processes; Redis stores do by themselves)."""
+        try:
+            self.asr.cache.invalidate(self.jobs.get(job_id).task_id)
+        except UnknownJob:
+            pass
+
+    # --- datasets ---
+
+    async def create_dataset(self, data: bytes, filename: str, caller: Principal) -> Dataset:
+        return await asyncio.to_thread(self.datasets.create, data, filename, _owner(caller))
+
+    async def list_datasets(self, caller: Principal) -> list[Dataset]:
+        return await asyncio.to_thread(self.datasets.list, caller.tenant, caller.admin)
+
+    async def get_dataset(self, file_id: str, caller: Principal) -> Dataset:
+        return await asyncio.to_thread(self.datasets.get, file_id, caller.tenant, caller.admin)
+
+    async def delete_dataset(self, file_id: str, caller: Principal) -> None:
+        await asyncio.to_thread(self.datasets.delete, file_id, caller.tenant, caller.admin)
+
+    # --- jobs ---
+
+    async def create_job(
+        self,
+        task_id: str,
+        training_file: str,
+        validation_file: str | None,
+        hyperparameters: dict,
+        promote: str,
+        caller: Principal,
+    ) -> JobRecord:
+        validate_task_id(task_id)
+        if task_id == "base":
+            raise InvalidRequest("'base' is the backbone without a head: name a task to train")
+        if promote not in PROMOTE_POLICIES:
+            raise InvalidRequest(f"promote must be one of {', '.join(PROMOTE_POLICIES)}")
+        hp = self._hyperparameters(hyperparameters)
+        await self.get_dataset(training_file, caller)
+        if validation_file is not None:
+            await self.get_dataset(validation_file, caller)
+        exists = await self._check_task(task_id, caller)
+        if promote == "never" and not exists:
+            raise InvalidRequest(
+                "promote=never needs an existing task: a new task's first "
+                "version is its current one"
+            )
+        owner = _owner(caller)
+        async with self._admit:
+            if owner is not None:
+                active = [
+                    r
+                    for r in await asyncio.to_thread(self.jobs.all)
+                    if r.owner == owner and r.status in ACTIVE
+                ]
+                limit = self.settings.jobs.max_concurrent_jobs_per_tenant
+                if len(active) >= limit:
+                    raise TooManyJobs(
+                        f"tenant has {len(active)} jobs queued or running; the limit is {limit}"
+                    )
+            record = JobRecord(
+                id=JobStore.new_id(),
+                owner=owner,
+                task_id=task_id,
+                training_file=training_file,
+                validation_file=validation_file,
+                hyperparameters=hp,
+                promote=promote,
+                created_at=time.time(),
+            )
+            await asyncio.to_thread(self.jobs.create, record)
+        self.queue.submit(record.id)
+        logger.info("job %s queued", record.id)
+        return record
+
+    async def _check_task(self, task_id: str, caller: Principal) -> bool:
+        """Whether the task exists; 404 if it is another tenant's (even a public one:
+        only its owner trains new versions of it)."""
+        try:
+            access = await self.asr.store.access(task_id)
+        except UnknownTask:
+            return False
+        caller.check_owner(task_id, access.owner)
+        return True
+
+    def _hyperparameters(self, given: dict) -> Hyperparameters:
+        limits = self.settings.jobs
+        known = set(Hyperparameters.__dataclass_fields__)
+        unknown = set(given) - known
+        if unknown:
+            raise InvalidRequest(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+        hp = Hyperparameters(**{"steps": limits.default_steps, **given})
+        if type(hp.steps) is not int or not 1 <= hp.steps <= limits.max_steps:
+            raise InvalidRequest(f"steps must be an integer in 1..{limits.max_steps}")
+        if not isinstance(hp.learning_rate, int | float) or not 0 < hp.learning_rate <= 1:
+            raise InvalidRequest("learning_rate must be in (0, 1]")
+        if hp.head_type not in HEAD_TYPES:
+            raise InvalidRequest(f"head_type must be one of {', '.join(HEAD_TYPES)}")
+        if not isinstance(hp.rank, int) or not 1 <= hp.rank <= self.settings.heads.max_ffn_rank:
+            raise InvalidRequest(f"rank must be in 1..{self.settings.heads.max_ffn_rank}")
+        for name in ("speeds", "tempos"):
+            values = getattr(hp, name)
+            if (
+                not isinstance(values, list | tuple)
+                or len(values) > 4
+                or not all(isinstance(v, int | float) and 0.5 <= v <= 2.0 for v in values)
+            ):
+                raise InvalidRequest(f"{name}: at most 4 factors, each in 0.5..2.0")
+        if not hp.speeds:
+            raise InvalidRequest("speeds needs at least one factor (1.0: as recorded)")
+        if not isinstance(hp.vocabulary_from_data, bool):
+            raise InvalidRequest("vocabulary_from_data must be true or false")
+        if not isinstance(hp.max_frames, int) or not 500 <= hp.max_frames <= 20_000:
+            raise InvalidRequest("max_frames must be in 500..20000")
+        return replace(
+            hp,
+            learning_rate=float(hp.learning_rate),
+            speeds=tuple(float(v) for v in hp.speeds),
+            tempos=tuple(float(v) for v in hp.tempos),
+        )
+
+    async def get_job(self, job_id: str, caller: Principal) -> JobRecord:
+        record = await asyncio.to_thread(self.jobs.get, job_id)
+        if not (caller.admin or record.owner == caller.tenant):
+            raise UnknownJob(f"fine-tuning job {job_id!r} does not exist")
+        return record
+
+    async def list_jobs(self, caller: Principal) -> list[JobRecord]:
+        records = await asyncio.to_thread(self.jobs.all)
+        return [r for r in records if caller.admin or r.owner == caller.tenant]
+
+    async def cancel_job(self, job_id: str, caller: Principal) -> JobRecord:
+        """Queued: cancelled at once. Running: flagged; the worker stops at its next step
+        and writes nothing. Finished: unchanged."""
+        record = await self.get_job(job_id, caller)
+        if record.status == "queued":
+            moved = await asyncio.to_thread(self.jobs.transition, job_id, "cancelled")
+            if moved:
+                await asyncio.to_thread(self.jobs.event, job_id, "cancelled while queued")
+                return moved
+        if record.status in TERMINAL:
+            return record
+        updated = await asyncio.to_thread(
+            self.jobs.update,
+            job_id,
+            lambda r: None if r.status in TERMINAL else replace(r, cancel_requested=True),
+        )
+        await asyncio.to_thread(self.jobs.event, job_id, "cancel requested")
+        return updated
+
+    async def events(self, job_id: str, caller: Principal, after: int = 0) -> list[dict]:
+        await self.get_job(job_id, caller)
+        return await asyncio.to_thread(self.jobs.events, job_id, after)
+
+
+def _owner(caller: Principal) -> str | None:
+    return None if caller.admin else caller.tenant
