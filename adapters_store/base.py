@@ -127,8 +127,11 @@ class HeadStore(Protocol):
         acting_tenant: str | None = None,
         keep_owner: bool = False,
         visibility: str | None = None,
+        make_current: bool = True,
     ) -> HeadRecord:
         """Store as a new version, make it current, notify watchers; returns it versioned.
+        `make_current=False` only adds the version (a fine-tuning job's head that did not
+        win): the task must exist, and what it serves does not change, not even briefly.
 
         The owner written is `acting_tenant` for a tenant; for an admin, the task's
         current owner when `keep_owner` and the task exists, else `record.meta.owner`.

@@ -74,8 +74,10 @@ class DiskStore:
         acting_tenant: str | None = None,
         keep_owner: bool = False,
         visibility: str | None = None,
+        make_current: bool = True,
     ) -> HeadRecord:
-        """Store as a new version and make it current; returns it with its version.
+        """Store as a new version and make it current (unless `make_current` is False);
+        returns it with its version.
 
         See adapters_store.base.HeadStore.put for the ownership and visibility rules.
         """
@@ -85,6 +87,8 @@ class DiskStore:
         folder = self.root / task_id
         with self._write_lock():
             exists = (folder / _CURRENT).exists()
+            if not make_current and not exists:
+                raise UnknownTask(task_id)  # a version nobody serves needs a current one
             owner_now = _read_owner(folder) if exists else None
             visibility_now = _read_visibility(folder) if exists else PRIVATE
             visibility_new = visibility or visibility_now
@@ -115,7 +119,8 @@ class DiskStore:
                 _atomic_write(folder / _OWNER, (owner or "").encode())
                 if visibility_new != _read_visibility(folder):  # absent reads private
                     _atomic_write(folder / _VISIBILITY, visibility_new.encode())
-                _atomic_write(folder / _CURRENT, str(version).encode())
+                if make_current:
+                    _atomic_write(folder / _CURRENT, str(version).encode())
             except BaseException:
                 # Leave nothing behind: the previous CURRENT and OWNER still stand
                 # (OWNER is rewritten from the current version if it was replaced).
@@ -405,9 +410,10 @@ class AsyncDiskStore:
         acting_tenant: str | None = None,
         keep_owner: bool = False,
         visibility: str | None = None,
+        make_current: bool = True,
     ) -> HeadRecord:
         stored = await asyncio.to_thread(
-            self.disk.put, record, acting_tenant, keep_owner, visibility
+            self.disk.put, record, acting_tenant, keep_owner, visibility, make_current
         )
         self._notify(stored.meta.task_id)
         return stored

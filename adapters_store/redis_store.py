@@ -106,6 +106,7 @@ class RedisStore:
         acting_tenant: str | None = None,
         keep_owner: bool = False,
         visibility: str | None = None,
+        make_current: bool = True,
     ) -> HeadRecord:
         task_id = validate_task_id(record.meta.task_id)
         if visibility is not None:
@@ -113,6 +114,8 @@ class RedisStore:
 
         async def step(tx: Pipeline) -> HeadRecord:
             exists, owner_now = await self._owner_of(tx, task_id)
+            if not make_current and not exists:
+                raise UnknownTask(task_id)  # a version nobody serves needs a current one
             visibility_now = await self._visibility_of(tx, task_id) if exists else PRIVATE
             visibility_new = visibility or visibility_now
             owner = owner_after_put(record, exists, owner_now, acting_tenant, keep_owner)
@@ -134,7 +137,8 @@ class RedisStore:
             tx.set(self._key(task_id, "next"), version)
             tx.set(self._key(task_id, "v", str(version)), data)
             tx.rpush(self._key(task_id, "versions"), version)
-            tx.set(self._key(task_id, "current"), version)
+            if make_current:
+                tx.set(self._key(task_id, "current"), version)
             tx.incrby(self._key(task_id, "bytes"), len(data))
             tx.zadd(self._tasks_key, {task_id: 0})
             self._move_owner(tx, task_id, owner_now, owner, task_bytes, len(data))

@@ -9,9 +9,10 @@ have finished and the job was not cancelled; the store's put is atomic, so a cra
 cancel or time limit leaves no half-written version. Promotion: `always` keeps the new
 version current; `if_better` keeps it only if its held-out WER is below the current
 version's (or, for a new task, below `base`); `never` (existing tasks only) registers it
-and puts the previous version back as current (`POST /v1/tasks/{id}/rollback` promotes it
-by hand). A head that loses under `if_better` on a task that does not exist yet is not
-registered at all (nothing to protect, nothing gained).
+without making it current, in the same atomic put, so what the task serves never changes
+(`POST /v1/tasks/{id}/rollback` promotes it by hand). A head that loses under
+`if_better` on a task that does not exist yet is not registered at all (nothing to
+protect, nothing gained).
 """
 
 from __future__ import annotations
@@ -212,16 +213,16 @@ async def _current_head(store, task_id: str, spec) -> HeadRecord | None:
 async def _register(
     store, new: HeadRecord, record: JobRecord, current: HeadRecord | None, beats: bool
 ) -> tuple[HeadRecord, bool]:
-    """Put the new version (atomic); put the previous one back unless promoted."""
+    """Put the new version (atomic), made current only if promoted."""
     keep = record.promote == "always" or (record.promote == "if_better" and beats)
     meta = replace(new.meta, created_at=time.time(), description=f"fine-tuning job {record.id}")
     try:
-        stored = await store.put(HeadRecord(meta, new.tensors), acting_tenant=record.owner)
-        if not keep and current is not None:
-            await store.set_current(
-                record.task_id, current.meta.version, acting_tenant=record.owner
-            )
-        return stored, keep
+        stored = await store.put(
+            HeadRecord(meta, new.tensors),
+            acting_tenant=record.owner,
+            make_current=keep or current is None,
+        )
+        return stored, keep or current is None
     finally:
         await store.close()
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 
 import pytest
 import torch
 
-from adapters_store.disk_store import AsyncDiskStore, DiskStore
+from adapters_store.disk_store import DiskStore
 from adapters_store.errors import InvalidVisibility, UnknownTask
 from adapters_store.head_format import HeadMetadata, HeadRecord
 from adapters_store.redis_store import RedisStore
@@ -18,17 +17,6 @@ from adapters_store.redis_store import RedisStore
 def _record(task: str, owner: str | None = None, value: float = 1.0) -> HeadRecord:
     meta = HeadMetadata(task, "linear", "fp", owner=owner)
     return HeadRecord(meta, {"V": torch.full((3, 2), value)})
-
-
-@pytest.fixture(params=["disk", "redis"])
-async def store(request, tmp_path):
-    if request.param == "disk":
-        yield AsyncDiskStore(tmp_path)
-        return
-    redis_server = request.getfixturevalue("redis_server")
-    s = RedisStore(redis_server.url, prefix=f"test-{uuid.uuid4().hex[:8]}")
-    yield s
-    await s.close()
 
 
 async def test_new_tasks_are_private_and_the_flag_follows_the_task_not_a_version(store):
