@@ -51,8 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=errors.DOCUMENTED_ERRORS,
     )
     # Last added runs first: the gate (headers only), then the body's time and size bounds.
-    largest = max(settings.audio.max_bytes, settings.jobs.max_dataset_bytes)
-    app.add_middleware(BodySizeLimit, max_bytes=largest + 64 * 1024)
+    # Dataset uploads (/v1/files) have their own, larger bound; every other body the audio's.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.audio.max_bytes + 64 * 1024,
+        per_prefix={"/v1/files": settings.jobs.max_dataset_bytes + 64 * 1024},
+    )
     app.add_middleware(BodyReadTimeout, timeout_s=settings.http.body_read_timeout_s)
     app.add_middleware(
         AuthGate,

@@ -33,34 +33,44 @@ class RequestTimeout(ServingError):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """`max_bytes` for every body, except paths starting with a key of `per_prefix`
+    (e.g. dataset uploads), which get that key's limit."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_prefix: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_prefix = per_prefix or {}
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.per_prefix.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limit_for(scope.get("path", ""))
+        message = f"request body exceeds {limit} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await send_error(send, 413, "payload_too_large", "too_large", self._message)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await send_error(send, 413, "payload_too_large", "too_large", message)
         seen = 0
         guard = _Guard(send)
 
         async def limited_receive() -> Message:
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    guard.trip(413, "payload_too_large", "too_large", self._message)
-                    raise _TooLarge(self._message)
-            return message
+            message_in = await receive()
+            if message_in["type"] == "http.request":
+                seen += len(message_in.get("body", b""))
+                if seen > limit:
+                    guard.trip(413, "payload_too_large", "too_large", message)
+                    raise _TooLarge(message)
+            return message_in
 
         await guard.run(self.app, scope, limited_receive)
-
-    @property
-    def _message(self) -> str:
-        return f"request body exceeds {self.max_bytes} bytes"
 
 
 class BodyReadTimeout:

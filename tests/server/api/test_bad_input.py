@@ -107,6 +107,22 @@ async def test_over_the_byte_limit_is_413_without_reading_the_body(small_limits)
     await _assert_error(small_limits, declared, 413, "payload_too_large")
 
 
+async def test_only_dataset_uploads_get_the_dataset_limit_every_other_body_the_audio_one(
+    small_limits,
+):
+    body = b"\x00" * 300_000  # over the audio limit (200 kB), far under the dataset one
+    audio = await small_limits.post("/v1/transcribe", content=body)
+    await _assert_error(small_limits, audio, 413, "payload_too_large")
+    head = await small_limits.put("/v1/tasks/x", content=body)
+    assert head.status_code == 413
+    lookalike = await small_limits.post("/v1/filesystem", content=body)  # not /v1/files
+    assert lookalike.status_code == 413
+    files = await small_limits.post(
+        "/v1/files", files={"file": ("d.zip", body)}, data={"purpose": "fine-tune"}
+    )
+    assert files.status_code == 400 and files.json()["error"]["code"] == "invalid_dataset"
+
+
 @pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/tasks/big-head"])
 async def test_an_oversized_streamed_multipart_body_is_413_on_form_routes_too(small_limits, path):
     """FastAPI turns any error while it parses a form into 400; the limit's answer wins."""
