@@ -35,9 +35,14 @@ def _run(module: str, *args: str, timeout: int = 300) -> None:
 def test_fused_benchmark_smoke_writes_every_variant(tmp_path):
     out = tmp_path / "fused.json"
     _run("load_tests.bench_fused", "--smoke", "--out", str(out))
-    records = json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    records = result["rows"]
     assert {r["variant"] for r in records} == set(VARIANTS)
-    assert all(r["audio_s_per_s"] > 0 and r["ratio_to_backbone"] > 0 for r in records)
+    assert all(r["audio_s_per_s"] > 0 and r["ratio_median"] > 0 for r in records)
+    assert all(r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"] for r in records)
+    assert result["config"]["threads"] == 2
+    assert [h["backbone"] for h in result["heads"]] == ["default"]
+    assert result["heads"][0]["head_bytes"] == 144 * 32 * 4
 
 
 def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_one_by_one_and_sizes(tmp_path):
