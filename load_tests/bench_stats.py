@@ -48,9 +48,18 @@ class Timing:
     ratio_max: float
     repeats: int
     stable: bool  # median moved < tolerance between the halves
+    times: list[float]  # seconds of one call, per repeat (for other paired ratios)
 
     def as_dict(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
+        out = {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
+        out["times"] = [round(t, 5) for t in self.times]
+        return out
+
+
+def paired_ratio(num: Timing, den: Timing) -> tuple[float, float, float]:
+    """min / median / max over repeats of den.times[i] / num.times[i] (> 1: num is faster)."""
+    ratios = [d / n for n, d in zip(num.times, den.times)]
+    return min(ratios), statistics.median(ratios), max(ratios)
 
 
 def _median_moved(ratios: list[float]) -> float:
@@ -102,6 +111,7 @@ def interleaved(
             max(ratios[n]),
             len(times[n]),
             _median_moved(ratios[n]) < tolerance,
+            times[n],
         )
         for n in names
     }
