@@ -37,11 +37,13 @@ model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads
 eval: $(VENV_OK)  ## WER table of the README; writes results/evaluation.json
 	$(PY) -m server.cli evaluate
 
-bench-quick: $(VENV_OK)  ## fused-path benchmark, short (< 2 min): load_tests/results/fused-quick.json
+bench-quick: $(VENV_OK)  ## fused path at default + wav2vec2-base size, Whisper rows: *-quick.json
 	$(PY) -m load_tests.bench_fused --quick
+	$(PY) -m load_tests.bench_whisper --quick
 
-bench: $(VENV_OK)  ## fused-path benchmark, full repeats: load_tests/results/fused-full.json
+bench: $(VENV_OK)  ## full repeats, + wav2vec2-large size: load_tests/results/*-full.json
 	$(PY) -m load_tests.bench_fused
+	$(PY) -m load_tests.bench_whisper
 
 load-steady load-cold-start load-hot-swap load-batching load-zipf-scale: $(VENV_OK)  ## Locust scenarios
 	$(PY) -m load_tests.run_load $(subst load-,,$@)
