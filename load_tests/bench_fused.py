@@ -264,6 +264,9 @@ def main() -> None:
                             **t.as_dict(),
                         }
                     )
+                partial = {"config": {"mode": mode, "partial": True}, "rows": rows, "heads": heads}
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(partial, indent=2))  # a long run keeps what it has
     print(f"threads={threads}; ratio to backbone-only: median [min, max] over repeats (n)")
     print("| backbone | length | B | variant | audio s/s | ratio median [min, max] (n) |")
     print("|---|---|---|---|---|---|")

@@ -159,6 +159,10 @@ class WhisperBench:
         self.tokens[variant] = sum(len(t) for t in out)
 
 
+def _spread(median: float | None, low: float | None, high: float | None) -> str:
+    return "-" if median is None else f"{median:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,6 +172,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append", help="repeatable; default 1, 8, 32")
     parser.add_argument("--threads", type=int, default=2, help="torch and ctranslate2 threads")
     parser.add_argument("--max-repeats", type=int)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="a subset (base_only kept)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -178,6 +183,7 @@ def main() -> None:
     max_repeats = args.max_repeats or max_repeats
     min_repeats = min(min_repeats, max_repeats)
     out = args.out or REPO_ROOT / "load_tests" / "results" / f"whisper-{mode}.json"
+    variants = ["base_only"] + [v for v in (args.variants or VARIANTS) if v != "base_only"]
     bench = WhisperBench(max(batches), threads)
     rows = []
     for b in tqdm(batches, desc="bench whisper"):
@@ -185,13 +191,14 @@ def main() -> None:
         audio_s = sum(w.numel() for w in waves) / 16_000
         with torch.inference_mode():
             timings = interleaved(
-                {v: (lambda v=v, w=waves: bench.run(v, w)) for v in VARIANTS},
+                {v: (lambda v=v, w=waves: bench.run(v, w)) for v in variants},
                 baseline="base_only",
                 min_repeats=min_repeats,
                 max_repeats=max_repeats,
             )
         for variant, t in timings.items():
-            vs_ct2 = paired_ratio(t, timings["ctranslate2"])
+            anchor = timings.get("ctranslate2")
+            vs_ct2 = [round(r, 4) for r in paired_ratio(t, anchor)] if anchor else [None] * 3
             rows.append(
                 {
                     "batch": b,
@@ -200,12 +207,15 @@ def main() -> None:
                     else 0,
                     "tokens_decoded": bench.tokens[variant],
                     "audio_s_per_s": round(audio_s / t.seconds_median, 2),
-                    "ratio_to_ct2_min": round(vs_ct2[0], 4),
-                    "ratio_to_ct2_median": round(vs_ct2[1], 4),
-                    "ratio_to_ct2_max": round(vs_ct2[2], 4),
+                    "ratio_to_ct2_min": vs_ct2[0],
+                    "ratio_to_ct2_median": vs_ct2[1],
+                    "ratio_to_ct2_max": vs_ct2[2],
                     **t.as_dict(),
                 }
             )
+        partial = {"config": {"mode": mode, "partial": True}, "rows": rows}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(partial, indent=2))  # a long run keeps what it has
     print(f"threads={threads}; ratios: median [min, max] over repeats (n); > 1 is faster")
     print("| B | variant | tokens | audio s/s | vs base_only | vs ctranslate2 f32 |")
     print("|---|---|---|---|---|---|")
@@ -214,8 +224,7 @@ def main() -> None:
             f"| {r['batch']} | {r['variant']} | {r['tokens_decoded']} | {r['audio_s_per_s']} | "
             f"{r['ratio_median']:.3f} [{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] "
             f"({r['repeats']}{'' if r['stable'] else ', unstable'}) | "
-            f"{r['ratio_to_ct2_median']:.3f} [{r['ratio_to_ct2_min']:.3f}, "
-            f"{r['ratio_to_ct2_max']:.3f}] |"
+            f"{_spread(r['ratio_to_ct2_median'], r['ratio_to_ct2_min'], r['ratio_to_ct2_max'])} |"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     config = {"mode": mode, "threads": threads, "window": "pad", "audio": "fsdd test clips"}
