@@ -192,7 +192,9 @@ class Bench:
         }
 
 
-def measure(bench: Bench, feats: list[torch.Tensor], min_repeats: int, max_repeats: int):
+def measure(
+    bench: Bench, feats: list[torch.Tensor], min_repeats: int, max_repeats: int, clock: str
+):
     """Every variant of `bench` on one batch, interleaved (load_tests/bench_stats.py)."""
     with torch.inference_mode():
         return interleaved(
@@ -200,6 +202,7 @@ def measure(bench: Bench, feats: list[torch.Tensor], min_repeats: int, max_repea
             baseline="backbone",
             min_repeats=min_repeats,
             max_repeats=max_repeats,
+            clock=clock,
         )
 
 
@@ -221,6 +224,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="seconds: B in {1, 8}, CI only")
     parser.add_argument(
         "--backbone", action="append", choices=list(BACKBONES), help="repeatable; default: by mode"
+    )
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (pinned)")
     parser.add_argument("--max-repeats", type=int, help="bound on repeats per shape")
@@ -252,7 +258,7 @@ def main() -> None:
                 feats = [bench.model.backbone.featurize(c) for c in clips]
                 audio_s = sum(c.shape[0] for c in clips) / SAMPLE_RATE
                 reps = max_repeats if length != "10s" else max(min_repeats, max_repeats // 2)
-                timings = measure(bench, feats, min_repeats, reps)
+                timings = measure(bench, feats, min_repeats, reps, args.clock)
                 for variant, t in timings.items():
                     rows.append(
                         {
@@ -267,7 +273,10 @@ def main() -> None:
                 partial = {"config": {"mode": mode, "partial": True}, "rows": rows, "heads": heads}
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(partial, indent=2))  # a long run keeps what it has
-    print(f"threads={threads}; ratio to backbone-only: median [min, max] over repeats (n)")
+    print(
+        f"threads={threads}, clock={args.clock}; "
+        "ratio to backbone-only: median [min, max] over repeats (n)"
+    )
     print("| backbone | length | B | variant | audio s/s | ratio median [min, max] (n) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -284,7 +293,7 @@ def main() -> None:
             f"{h['head_bytes']} | {h['heads_per_gib']} | {h['peft_lora_params_per_task']} | "
             f"p50 {h['load_p50_ms']} / p99 {h['load_p99_ms']} |"
         )
-    config = {"mode": mode, "threads": threads, "backbones": backbones}
+    config = {"mode": mode, "threads": threads, "clock": args.clock, "backbones": backbones}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": config, "rows": rows, "heads": heads}, indent=2))
     print(f"wrote {out}")

@@ -14,6 +14,12 @@ repeats) per repeat, each repeat yields its own ratio t_baseline / t_variant (pa
 same moment of the machine), and repeats continue until each ratio's median moves
 less than `tolerance` between the first and second half of the repeats (bounded by
 `max_repeats`). Reported: min / median / max of the per-repeat ratios.
+
+Clocks: "wall" (perf_counter) is what a user waits; "cpu" (process CPU time, all
+threads) is the work done, and with one thread it barely moves when neighbours
+take the cores: on a shared, oversubscribed machine (load 10+ on 2 cores) wall
+ratios of one run spanned 0.57-1.56x, so there use --threads 1 --clock cpu. With
+several threads "cpu" also counts OpenMP spin-waiting: use it with one thread.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def pin_threads(threads: int) -> int:
@@ -78,8 +86,10 @@ def interleaved(
     max_repeats: int = 12,
     tolerance: float = 0.02,
     warmup: int = 1,
+    clock: str = "wall",
 ) -> dict[str, Timing]:
     """Time each callable side by side; ratios are t[baseline] / t[variant] per repeat."""
+    now = CLOCKS[clock]
     names = list(variants)
     for name in names:  # warm every shape: allocator, oneDNN primitives, lazy inits
         for _ in range(warmup):
@@ -93,9 +103,9 @@ def interleaved(
             order.reverse()
         this: dict[str, float] = {}
         for name in order:
-            began = time.perf_counter()
+            began = now()
             variants[name]()
-            this[name] = time.perf_counter() - began
+            this[name] = now() - began
         for name in names:
             times[name].append(this[name])
             ratios[name].append(this[baseline] / this[name])

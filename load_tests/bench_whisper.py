@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (`make bench-quick`)")
     parser.add_argument("--smoke", action="store_true", help="seconds: B=2, one repeat (CI)")
     parser.add_argument("--batch", type=int, action="append", help="repeatable; default 1, 8, 32")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch and ctranslate2 threads")
     parser.add_argument("--max-repeats", type=int)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="a subset (base_only kept)")
@@ -195,6 +198,7 @@ def main() -> None:
                 baseline="base_only",
                 min_repeats=min_repeats,
                 max_repeats=max_repeats,
+                clock=args.clock,
             )
         for variant, t in timings.items():
             anchor = timings.get("ctranslate2")
@@ -216,7 +220,10 @@ def main() -> None:
         partial = {"config": {"mode": mode, "partial": True}, "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(partial, indent=2))  # a long run keeps what it has
-    print(f"threads={threads}; ratios: median [min, max] over repeats (n); > 1 is faster")
+    print(
+        f"threads={threads}, clock={args.clock}; "
+        "ratios: median [min, max] over repeats (n); > 1 is faster"
+    )
     print("| B | variant | tokens | audio s/s | vs base_only | vs ctranslate2 f32 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -227,7 +234,13 @@ def main() -> None:
             f"{_spread(r['ratio_to_ct2_median'], r['ratio_to_ct2_min'], r['ratio_to_ct2_max'])} |"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"mode": mode, "threads": threads, "window": "pad", "audio": "fsdd test clips"}
+    config = {
+        "mode": mode,
+        "threads": threads,
+        "clock": args.clock,
+        "window": "pad",
+        "audio": "fsdd test clips",
+    }
     out.write_text(json.dumps({"config": config, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
