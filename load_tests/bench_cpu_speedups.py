@@ -33,6 +33,7 @@ from adapters_store.disk_store import DiskStore
 from load_tests.bench_fused import make_clips
 from load_tests.bench_stats import interleaved, pin_threads
 from server.config import REPO_ROOT, get_settings
+from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model
 from server.model.features import pad_features
@@ -78,6 +79,9 @@ def main() -> None:
     parser.add_argument("--max-repeats", type=int, default=12)
     parser.add_argument("--skip-wer", action="store_true")
     parser.add_argument(
+        "--fsdd-only", action="store_true", help="WER on the FSDD tasks only (no synthesis)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "load_tests/results/cpu-speedups.json"
     )
     args = parser.parse_args()
@@ -114,7 +118,10 @@ def main() -> None:
     wer = {}
     if not args.skip_wer:
         data_dir = args.data_dir or settings.work_dir / "default" / "data"
-        utterances = test_utterances(data_dir, settings.fsdd_root)
+        if args.fsdd_only:
+            utterances = load_fsdd(settings.fsdd_root, TEST_TAKES)
+        else:
+            utterances = test_utterances(data_dir, settings.fsdd_root)
         data = FeatureSet.build(utterances, base.backbone.featurize, desc="test features")
         for variant, model in models.items():
             per_task = {}
@@ -142,7 +149,16 @@ def main() -> None:
         print(f"| {v} | {cells[0]} | {cells[1]} | {speed[32][v]['max_abs_logit_diff']} | {w} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"threads": threads, "clock": args.clock, "speed": speed, "wer": wer}, indent=2)
+        json.dumps(
+            {
+                "threads": threads,
+                "clock": args.clock,
+                "fsdd_only": args.fsdd_only,
+                "speed": speed,
+                "wer": wer,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.out}")
 
