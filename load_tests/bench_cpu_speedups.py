@@ -38,6 +38,7 @@ from server.model.adapters import HeadBatch
 from server.model.checkpoint import load_model
 from server.model.features import pad_features
 from server.model.hra import HRAModel
+from server.model.precision import apply_backbone_precision
 from server.training.data import FeatureSet
 from server.training.evaluate import test_utterances, wers
 
@@ -45,26 +46,9 @@ logger = logging.getLogger("load_tests.bench_cpu_speedups")
 VARIANTS = ("fp32", "int8", "bf16")
 
 
-def int8_backbone(model: HRAModel) -> HRAModel:
-    from torch.ao.quantization import quantize_dynamic
-
-    out = copy.deepcopy(model)
-    out.backbone = quantize_dynamic(out.backbone, {torch.nn.Linear}, dtype=torch.qint8)
-    return out
-
-
-def bf16_backbone(model: HRAModel) -> HRAModel:
-    out = copy.deepcopy(model)
-    backbone = out.backbone
-    layer = backbone.layer
-
-    def autocast_layer(index, x, pad_mask):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            y = layer(index, x, pad_mask)
-        return y.float()
-
-    backbone.layer = autocast_layer  # instance attribute: HRAModel calls backbone.layer
-    return out
+def converted(model: HRAModel, precision: str) -> HRAModel:
+    """A copy with the backbone as HRA_BACKBONE_PRECISION=precision serves it."""
+    return apply_backbone_precision(copy.deepcopy(model), precision, torch.device("cpu"))
 
 
 def main() -> None:
@@ -89,7 +73,7 @@ def main() -> None:
     threads = pin_threads(args.threads)
     settings = get_settings()
     base, _ = load_model(settings.model_dir / "model.safetensors")
-    models = {"fp32": base, "int8": int8_backbone(base), "bf16": bf16_backbone(base)}
+    models = {"fp32": base, "int8": converted(base, "int8"), "bf16": converted(base, "bfloat16")}
     store = DiskStore(settings.model_dir / "heads")
     heads = [store.get(t) for t in sorted(store.task_ids())]
 
