@@ -230,6 +230,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (pinned)")
     parser.add_argument("--max-repeats", type=int, help="bound on repeats per shape")
+    parser.add_argument("--batch", type=int, action="append", help="only these B (FSDD clips)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -251,6 +252,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in backbones:
             plan = plan_for(name, mode)
+            if args.batch:
+                plan = [("fsdd", b) for b in args.batch]
             bench = Bench(name, max(b for _, b in plan), Path(tmp) / name)
             heads.append(bench.head_stats(loads=20 if mode == "smoke" else 200))
             for length, b in tqdm(plan, desc=f"bench {name}"):
