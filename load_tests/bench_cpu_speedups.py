@@ -86,7 +86,7 @@ def main() -> None:
             timings = interleaved(
                 {v: (lambda m=m, a=(inputs, lengths, batch): m(*a)) for v, m in models.items()},
                 baseline="fp32",
-                min_repeats=6,
+                min_repeats=min(6, args.max_repeats),
                 max_repeats=args.max_repeats,
                 clock=args.clock,
             )

@@ -154,3 +154,25 @@ def test_isolation_benchmark_smoke_serves_every_good_request_beside_a_hostile_on
     assert all(r["good_ok"] == "4/4" for r in rows.values())
     assert rows["too_short"]["hostile_answer"] == "400 audio_too_short"
     assert rows["huge_vocabulary_60s"]["hostile_answer"] == "413 vocabulary_too_costly"
+
+
+def test_whisper_benchmark_smoke_compares_fused_heads_base_and_ctranslate2(tmp_path):
+    out = tmp_path / "whisper.json"
+    _run(
+        "load_tests.bench_whisper",
+        *("--smoke", "--batch", "1", "--variants", "fused_mixed", "ctranslate2"),
+        *("--out", str(out)),
+    )
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"base_only", "fused_mixed", "ctranslate2"}
+    assert all(r["audio_s_per_s"] > 0 and r["tokens_decoded"] > 0 for r in rows.values())
+    assert rows["ctranslate2"]["ratio_to_ct2_median"] == 1.0
+
+
+def test_cpu_speedup_benchmark_smoke_times_every_backbone_precision(tmp_path):
+    out = tmp_path / "cpu.json"
+    _run("load_tests.bench_cpu_speedups", "--skip-wer", "--max-repeats", "1", "--out", str(out))
+    speed = json.loads(out.read_text())["speed"]
+    assert set(speed["32"]) == {"fp32", "int8", "bf16"}
+    assert speed["32"]["fp32"]["max_abs_logit_diff"] == 0.0
+    assert 0 < speed["32"]["int8"]["max_abs_logit_diff"] < 2.0
