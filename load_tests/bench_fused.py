@@ -115,10 +115,12 @@ class Bench:
             self.store.put(head)
         self.slots = DeviceSlotPool(self.spec, max_batch, torch.device("cpu"))
         self.peft = None
+        self.only: tuple[str, ...] | None = None  # --variants
 
     @property
     def variants(self) -> tuple[str, ...]:
-        return VARIANTS if self.name == "default" else BIG_VARIANTS
+        every = VARIANTS if self.name == "default" else BIG_VARIANTS
+        return tuple(v for v in every if self.only is None or v in self.only)
 
     def params(self) -> int:
         return sum(p.numel() for p in self.model.backbone.parameters())
@@ -231,6 +233,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (pinned)")
     parser.add_argument("--max-repeats", type=int, help="bound on repeats per shape")
     parser.add_argument("--batch", type=int, action="append", help="only these B (FSDD clips)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="a subset (+ backbone)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -255,6 +258,8 @@ def main() -> None:
             if args.batch:
                 plan = [("fsdd", b) for b in args.batch]
             bench = Bench(name, max(b for _, b in plan), Path(tmp) / name)
+            if args.variants:
+                bench.only = ("backbone", *(v for v in args.variants if v != "backbone"))
             heads.append(bench.head_stats(loads=20 if mode == "smoke" else 200))
             for length, b in tqdm(plan, desc=f"bench {name}"):
                 clips = make_clips(length, b)
