@@ -44,11 +44,13 @@ eval: $(VENV_OK)  ## WER tables of the README; writes results/evaluation.json an
 whisper-model: $(VENV_OK)  ## train models/whisper-tiny-en's controller + heads, every domain and speaker (full recipe)
 	$(PY) -m server.cli --model-dir models/whisper-tiny-en build-whisper
 
-bench-quick: $(VENV_OK)  ## fused-path benchmark, short (< 2 min): load_tests/results/fused-quick.json
+bench-quick: $(VENV_OK)  ## fused path at default + wav2vec2-base size, Whisper rows: *-quick.json
 	$(PY) -m load_tests.bench_fused --quick
+	$(PY) -m load_tests.bench_whisper --quick
 
-bench: $(VENV_OK)  ## fused-path benchmark, full repeats: load_tests/results/fused-full.json
+bench: $(VENV_OK)  ## full repeats, + wav2vec2-large size: load_tests/results/*-full.json
 	$(PY) -m load_tests.bench_fused
+	$(PY) -m load_tests.bench_whisper
 
 load-steady load-cold-start load-hot-swap load-batching load-zipf-scale: $(VENV_OK)  ## Locust scenarios
 	$(PY) -m load_tests.run_load $(subst load-,,$@)

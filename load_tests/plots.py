@@ -20,7 +20,11 @@ DOCS = REPO_ROOT / "docs"
 
 
 def throughput_vs_batch(source: Path, out: Path) -> None:
-    records = [r for r in json.loads(source.read_text()) if r["length"] == "fsdd"]
+    data = json.loads(source.read_text())
+    rows_in = data["rows"] if isinstance(data, dict) else data  # older files: a bare list
+    records = [
+        r for r in rows_in if r["length"] == "fsdd" and r.get("backbone", "default") == "default"
+    ]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for variant in dict.fromkeys(r["variant"] for r in records):
         rows = sorted((r for r in records if r["variant"] == variant), key=lambda r: r["batch"])

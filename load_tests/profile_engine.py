@@ -86,7 +86,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(32, Path(tmp))
+        bench = Bench("default", 32, Path(tmp))
         batches = {}
         for length, b in SHAPES:
             clips = make_clips(length, b)

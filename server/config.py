@@ -332,6 +332,9 @@ class Settings(BaseSettings):
     """FSDD recordings, for training and evaluation only."""
     work_dir: Path = REPO_ROOT / "build"
     """Generated data and resumable training checkpoints (not committed)."""
+    backbone_precision: Literal["float32", "int8", "bfloat16"] = "float32"
+    """CPU only, CTC models: the frozen backbone's layers in int8 (dynamic quantization) or
+    bfloat16 autocast; controller and heads stay float32 (server/model/precision.py)."""
 
     @property
     def heads_path(self) -> Path:

@@ -29,6 +29,7 @@ from server.config import Settings
 from server.model.adapters import Controller
 from server.model.checkpoint import fingerprint, load_model
 from server.model.hra import HRAModel
+from server.model.precision import apply_backbone_precision
 from server.model.recognizer import CtcRecognizer, Recognizer
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,13 @@ def load_recognizer(settings: Settings, device: torch.device) -> tuple[Recognize
     if kind == "whisper":
         return _load_whisper(settings, device)
     if kind == "hf_ctc":
-        return _load_hf_ctc(settings.model_dir, device)
+        recognizer, fp = _load_hf_ctc(settings.model_dir, device)
+        apply_backbone_precision(recognizer.model, settings.backbone_precision, device)
+        return recognizer, fp
     if kind != "hra_ctc":
         raise ValueError(f"{settings.model_dir}/manifest.json: unknown model kind {kind!r}")
     model, fp = load_model(settings.model_dir / "model.safetensors", device)
+    apply_backbone_precision(model, settings.backbone_precision, device)
     return CtcRecognizer(model), fp
 
 

@@ -35,9 +35,14 @@ def _run(module: str, *args: str, timeout: int = 300) -> None:
 def test_fused_benchmark_smoke_writes_every_variant(tmp_path):
     out = tmp_path / "fused.json"
     _run("load_tests.bench_fused", "--smoke", "--out", str(out))
-    records = json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    records = result["rows"]
     assert {r["variant"] for r in records} == set(VARIANTS)
-    assert all(r["audio_s_per_s"] > 0 and r["ratio_to_backbone"] > 0 for r in records)
+    assert all(r["audio_s_per_s"] > 0 and r["ratio_median"] > 0 for r in records)
+    assert all(r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"] for r in records)
+    assert result["config"]["threads"] == 2
+    assert [h["backbone"] for h in result["heads"]] == ["default"]
+    assert result["heads"][0]["head_bytes"] == 144 * 32 * 4
 
 
 def test_length_bucket_benchmark_smoke_compares_one_pass_buckets_one_by_one_and_sizes(tmp_path):
@@ -158,3 +163,25 @@ def test_adapt_cost_benchmark_smoke_measures_cached_and_uncached_steps(tmp_path)
     assert row["backbone"] == "tiny" and row["controller_dim"] == 16
     assert row["step_cached_s"] > 0 and row["step_uncached_s"] > 0
     assert row["embed_s_per_audio_s"] > 0 and row["cache_mb_per_audio_h"] > 0
+
+
+def test_whisper_benchmark_smoke_compares_fused_heads_base_and_ctranslate2(tmp_path):
+    out = tmp_path / "whisper.json"
+    _run(
+        "load_tests.bench_whisper",
+        *("--smoke", "--batch", "1", "--variants", "fused_mixed", "ctranslate2"),
+        *("--out", str(out)),
+    )
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"base_only", "fused_mixed", "ctranslate2"}
+    assert all(r["audio_s_per_s"] > 0 and r["tokens_decoded"] > 0 for r in rows.values())
+    assert rows["ctranslate2"]["ratio_to_ct2_median"] == 1.0
+
+
+def test_cpu_speedup_benchmark_smoke_times_every_backbone_precision(tmp_path):
+    out = tmp_path / "cpu.json"
+    _run("load_tests.bench_cpu_speedups", "--skip-wer", "--max-repeats", "1", "--out", str(out))
+    speed = json.loads(out.read_text())["speed"]
+    assert set(speed["32"]) == {"fp32", "int8", "bf16"}
+    assert speed["32"]["fp32"]["max_abs_logit_diff"] == 0.0
+    assert 0 < speed["32"]["int8"]["max_abs_logit_diff"] < 2.0
