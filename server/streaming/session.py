@@ -321,7 +321,9 @@ class LiveStream:
         """One pass through the shared batcher; a refused or failed pass is an error event
         (a partial's only when it is not merely too short)."""
         try:
-            head: HeadRecord | None = await utterance.head
+            # shielded: a partial cancelled at its utterance's end must not cancel the
+            # lookup that the final awaits too
+            head: HeadRecord | None = await asyncio.shield(utterance.head)
             audio = Audio(torch.from_numpy(samples), self.rate)
             self.service.admission.check(audio, head)
             deadline = time.monotonic() + self.service.settings.batch.request_timeout_s

@@ -70,6 +70,10 @@ async def realtime(websocket: WebSocket) -> None:
         if not isinstance(exc, SlowConsumer):  # a client that does not read gets no event
             return await _close_with(websocket, send, exc)
         code = 1008
+    except Exception:  # a bug ends this stream only, with an error event and 1011
+        logger.exception("stream %s failed", stream.id)
+        reason = "internal_error"
+        return await _close_with(websocket, send, ServingError("the stream failed"))
     finally:
         lease.release()
         logger.info("stream %s closed: %s", stream.id, printable(reason))
