@@ -205,14 +205,17 @@ def _build_default(args) -> int:
 
     recipe = Recipe.quick() if args.quick else Recipe()
     work = args.work_dir / ("quick" if args.quick else "default")
-    summary = build_default(args.model_dir, work, args.fsdd_root, recipe)
+    _log_built(args, build_default(args.model_dir, work, args.fsdd_root, recipe))
+    return 0
+
+
+def _log_built(args, summary: dict) -> None:
     logger.info(
         "built %s in %.1f min, fingerprint %s",
         args.model_dir,
         summary["build_minutes"],
         summary["fingerprint"],
     )
-    return 0
 
 
 def _train_head(args) -> int:
@@ -292,13 +295,7 @@ def _build_whisper(args) -> int:
     name = "whisper-quick" if args.quick else "whisper-slice" if args.slice else "whisper-tiny-en"
     work = args.work_dir / name
     cache_dir = get_settings().whisper.cache_dir or args.work_dir / "whisper"
-    summary = build_whisper(args.model_dir, work, args.fsdd_root, recipe, cache_dir)
-    logger.info(
-        "built %s in %.1f min, fingerprint %s",
-        args.model_dir,
-        summary["build_minutes"],
-        summary["fingerprint"],
-    )
+    _log_built(args, build_whisper(args.model_dir, work, args.fsdd_root, recipe, cache_dir))
     return 0
 
 

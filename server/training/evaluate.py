@@ -101,14 +101,19 @@ def wers(
     return jiwer.wer(refs, greedy), jiwer.wer(refs, constrained) if vocabulary else None
 
 
-def format_table(results: list[TaskResult]) -> str:
-    cols = list(VARIANTS)
+def format_table(
+    results: list[TaskResult], cols: list[str] | None = None, reference: str = "backbone"
+) -> str:
+    """WER per task and variant (`cols`, default this module's VARIANTS), the linear
+    head's relative reduction against `reference`, means and parameters per task. Any
+    results with `task`, `utterances`, `wer` and `params` (the Whisper table too)."""
+    cols = cols or list(VARIANTS)
     lines = [
         "| task | n | " + " | ".join(f"WER {c}" for c in cols) + " | rel. reduction (linear) |",
         "|---|---|" + "---|" * len(cols) + "---|",
     ]
     for r in results:
-        base = r.wer["backbone"]
+        base = r.wer[reference]
         reduction = (base - r.wer["hra_linear"]) / base if base > 0 else 0.0
         cells = " | ".join(f"{100 * r.wer[c]:.1f}%" for c in cols)
         lines.append(f"| {r.task} | {r.utterances} | {cells} | {100 * reduction:.0f}% |")

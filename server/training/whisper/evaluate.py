@@ -27,6 +27,7 @@ from server.data.synthetic import ADAPTATION_DOMAINS
 from server.model.adapters import HeadBatch
 from server.model.loading import load_recognizer
 from server.model.whisper.recognizer import WhisperRecognizer
+from server.training import evaluate as evaluation
 from server.training.whisper.text import normalize
 
 logger = logging.getLogger(__name__)
@@ -137,18 +138,4 @@ def merge_results(
 
 
 def format_table(results: list[WhisperTaskResult]) -> str:
-    cols = list(VARIANTS)
-    lines = [
-        "| task | n | " + " | ".join(f"WER {c}" for c in cols) + " | rel. reduction (linear) |",
-        "|---|---|" + "---|" * len(cols) + "---|",
-    ]
-    for r in results:
-        base = r.wer["base"]
-        reduction = (base - r.wer["hra_linear"]) / base if base > 0 else 0.0
-        cells = " | ".join(f"{100 * r.wer[c]:.1f}%" for c in cols)
-        lines.append(f"| {r.task} | {r.utterances} | {cells} | {100 * reduction:.0f}% |")
-    means = " | ".join(f"{100 * sum(r.wer[c] for r in results) / len(results):.1f}%" for c in cols)
-    lines.append(f"| **mean** | | {means} | |")
-    params = " | ".join(str(results[0].params[c]) for c in cols)
-    lines.append(f"| params per task | | {params} | |")
-    return "\n".join(lines)
+    return evaluation.format_table(results, list(VARIANTS), reference="base")
