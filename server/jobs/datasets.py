@@ -15,6 +15,8 @@ so a zip bomb stops at the limit. Transcripts and audio are never logged.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import logging
@@ -22,6 +24,7 @@ import shutil
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -196,11 +199,7 @@ class DatasetStore:
         self.limits, self.audio = limits, audio  # the folder is made by the first upload
 
     def create(self, data: bytes, filename: str, owner: str | None) -> Dataset:
-        if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
-            raise TooManyJobs(
-                f"tenant holds {self.limits.max_datasets_per_tenant} datasets, its limit; "
-                "delete one first"
-            )
+        self._check_count(owner)  # early: refuse before parsing
         items = parse_archive(data, self.limits, self.audio)
         dataset = Dataset(
             id=FILE_PREFIX + uuid.uuid4().hex[:24],
@@ -220,7 +219,9 @@ class DatasetStore:
                     sf.write(tmp / name, waveform.numpy(), SAMPLE_RATE, subtype="PCM_16")
                     manifest.write(json.dumps({"audio": name, "text": text}) + "\n")
             (tmp / "meta.json").write_text(json.dumps(asdict(dataset)))
-            tmp.rename(self.root / dataset.id)
+            with self._create_lock():  # count and rename as one: concurrent uploads
+                self._check_count(owner)
+                tmp.rename(self.root / dataset.id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -251,6 +252,23 @@ class DatasetStore:
         (self.root / file_id).rename(trash)  # gone at once for readers; then removed
         shutil.rmtree(trash, ignore_errors=True)
         logger.info("dataset %s deleted", file_id)
+
+    def _check_count(self, owner: str | None) -> None:
+        if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
+            raise TooManyJobs(
+                f"tenant holds {self.limits.max_datasets_per_tenant} datasets, its limit; "
+                "delete one first"
+            )
+
+    @contextlib.contextmanager
+    def _create_lock(self) -> Iterator[None]:
+        """Exclusive across threads and processes sharing the jobs root."""
+        with (self.root / ".create.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _count(self, owner: str) -> int:
         return sum(1 for d in self.list(owner))
