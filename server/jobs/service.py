@@ -29,6 +29,7 @@ from server.jobs.records import (
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
+UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an hour of audio
 
 
 class JobService:
@@ -39,6 +40,8 @@ class JobService:
         self.jobs = JobStore(settings.jobs_root)
         self.queue = make_queue(settings, self._finished)
         self._admit = asyncio.Lock()
+        self._parsing = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._uploading: set[str | None] = set()  # tenants with an upload being parsed
 
     async def start(self) -> None:
         self.queue.start()
@@ -75,7 +78,17 @@ class JobService:
     # --- datasets ---
 
     async def create_dataset(self, data: bytes, filename: str, caller: Principal) -> Dataset:
-        return await asyncio.to_thread(self.datasets.create, data, filename, _owner(caller))
+        """One upload per tenant at a time, UPLOADS_AT_ONCE in all: a parse holds up to
+        `max_dataset_audio_s` of decoded audio in memory."""
+        owner = _owner(caller)
+        if owner is not None and owner in self._uploading:
+            raise TooManyJobs("this tenant has a dataset upload in progress; one at a time")
+        self._uploading.add(owner)
+        try:
+            async with self._parsing:
+                return await asyncio.to_thread(self.datasets.create, data, filename, owner)
+        finally:
+            self._uploading.discard(owner)
 
     async def list_datasets(self, caller: Principal) -> list[Dataset]:
         return await asyncio.to_thread(self.datasets.list, caller.tenant, caller.admin)

@@ -21,3 +21,20 @@ async def test_concurrent_uploads_never_exceed_the_tenants_dataset_limit(tmp_pat
         listed = (await client.get("/v1/files", headers=auth("acme"))).json()["data"]
     assert codes.count(200) == 1, codes
     assert len(listed) == 1
+
+
+async def test_a_tenant_parses_one_dataset_upload_at_a_time(tmp_path, fsdd_root):
+    """Each parse may hold an hour of decoded audio: concurrent uploads of one tenant would
+    multiply that without bound; the extra ones get 429 too_many_jobs."""
+    settings = job_settings(tmp_path, max_dataset_bytes=4_000_000)
+    body = upload(fsdd_zip(fsdd_root, "theo", range(0, 20)))
+    async with running_client(settings) as client:
+        replies = await asyncio.gather(
+            *(client.post("/v1/files", headers=auth("acme"), **body) for _ in range(4))
+        )
+        other = await client.post("/v1/files", headers=auth("globex"), **body)
+    codes = [r.status_code for r in replies]
+    assert codes.count(200) >= 1, codes
+    refused = [r for r in replies if r.status_code == 429]
+    assert refused and all(r.json()["error"]["code"] == "too_many_jobs" for r in refused), codes
+    assert other.status_code == 200, other.text  # another tenant is not held up
