@@ -249,7 +249,10 @@ class DatasetStore:
     def delete(self, file_id: str, owner: str | None, admin: bool = False) -> None:
         self.get(file_id, owner, admin)
         trash = self.root / f".trash-{file_id}"
-        (self.root / file_id).rename(trash)  # gone at once for readers; then removed
+        try:
+            (self.root / file_id).rename(trash)  # gone at once for readers; then removed
+        except FileNotFoundError:  # a concurrent delete took it first
+            raise UnknownFile(f"file {file_id!r} does not exist") from None
         shutil.rmtree(trash, ignore_errors=True)
         logger.info("dataset %s deleted", file_id)
 

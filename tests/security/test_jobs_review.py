@@ -38,3 +38,17 @@ async def test_a_tenant_parses_one_dataset_upload_at_a_time(tmp_path, fsdd_root)
     refused = [r for r in replies if r.status_code == 429]
     assert refused and all(r.json()["error"]["code"] == "too_many_jobs" for r in refused), codes
     assert other.status_code == 200, other.text  # another tenant is not held up
+
+
+async def test_concurrent_deletes_of_one_dataset_answer_200_then_404_never_500(tmp_path, fsdd_root):
+    settings = job_settings(tmp_path, max_dataset_bytes=2_000_000)
+    async with running_client(settings) as client:
+        r = await client.post(
+            "/v1/files", headers=auth("acme"), **upload(fsdd_zip(fsdd_root, "theo", range(0, 1)))
+        )
+        file_id = r.json()["id"]
+        replies = await asyncio.gather(
+            *(client.delete(f"/v1/files/{file_id}", headers=auth("acme")) for _ in range(8))
+        )
+    codes = sorted(r.status_code for r in replies)
+    assert codes.count(200) == 1 and codes.count(404) == 7, codes
