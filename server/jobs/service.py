@@ -128,16 +128,14 @@ class JobService:
         owner = _owner(caller)
         async with self._admit:
             if owner is not None:
-                active = [
-                    r
-                    for r in await asyncio.to_thread(self.jobs.all)
-                    if r.owner == owner and r.status in ACTIVE
-                ]
+                mine = [r for r in await asyncio.to_thread(self.jobs.all) if r.owner == owner]
+                active = [r for r in mine if r.status in ACTIVE]
                 limit = self.settings.jobs.max_concurrent_jobs_per_tenant
                 if len(active) >= limit:
                     raise TooManyJobs(
                         f"tenant has {len(active)} jobs queued or running; the limit is {limit}"
                     )
+                await asyncio.to_thread(self._prune, mine)
             record = JobRecord(
                 id=JobStore.new_id(),
                 owner=owner,
@@ -152,6 +150,15 @@ class JobService:
         self.queue.submit(record.id)
         logger.info("job %s queued", record.id)
         return record
+
+    def _prune(self, mine: list[JobRecord]) -> None:
+        """Room for one more record: the tenant's oldest finished jobs go (newest first)."""
+        keep = self.settings.jobs.max_job_records_per_tenant - 1
+        running = getattr(self.queue, "running", {})  # a local worker may still write
+        finished = [r for r in mine if r.status in TERMINAL and r.id not in running]
+        for record in finished[max(0, keep - (len(mine) - len(finished))) :]:
+            self.jobs.delete(record.id)
+            logger.info("job %s removed: its tenant's history is at its limit", record.id)
 
     async def _check_task(self, task_id: str, caller: Principal) -> bool:
         """Whether the task exists; 404 if it is another tenant's (even a public one:

@@ -6,7 +6,7 @@ import asyncio
 
 from tests.conftest import running_client
 from tests.security.conftest import auth
-from tests.security.test_fine_tuning_tenancy import job_settings
+from tests.security.test_fine_tuning_tenancy import job_settings, wait_for
 from tests.server.jobs.archives import fsdd_zip, upload
 
 
@@ -52,3 +52,33 @@ async def test_concurrent_deletes_of_one_dataset_answer_200_then_404_never_500(t
         )
     codes = sorted(r.status_code for r in replies)
     assert codes.count(200) == 1 and codes.count(404) == 7, codes
+
+
+async def test_a_tenants_job_history_is_bounded_oldest_finished_records_go(tmp_path, fsdd_root):
+    """create -> cancel -> create ... would otherwise grow records on disk (and every
+    tenant's list/create scan) without bound."""
+    settings = job_settings(tmp_path, max_dataset_bytes=2_000_000, max_job_records_per_tenant=2)
+    async with running_client(settings) as client:
+        r = await client.post(
+            "/v1/files", headers=auth("acme"), **upload(fsdd_zip(fsdd_root, "theo", range(0, 2)))
+        )
+        file_id = r.json()["id"]
+        ids = []
+        for _ in range(4):
+            job = await client.post(
+                "/v1/fine_tuning/jobs",
+                headers=auth("acme"),
+                json={
+                    "model": "acme-x",
+                    "training_file": file_id,
+                    "hyperparameters": {"steps": 2000},
+                },
+            )
+            assert job.status_code == 200, job.text
+            ids.append(job.json()["id"])
+            await client.post(f"/v1/fine_tuning/jobs/{ids[-1]}/cancel", headers=auth("acme"))
+            await wait_for(client, ids[-1], ("cancelled",))
+        listed = (await client.get("/v1/fine_tuning/jobs", headers=auth("acme"))).json()["data"]
+    # the newest stays; older finished ones went (one a local worker still held may stay)
+    assert len(listed) == 2 and listed[0]["id"] == ids[-1], (ids, listed)
+    assert len(list((tmp_path / "state" / "jobs" / "jobs").glob("ftjob-*"))) == 2
