@@ -49,6 +49,7 @@ MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 MAX_ERRORS_SHOWN = 20
+MAX_ENTRY_BYTES = 46 + 256  # a central directory entry: fixed part + a generous name/extra
 FILE_PREFIX = "file-"
 
 
@@ -89,13 +90,18 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
         raise PayloadTooLarge(
             f"dataset is {len(data)} bytes; the limit is {limits.max_dataset_bytes}"
         )
+    most = 2 * limits.max_dataset_items + 16
+    if _central_directory_bytes(data) > most * MAX_ENTRY_BYTES:
+        # zipfile parses the whole directory up front (~500 B per entry, however small
+        # the entry): 25 MB of empty members would cost ~300 MB before any count check
+        raise InvalidDataset(f"the archive's central directory is too large (> {most} members)")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InvalidDataset(f"not a zip archive: {exc}") from None
     with archive:
         infos = archive.infolist()
-        if len(infos) > 2 * limits.max_dataset_items + 16:
+        if len(infos) > most:
             raise InvalidDataset(f"the archive holds {len(infos)} members; too many")
         members = {i.filename: i for i in infos if not i.is_dir()}
         if MANIFEST not in members:
@@ -135,6 +141,25 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 20 else ""
             raise InvalidDataset(f"{len(errors)} of {len(rows)} items refused: {shown}{more}")
         return items
+
+
+def _central_directory_bytes(data: bytes) -> int:
+    """The central directory size the end record(s) declare, what zipfile will parse (the
+    zip64 one too, where a locator precedes the end record); 0 if none is found."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0:
+        return 0  # not a zip: zipfile says so
+    size = int.from_bytes(data[end + 12 : end + 16], "little")
+    locator = end - 20
+    if locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        record = int.from_bytes(data[locator + 8 : locator + 16], "little")
+        zip64 = data[record : record + 56] if record < len(data) else b""
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            size = max(size, int.from_bytes(zip64[40:48], "little"))
+        zip64 = data[locator - 56 : locator]  # where zipfile itself looks for it
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            size = max(size, int.from_bytes(zip64[40:48], "little"))
+    return size
 
 
 class _Budget:

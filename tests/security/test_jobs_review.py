@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import time
+import zipfile
 
 from tests.conftest import running_client
 from tests.security.conftest import auth
@@ -82,3 +85,29 @@ async def test_a_tenants_job_history_is_bounded_oldest_finished_records_go(tmp_p
     # the newest stays; older finished ones went (one a local worker still held may stay)
     assert len(listed) == 2 and listed[0]["id"] == ids[-1], (ids, listed)
     assert len(list((tmp_path / "state" / "jobs" / "jobs").glob("ftjob-*"))) == 2
+
+
+async def test_an_archive_of_many_empty_members_is_refused_before_its_directory_is_parsed(
+    tmp_path,
+):
+    """zipfile builds an object per central-directory entry up front: 100k empty members
+    (8 MB) would cost ~55 MB and seconds of CPU before the member count is checked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.jsonl", b"")
+        for i in range(100_000):
+            archive.writestr(f"{i:x}", b"")
+    data = buffer.getvalue()
+    settings = job_settings(tmp_path, max_dataset_bytes=10_000_000)
+    async with running_client(settings) as client:
+        began = time.monotonic()
+        r = await client.post(
+            "/v1/files",
+            headers=auth("acme"),
+            files={"file": ("d.zip", data, "application/zip")},
+            data={"purpose": "fine-tune"},
+        )
+        elapsed = time.monotonic() - began
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_dataset", r.text
+    assert "central directory" in r.json()["error"]["message"]
+    assert elapsed < 5, elapsed
