@@ -259,6 +259,9 @@ class JobSettings(BaseModel):
     """Most datasets one tenant may keep (DELETE frees one)."""
     max_concurrent_jobs_per_tenant: int = Field(default=1, ge=1)
     """Jobs of one tenant queued or running at once; more get 429 `too_many_jobs`."""
+    max_job_records_per_tenant: int = Field(default=200, ge=1)
+    """Job records (with their events) one tenant keeps: creating one past it removes the
+    tenant's oldest finished ones, so history cannot grow without bound."""
     max_train_seconds: float = Field(default=900.0, gt=0)
     """Wall time a job may train; past it the job fails (`time_limit`), no version written."""
     max_steps: int = Field(default=2000, ge=1)

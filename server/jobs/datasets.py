@@ -15,6 +15,8 @@ so a zip bomb stops at the limit. Transcripts and audio are never logged.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import logging
@@ -22,6 +24,7 @@ import shutil
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +49,7 @@ MANIFEST = "manifest.jsonl"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TEXT_CHARS = 1000
 MAX_ERRORS_SHOWN = 20
+MAX_ENTRY_BYTES = 46 + 256  # a central directory entry: fixed part + a generous name/extra
 FILE_PREFIX = "file-"
 
 
@@ -86,13 +90,18 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
         raise PayloadTooLarge(
             f"dataset is {len(data)} bytes; the limit is {limits.max_dataset_bytes}"
         )
+    most = 2 * limits.max_dataset_items + 16
+    if _central_directory_bytes(data) > most * MAX_ENTRY_BYTES:
+        # zipfile parses the whole directory up front (~500 B per entry, however small
+        # the entry): 25 MB of empty members would cost ~300 MB before any count check
+        raise InvalidDataset(f"the archive's central directory is too large (> {most} members)")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InvalidDataset(f"not a zip archive: {exc}") from None
     with archive:
         infos = archive.infolist()
-        if len(infos) > 2 * limits.max_dataset_items + 16:
+        if len(infos) > most:
             raise InvalidDataset(f"the archive holds {len(infos)} members; too many")
         members = {i.filename: i for i in infos if not i.is_dir()}
         if MANIFEST not in members:
@@ -132,6 +141,25 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 20 else ""
             raise InvalidDataset(f"{len(errors)} of {len(rows)} items refused: {shown}{more}")
         return items
+
+
+def _central_directory_bytes(data: bytes) -> int:
+    """The central directory size the end record(s) declare, what zipfile will parse (the
+    zip64 one too, where a locator precedes the end record); 0 if none is found."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0:
+        return 0  # not a zip: zipfile says so
+    size = int.from_bytes(data[end + 12 : end + 16], "little")
+    locator = end - 20
+    if locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        record = int.from_bytes(data[locator + 8 : locator + 16], "little")
+        zip64 = data[record : record + 56] if record < len(data) else b""
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            size = max(size, int.from_bytes(zip64[40:48], "little"))
+        zip64 = data[locator - 56 : locator]  # where zipfile itself looks for it
+        if len(zip64) == 56 and zip64[:4] == b"PK\x06\x06":
+            size = max(size, int.from_bytes(zip64[40:48], "little"))
+    return size
 
 
 class _Budget:
@@ -196,11 +224,7 @@ class DatasetStore:
         self.limits, self.audio = limits, audio  # the folder is made by the first upload
 
     def create(self, data: bytes, filename: str, owner: str | None) -> Dataset:
-        if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
-            raise TooManyJobs(
-                f"tenant holds {self.limits.max_datasets_per_tenant} datasets, its limit; "
-                "delete one first"
-            )
+        self._check_count(owner)  # early: refuse before parsing
         items = parse_archive(data, self.limits, self.audio)
         dataset = Dataset(
             id=FILE_PREFIX + uuid.uuid4().hex[:24],
@@ -220,7 +244,9 @@ class DatasetStore:
                     sf.write(tmp / name, waveform.numpy(), SAMPLE_RATE, subtype="PCM_16")
                     manifest.write(json.dumps({"audio": name, "text": text}) + "\n")
             (tmp / "meta.json").write_text(json.dumps(asdict(dataset)))
-            tmp.rename(self.root / dataset.id)
+            with self._create_lock():  # count and rename as one: concurrent uploads
+                self._check_count(owner)
+                tmp.rename(self.root / dataset.id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -248,9 +274,29 @@ class DatasetStore:
     def delete(self, file_id: str, owner: str | None, admin: bool = False) -> None:
         self.get(file_id, owner, admin)
         trash = self.root / f".trash-{file_id}"
-        (self.root / file_id).rename(trash)  # gone at once for readers; then removed
+        try:
+            (self.root / file_id).rename(trash)  # gone at once for readers; then removed
+        except FileNotFoundError:  # a concurrent delete took it first
+            raise UnknownFile(f"file {file_id!r} does not exist") from None
         shutil.rmtree(trash, ignore_errors=True)
         logger.info("dataset %s deleted", file_id)
+
+    def _check_count(self, owner: str | None) -> None:
+        if owner is not None and self._count(owner) >= self.limits.max_datasets_per_tenant:
+            raise TooManyJobs(
+                f"tenant holds {self.limits.max_datasets_per_tenant} datasets, its limit; "
+                "delete one first"
+            )
+
+    @contextlib.contextmanager
+    def _create_lock(self) -> Iterator[None]:
+        """Exclusive across threads and processes sharing the jobs root."""
+        with (self.root / ".create.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _count(self, owner: str) -> int:
         return sum(1 for d in self.list(owner))

@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 
 from server.config import Settings
+from server.errors import UnknownJob
 from server.jobs.records import TERMINAL, JobStore
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ class LocalQueue:
         context = _context()
         while True:
             job_id = await self.pending.get()
-            if self.jobs.get(job_id).status in TERMINAL:
-                continue  # cancelled while queued
+            try:
+                if self.jobs.get(job_id).status in TERMINAL:
+                    continue  # cancelled while queued
+            except UnknownJob:
+                continue  # cancelled while queued, then removed with its tenant's history
             process = context.Process(
                 target=_child, args=(job_id, self.settings, os.getpid()), daemon=True
             )
@@ -91,6 +95,10 @@ class LocalQueue:
             self.on_done(job_id)
 
     def _fail_if_active(self, job_id: str, code: str, message: str) -> None:
+        with contextlib.suppress(UnknownJob):
+            self._fail(job_id, code, message)
+
+    def _fail(self, job_id: str, code: str, message: str) -> None:
         if self.jobs.transition(job_id, "failed", error={"code": code, "message": message}):
             self.jobs.event(job_id, f"job failed: {message}", level="error")
 

@@ -30,6 +30,7 @@ from adapters_store.errors import QuotaExceeded, UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head
 from server.config import Settings
 from server.data.manifest import Utterance
+from server.errors import UnknownJob
 from server.jobs.datasets import DatasetStore
 from server.jobs.records import JobRecord, JobStore
 from server.model.tokenizer import CharTokenizer
@@ -52,9 +53,12 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
     if settings.jobs.nice:
         os.nice(settings.jobs.nice)
     jobs = JobStore(settings.jobs_root)
-    record = jobs.transition(job_id, "running", heartbeat_at=time.time())
-    if record is None:  # cancelled (or failed by recovery) while queued
-        return jobs.get(job_id).status
+    try:
+        record = jobs.transition(job_id, "running", heartbeat_at=time.time())
+        if record is None:  # cancelled (or failed by recovery) while queued
+            return jobs.get(job_id).status
+    except UnknownJob:  # cancelled while queued, then removed with its tenant's history
+        return "cancelled"
     jobs.event(job_id, f"worker {os.getpid()} started training")
     try:
         result = _train_and_register(record, settings, jobs, parent_pid)

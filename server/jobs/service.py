@@ -29,6 +29,7 @@ from server.jobs.records import (
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
+UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an hour of audio
 
 
 class JobService:
@@ -39,6 +40,8 @@ class JobService:
         self.jobs = JobStore(settings.jobs_root)
         self.queue = make_queue(settings, self._finished)
         self._admit = asyncio.Lock()
+        self._parsing = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._uploading: set[str | None] = set()  # tenants with an upload being parsed
 
     async def start(self) -> None:
         self.queue.start()
@@ -75,7 +78,17 @@ class JobService:
     # --- datasets ---
 
     async def create_dataset(self, data: bytes, filename: str, caller: Principal) -> Dataset:
-        return await asyncio.to_thread(self.datasets.create, data, filename, _owner(caller))
+        """One upload per tenant at a time, UPLOADS_AT_ONCE in all: a parse holds up to
+        `max_dataset_audio_s` of decoded audio in memory."""
+        owner = _owner(caller)
+        if owner is not None and owner in self._uploading:
+            raise TooManyJobs("this tenant has a dataset upload in progress; one at a time")
+        self._uploading.add(owner)
+        try:
+            async with self._parsing:
+                return await asyncio.to_thread(self.datasets.create, data, filename, owner)
+        finally:
+            self._uploading.discard(owner)
 
     async def list_datasets(self, caller: Principal) -> list[Dataset]:
         return await asyncio.to_thread(self.datasets.list, caller.tenant, caller.admin)
@@ -115,16 +128,14 @@ class JobService:
         owner = _owner(caller)
         async with self._admit:
             if owner is not None:
-                active = [
-                    r
-                    for r in await asyncio.to_thread(self.jobs.all)
-                    if r.owner == owner and r.status in ACTIVE
-                ]
+                mine = [r for r in await asyncio.to_thread(self.jobs.all) if r.owner == owner]
+                active = [r for r in mine if r.status in ACTIVE]
                 limit = self.settings.jobs.max_concurrent_jobs_per_tenant
                 if len(active) >= limit:
                     raise TooManyJobs(
                         f"tenant has {len(active)} jobs queued or running; the limit is {limit}"
                     )
+                await asyncio.to_thread(self._prune, mine)
             record = JobRecord(
                 id=JobStore.new_id(),
                 owner=owner,
@@ -139,6 +150,15 @@ class JobService:
         self.queue.submit(record.id)
         logger.info("job %s queued", record.id)
         return record
+
+    def _prune(self, mine: list[JobRecord]) -> None:
+        """Room for one more record: the tenant's oldest finished jobs go (newest first)."""
+        keep = self.settings.jobs.max_job_records_per_tenant - 1
+        running = getattr(self.queue, "running", {})  # a local worker may still write
+        finished = [r for r in mine if r.status in TERMINAL and r.id not in running]
+        for record in finished[max(0, keep - (len(mine) - len(finished))) :]:
+            self.jobs.delete(record.id)
+            logger.info("job %s removed: its tenant's history is at its limit", record.id)
 
     async def _check_task(self, task_id: str, caller: Principal) -> bool:
         """Whether the task exists; 404 if it is another tenant's (even a public one:
