@@ -72,7 +72,8 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
         return "failed"
     except Exception as exc:  # the job fails, never the worker or the server
         logger.exception("job %s failed", job_id)
-        message = f"{type(exc).__name__}: {exc}"[:500]
+        # the tenant sees the kind only: the text may name server paths (the log has it)
+        message = f"training failed ({type(exc).__name__}); the server log has job {job_id}"
         jobs.transition(job_id, "failed", error={"code": "training_failed", "message": message})
         jobs.event(job_id, f"job failed: {message}", level="error")
         return "failed"

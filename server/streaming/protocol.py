@@ -82,7 +82,7 @@ def session_update(event: dict) -> SessionUpdate:
         fmt = {"audio/pcm": "pcm16"}.get(fmt.get("type"), fmt.get("type"))
     if fmt is not None and fmt != "pcm16":
         raise InvalidEvent("input_audio_format must be 'pcm16' (16-bit little-endian mono)")
-    if rate is not None and rate not in SAMPLE_RATES:
+    if rate is not None and (type(rate) is not int or rate not in SAMPLE_RATES):  # 16000.0: no
         raise InvalidEvent(f"sample rate must be one of {', '.join(map(str, SAMPLE_RATES))}")
     if turn.get("type", "server_vad") != "server_vad":
         raise InvalidEvent("turn_detection.type must be 'server_vad'")

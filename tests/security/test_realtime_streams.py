@@ -195,6 +195,15 @@ async def test_malformed_events_get_error_events_and_the_stream_goes_on(url, fsd
             ),
             "invalid_event",
         ),
+        *(
+            (
+                json.dumps(
+                    {"type": "session.update", "session": {"input_audio_sample_rate": rate}}
+                ),
+                "invalid_event",
+            )
+            for rate in (16000.0, True, "16000")  # only the integer rates
+        ),
         ("[" * 100_000 + "]" * 100_000, "invalid_event"),
         (json.dumps({"type": "x", "pad": "a" * (1 << 20)}), "message_too_large"),
     ]
