@@ -262,6 +262,8 @@ class JobSettings(BaseModel):
     max_job_records_per_tenant: int = Field(default=200, ge=1)
     """Job records (with their events) one tenant keeps: creating one past it removes the
     tenant's oldest finished ones, so history cannot grow without bound."""
+    max_event_streams_per_tenant: int = Field(default=4, ge=1, le=1000)
+    """Job event streams (`/events?stream=true`) one tenant may hold open; more: 429."""
     max_train_seconds: float = Field(default=900.0, gt=0)
     """Wall time a job may train; past it the job fails (`time_limit`), no version written."""
     max_steps: int = Field(default=2000, ge=1)

@@ -7,8 +7,10 @@ is visible to its owner and to admin keys only. Blocking file work runs in threa
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+import weakref
 from dataclasses import replace
 
 from adapters_store.errors import UnknownTask
@@ -41,6 +43,7 @@ class JobService:
         self.queue = make_queue(settings, self._finished)
         self._admit = asyncio.Lock()
         self._parsing = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._event_streams: collections.Counter[str] = collections.Counter()
         self._uploading: set[str | None] = set()  # tenants with an upload being parsed
 
     async def start(self) -> None:
@@ -235,9 +238,37 @@ class JobService:
         await asyncio.to_thread(self.jobs.event, job_id, "cancel requested")
         return updated
 
+    def open_event_stream(self, caller: Principal) -> EventStreamLease:
+        """A lease on one of the tenant's `max_event_streams_per_tenant` event streams
+        (admins are not counted): each open stream polls the job's files until it ends."""
+        owner = _owner(caller)
+        if owner is not None:
+            if self._event_streams[owner] >= self.settings.jobs.max_event_streams_per_tenant:
+                raise TooManyJobs("this tenant has too many job event streams open")
+            self._event_streams[owner] += 1
+        return EventStreamLease(self._event_streams, owner)
+
     async def events(self, job_id: str, caller: Principal, after: int = 0) -> list[dict]:
         await self.get_job(job_id, caller)
         return await asyncio.to_thread(self.jobs.events, job_id, after)
+
+
+class EventStreamLease:
+    """Released once: by the stream's end, or when the stream is collected unread (a
+    response whose body never started)."""
+
+    def __init__(self, counts: collections.Counter, owner: str | None) -> None:
+        self._release = weakref.finalize(self, _release_stream, counts, owner)
+
+    def release(self) -> None:
+        self._release()
+
+
+def _release_stream(counts: collections.Counter, owner: str | None) -> None:
+    if owner is not None:
+        counts[owner] -= 1
+        if counts[owner] <= 0:
+            del counts[owner]
 
 
 def _owner(caller: Principal) -> str | None:

@@ -15,11 +15,12 @@ import json
 import time
 import zipfile
 
+import httpx
 import pytest
 
 from server.config import JobSettings
 from server.jobs.records import Hyperparameters, JobRecord, JobStore
-from tests.conftest import running_client
+from tests.conftest import live_server, running_client
 from tests.security.conftest import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
@@ -305,3 +306,46 @@ async def test_job_requests_out_of_bounds_are_refused_before_anything_runs(jobs_
     assert (await jobs_client.get("/v1/fine_tuning/jobs", headers=auth("acme"))).json()[
         "data"
     ] == []
+
+
+async def test_a_tenants_open_job_event_streams_are_bounded_and_closing_one_frees_it(
+    tmp_path, fsdd_root
+):
+    settings = job_settings(tmp_path, max_event_streams_per_tenant=2)
+    with live_server(settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            file_id = await make_dataset(client, fsdd_root)
+            job = await client.post(
+                "/v1/fine_tuning/jobs",
+                headers=auth("acme"),
+                json={
+                    "model": "acme-s",
+                    "training_file": file_id,
+                    "hyperparameters": {"steps": 2000},
+                },
+            )
+            job_id = job.json()["id"]
+            path = f"/v1/fine_tuning/jobs/{job_id}/events?stream=true"
+            first = await client.send(
+                client.build_request("GET", path, headers=auth("acme")), stream=True
+            )
+            second = await client.send(
+                client.build_request("GET", path, headers=auth("acme")), stream=True
+            )
+            assert (first.status_code, second.status_code) == (200, 200)
+            third = await client.get(path, headers=auth("acme"))
+            assert third.status_code == 429 and third.json()["error"]["code"] == "too_many_jobs"
+            await first.aclose()  # the server sees the client go and frees the lease
+            deadline = time.monotonic() + 10
+            while True:
+                again = await client.send(
+                    client.build_request("GET", path, headers=auth("acme")), stream=True
+                )
+                if again.status_code == 200 or time.monotonic() > deadline:
+                    break
+                await again.aclose()
+                await asyncio.sleep(0.2)
+            assert again.status_code == 200
+            await again.aclose()
+            await second.aclose()
+            await client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel", headers=auth("acme"))

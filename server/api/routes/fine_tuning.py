@@ -94,19 +94,23 @@ async def events(
         newest = list(reversed(found))
         return {"object": "list", "data": newest[:limit], "has_more": len(found) > limit}
     bound_s = jobs.settings.jobs.max_train_seconds + 3600
+    lease = jobs.open_event_stream(caller)  # 429 before any stream starts
 
     async def sse():
         sent, began = 0, time.monotonic()
-        while time.monotonic() - began < bound_s:
-            new = await jobs.events(job_id, caller, after=sent)
-            for event in new:
-                yield f"data: {json.dumps(event)}\n\n"
-            sent += len(new)
-            if not new:
-                if (await jobs.get_job(job_id, caller)).status in TERMINAL:
-                    if not await jobs.events(job_id, caller, after=sent):
-                        break
-                await asyncio.sleep(POLL_S)
-        yield "data: [DONE]\n\n"
+        try:
+            while time.monotonic() - began < bound_s:
+                new = await jobs.events(job_id, caller, after=sent)
+                for event in new:
+                    yield f"data: {json.dumps(event)}\n\n"
+                sent += len(new)
+                if not new:
+                    if (await jobs.get_job(job_id, caller)).status in TERMINAL:
+                        if not await jobs.events(job_id, caller, after=sent):
+                            break
+                    await asyncio.sleep(POLL_S)
+            yield "data: [DONE]\n\n"
+        finally:
+            lease.release()
 
     return StreamingResponse(sse(), media_type="text/event-stream")
