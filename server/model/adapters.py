@@ -103,19 +103,21 @@ class HeadBatch:
 
 def controller_head_delta(h: torch.Tensor, heads: HeadBatch):
     """Sum of the controller-fed heads' outputs (linear, FFN); each utterance uses at most one."""
-    delta = 0
+    delta = None  # not 0: `0 + out` would be one more full pass over [B, T, D]
     for head_type, family in FAMILIES.items():  # fixed order: the same sum every batch
         part = heads.families.get(head_type)
         if part is not None and family.reads == HeadInput.CONTROLLER:
-            delta = delta + family.apply(h, 0, part)
+            out = family.apply(h, 0, part)
+            delta = out if delta is None else delta + out
     return delta
 
 
 def residual_delta(y: torch.Tensor, layer: int, heads: HeadBatch):
     """Sum of the layer-fed heads' outputs (residual adapters) at `layer`."""
-    delta = 0
+    delta = None
     for head_type, family in FAMILIES.items():
         part = heads.families.get(head_type)
         if part is not None and family.reads == HeadInput.LAYER:
-            delta = delta + family.apply(y, layer, part)
+            out = family.apply(y, layer, part)
+            delta = out if delta is None else delta + out
     return delta

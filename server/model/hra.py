@@ -29,12 +29,18 @@ class HRAModel(nn.Module):
         use_controller = heads is not None and heads.uses_controller
         use_residual = heads is not None and heads.uses_residual
         h = x.new_zeros(*x.shape[:2], self.controller.dim) if use_controller else None
+        in_place = not torch.is_grad_enabled()  # serving: no autograd graph to keep intact
         for index in range(self.backbone.num_layers):
             y = self.backbone.layer(index, x, mask)
-            x = y
+            delta = None
             if use_controller:
                 h = self.controller.step(y, h)
-                x = x + controller_head_delta(h, heads)
+                delta = controller_head_delta(h, heads)
             if use_residual:
-                x = x + residual_delta(y, index, heads)
+                r = residual_delta(y, index, heads)
+                delta = r if delta is None else delta + r
+            if delta is None:
+                x = y
+            else:  # in place when serving: one [B, T, D] allocation less per layer
+                x = y.add_(delta) if in_place else y + delta
         return self.backbone.logits(x), lengths

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import soundfile as sf
 import torch
 
+from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadRecord, HeadType
 from server.audio import Audio
 from server.config import Settings
@@ -12,6 +14,7 @@ from server.data.synthetic import speak
 from server.engine import Engine, EngineInput
 from server.errors import HeadRejected, ServingError
 from server.model.checkpoint import head_spec
+from server.model.features import resample
 from server.model.loading import load_recognizer
 from server.slot_pool import DeviceSlotPool
 from tests.server.model.whisper.conftest import SENTENCES
@@ -72,3 +75,61 @@ def test_a_head_that_breaks_the_fused_pass_fails_alone(engine, clips):
     assert isinstance(results[1], HeadRejected)  # its own typed refusal, alone
     assert not isinstance(results[0], ServingError)
     assert results[0].text == engine.run(batch[:1]).wait()[0].text
+
+
+@pytest.mark.slow
+def test_a_batch_of_32_different_tasks_gives_each_utterance_its_solo_transcript():
+    """The issue's must-show, as served: the model dir's own window (`cut`) and its trained
+    heads, 32 distinct tasks in ONE fused pass (encoder + every decoding step), each row's
+    transcript equal to its solo run. 32 tasks: every shipped linear and FFN head, and
+    linear heads mixed from pairs of them for the rest."""
+    settings = Settings(model_dir=WHISPER_DIR)
+    recognizer, fp = load_recognizer(settings, CPU)
+    shipped = [
+        DiskStore(WHISPER_DIR / folder).get(task)
+        for folder in ("heads", "baselines/ffn")
+        for task in DiskStore(WHISPER_DIR / folder).task_ids()
+    ]
+    linear = [h for h in shipped if h.meta.head_type == "linear"]
+    mixed = [
+        HeadRecord(a.meta, {"V": (a.tensors["V"] + b.tensors["V"]) / 2}).with_meta(
+            task_id=f"mix-{i}"
+        )
+        for i, (a, b) in enumerate(zip(linear, linear[1:] + linear[:1]))
+    ]
+    heads = (shipped + mixed)[:32]
+    assert len({h.meta.task_id for h in heads}) == 32 and all(
+        h.meta.fingerprint == fp for h in heads
+    )
+    clips = [Audio(speak(t, v, s, 50), 16_000) for t, v, s in SENTENCES]
+    clips += [Audio(wave, 16_000) for wave, _ in _fsdd_clips()]
+    batch = [EngineInput(clips[i % len(clips)], head) for i, head in enumerate(heads)]
+    engine = Engine(recognizer, DeviceSlotPool(head_spec(recognizer.model, fp), 32, CPU))
+    try:
+        output = engine.run(batch)
+        together = output.wait()
+        assert output.forward_passes == 1
+        alone = [engine.run([item]).wait()[0] for item in batch]
+    finally:
+        engine.close()
+    assert [t.text for t in together] == [a.text for a in alone]
+    for t, a in zip(together, alone):
+        assert t.avg_logprob == pytest.approx(a.avg_logprob, abs=1e-3)
+    # the heads act: the rows given one clip do not all read alike
+    by_clip = {}
+    for item, t in zip(batch, together):
+        by_clip.setdefault(id(item.audio), set()).add(t.text)
+    assert any(len(texts) > 1 for texts in by_clip.values())
+
+
+def _fsdd_clips():
+    from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
+
+    folder = FSDD if FSDD.is_dir() else FSDD_ALT
+    if not folder.is_dir():
+        pytest.skip("FSDD recordings not present")
+    out = []
+    for name in ["3_jackson_31.wav", "7_theo_35.wav", "5_nicolas_30.wav", "8_lucas_33.wav"]:
+        data, rate = sf.read(str(folder / name), dtype="float32")
+        out.append((resample(torch.from_numpy(data), rate), name))
+    return out
