@@ -86,7 +86,7 @@ def test_a_batch_of_32_different_tasks_gives_each_utterance_its_solo_transcript(
     settings = Settings(model_dir=WHISPER_DIR)
     recognizer, fp = load_recognizer(settings, CPU)
     shipped = [
-        DiskStore(WHISPER_DIR / folder).get(task)
+        DiskStore(WHISPER_DIR / folder).get(task).with_meta(task_id=f"{folder}/{task}")
         for folder in ("heads", "baselines/ffn")
         for task in DiskStore(WHISPER_DIR / folder).task_ids()
     ]
