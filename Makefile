@@ -41,7 +41,7 @@ eval: $(VENV_OK)  ## WER tables of the README; writes results/evaluation.json an
 	$(PY) -m server.cli evaluate
 	$(PY) -m server.cli --model-dir models/whisper-tiny-en evaluate --json results/evaluation-whisper.json
 
-whisper-model: $(VENV_OK)  ## train models/whisper-tiny-en's controller + heads, every domain and speaker (full recipe)
+whisper-model: $(VENV_OK)  ## train models/whisper-tiny-en's controller + heads, every domain and speaker (full recipe, ~9 min quiet)
 	$(PY) -m server.cli --model-dir models/whisper-tiny-en build-whisper
 
 bench-quick: $(VENV_OK)  ## fused path at default + wav2vec2-base size, Whisper rows: *-quick.json
