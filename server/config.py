@@ -190,6 +190,11 @@ class WhisperSettings(BaseModel):
     loops on short clips (measured, README)."""
     max_tokens: int = Field(default=224, ge=1, le=446)
     """Most tokens decoded per utterance (Whisper's own limit: half its 448-token context)."""
+    temperature_fallback: bool = True
+    """openai-whisper's fallback: a decode that loops (compression ratio > 2.4) or is
+    unlikely (avg_logprob < -1, not silence) is redone at temperature +0.2, ... 1.0 (at
+    most 6 decodes of a row, each bounded by max_tokens). False: one decode per request,
+    at its temperature."""
     cache_dir: Path | None = None
     """Where converted weights are cached as safetensors keyed by model.bin's sha256;
     default <work_dir>/whisper."""

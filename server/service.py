@@ -65,6 +65,7 @@ class Transcription:
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     language: str | None = None  # the language decoded, where the model says (Whisper)
+    temperature: float | None = None  # Whisper: the temperature its decode kept (fallback)
     frames: FramePosteriors | None = None  # CTC posteriors, for segment confidence
 
 
@@ -210,11 +211,15 @@ class AsrService:
         words: bool = False,
         prompt: str | None = None,
         gone: Gone | None = None,
+        temperature: float = 0.0,
     ) -> Transcription:
         """`language`: a code the model knows (None: the model decides); `words`: word
         times wanted (CTC models give them always; Whisper aligns only on request);
-        `prompt`: text the audio continues (Whisper; CTC models ignore it)."""
-        run = await self.open_transcription(audio, task_id, caller, language, words, prompt, gone)
+        `prompt`: text the audio continues (Whisper; CTC models ignore it); `temperature`:
+        Whisper's first decoding temperature, with fallback (CTC models ignore it)."""
+        run = await self.open_transcription(
+            audio, task_id, caller, language, words, prompt, gone, temperature=temperature
+        )
         async with contextlib.aclosing(run.pieces()) as pieces:
             async for _ in pieces:
                 pass
@@ -229,6 +234,7 @@ class AsrService:
         words: bool = False,
         prompt: str | None = None,
         gone: Gone | None = None,
+        temperature: float = 0.0,
     ) -> TranscriptionRun:
         """Resolve, decode and admit; the returned run transcribes as its pieces are read
         (server/longform/run.py). Audio longer than one window is cut into windows. Every
@@ -237,7 +243,10 @@ class AsrService:
         request_id = uuid.uuid4().hex[:16]
         if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
-        options = DecodeOptions(check_language(language, self.languages), words, prompt)
+        if not 0.0 <= temperature <= 1.0:  # NaN too
+            raise InvalidRequest("temperature must be between 0 and 1")
+        language = check_language(language, self.languages)
+        options = DecodeOptions(language, words, prompt, float(temperature))
         head = await self.resolve_head(task_id, caller)
         hold, rate = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
         plan = self.window_plan
@@ -304,6 +313,7 @@ class AsrService:
             no_speech_prob=decoded.no_speech_prob,
             frames=decoded.frames,
             language=decoded.language,
+            temperature=decoded.temperature,
         )
 
     async def register_head(

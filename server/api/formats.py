@@ -17,9 +17,9 @@ left out.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
+from server.model.decoding import compression_ratio
 from server.service import Transcription
 
 SEGMENT_GAP_S = 0.6
@@ -72,12 +72,6 @@ def _word_groups(t: Transcription) -> list[list[Word]]:
     return groups
 
 
-def compression_ratio(text: str) -> float:
-    """Whisper's: UTF-8 bytes over zlib-compressed bytes (high: a repetitive loop)."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
 def confidence(t: Transcription, seg: Segment) -> tuple[float, float] | None:
     """(avg_logprob, no_speech_prob) of a segment: from the CTC posteriors of its frames
     (FramePosteriors.between), else the model's own for the clip (Whisper), else None."""
@@ -98,7 +92,7 @@ def _segment(i: int, t: Transcription, seg: Segment) -> dict:
         "end": seg.end,
         "text": seg.text,
         "tokens": [],
-        "temperature": 0.0,
+        "temperature": t.temperature if t.temperature is not None else 0.0,
         "compression_ratio": round(compression_ratio(seg.text), 4),
     }
     stats = confidence(t, seg)

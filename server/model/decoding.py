@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,7 @@ class DecodeOptions:
     language: str | None = None  # a language code the model knows; None: the model decides
     words: bool = False  # word times wanted (models that compute them only on request)
     prompt: str | None = None  # text the audio continues (Whisper's initial prompt)
+    temperature: float = 0.0  # Whisper: the first decoding temperature (0: greedy), in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Decoded:
     segments: list[SegmentTiming] = field(default_factory=list)  # the model's own, if any
     avg_logprob: float | None = None  # mean log-probability of the emitted tokens (Whisper)
     no_speech_prob: float | None = None  # probability the clip holds no speech (Whisper)
+    temperature: float | None = None  # the decoding temperature kept (Whisper's fallback)
     language: str | None = None  # the language decoded (multilingual Whisper)
     frames: FramePosteriors | None = field(default=None, compare=False, repr=False)  # CTC
 
@@ -141,3 +144,9 @@ def _words_from_chars(
         else:
             current.append((ch, t))
     return Decoded(text=" ".join(w.word for w in words), words=words, num_frames=num_frames)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's: UTF-8 bytes over zlib-compressed bytes (high: a repetitive loop)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0

@@ -75,7 +75,9 @@ def _load_whisper(settings: Settings, device: torch.device) -> tuple[Recognizer,
     expected = manifest.get("fingerprint")
     if expected and fp != expected:
         raise ValueError(f"{model_dir}: fingerprint {fp} != manifest's {expected}")
-    recognizer = WhisperRecognizer(whisper, hra, settings.whisper.max_tokens)
+    recognizer = WhisperRecognizer(
+        whisper, hra, settings.whisper.max_tokens, fallback=settings.whisper.temperature_fallback
+    )
     return recognizer, fp
 
 

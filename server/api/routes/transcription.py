@@ -104,7 +104,8 @@ async def openai_transcriptions(
 ):
     """OpenAI-compatible: `model` is the task id; `language` a code the model knows
     (unknown: 400 `unsupported_language`); `prompt` conditions Whisper (CTC models
-    ignore it). Decoding is greedy: `temperature` is accepted and has no effect.
+    ignore it); `temperature` is Whisper's first decoding temperature, 0 (the default)
+    greedy, with openai-whisper's fallback to higher ones on a loop (CTC: no effect).
     `stream=true` answers server-sent events (server/api/sse.py), with response_format
     json or text."""
     if response_format not in formats.FORMATS:
@@ -117,10 +118,19 @@ async def openai_transcriptions(
     words = response_format == "verbose_json" and "word" in granularities
     audio = await file.read()
     if stream:
-        run = await service.open_transcription(audio, model, caller, language, words, prompt)
+        run = await service.open_transcription(
+            audio, model, caller, language, words, prompt, temperature=temperature
+        )
         return sse.streaming_response(run, service.finish)
     result = await service.transcribe(
-        audio, model, caller, language, words, prompt, gone=request.is_disconnected
+        audio,
+        model,
+        caller,
+        language,
+        words,
+        prompt,
+        gone=request.is_disconnected,
+        temperature=temperature,
     )
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")

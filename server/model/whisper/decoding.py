@@ -13,6 +13,16 @@ Semantics (per utterance, as openai-whisper's greedy DecodingTask):
     avg_logprob     mean logprob of the emitted tokens, <|endoftext|> included
 Every step is one decoder forward over the utterances still live; a finished
 utterance leaves the batch (its rows dropped from the caches).
+
+Temperature fallback (openai-whisper's transcribe, when `temperatures` is given): a
+row decoded at temperature t whose text is too repetitive (compression ratio > 2.4) or
+too unlikely (avg_logprob < -1, unless no_speech_prob > 0.6: silence) is decoded again,
+from the same prompt state, at t + 0.2, ... up to 1.0, sampling from softmax(l / t);
+it keeps the first attempt that passes; when none does, the likeliest attempt that does
+not loop (faster-whisper's rule; openai-whisper keeps the last, a temperature-1.0
+sample, which on our short clips was measured worse). The rows that fall back are
+decoded together, each with its own temperature. Sampling draws from a generator per
+row seeded by the attempt number only, so a row's draws never depend on its batch.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import torch
 
 from server.model.adapters import HeadBatch
 from server.model.backbone import padding_mask
+from server.model.decoding import compression_ratio
 from server.model.hra import HRAModel
 from server.model.whisper.alignment import AlignRequest, WordTime, align_words
 from server.model.whisper.decoder import DecoderState
@@ -41,6 +52,34 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     language: str | None = None  # the prompt's language (None: an English-only model)
     words: list[WordTime] = field(default_factory=list)  # when asked (alignment.py)
+    temperature: float = 0.0  # the attempt kept (fallback: the first that passed, or the last)
+
+
+FALLBACK_STEP = 0.2  # openai-whisper's temperature_increment_on_fallback
+MAX_COMPRESSION_RATIO = 2.4
+MIN_AVG_LOGPROB = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+SAMPLING_SEED = 0x5EED
+
+
+def temperature_schedule(start: float) -> list[float]:
+    """start, start + 0.2, ... <= 1.0: the temperatures one row may be decoded at."""
+    levels = int((1.0 - start) / FALLBACK_STEP + 1e-6)  # floor: never past 1.0
+    return [round(start + i * FALLBACK_STEP, 6) for i in range(max(0, levels) + 1)]
+
+
+def needs_fallback(text: str, avg_logprob: float, no_speech_prob: float) -> bool:
+    """openai-whisper's test: a loop or an unlikely decode, unless it is silence."""
+    unlikely = avg_logprob < MIN_AVG_LOGPROB
+    if unlikely and no_speech_prob > NO_SPEECH_THRESHOLD:
+        return False
+    return unlikely or compression_ratio(text) > MAX_COMPRESSION_RATIO
+
+
+def best_attempt(attempts: list[Transcript]) -> Transcript:
+    """When every attempt failed: the likeliest one that does not loop (any, if all loop)."""
+    calm = [t for t in attempts if compression_ratio(t.text) <= MAX_COMPRESSION_RATIO]
+    return max(calm or attempts, key=lambda t: t.avg_logprob)
 
 
 def batch_features(
@@ -64,6 +103,8 @@ def transcribe(
     languages: Sequence[str | None] | None = None,
     words: Sequence[bool] | None = None,
     previous: Sequence[str | None] | None = None,
+    temperatures: Sequence[float] | None = None,
+    fallback: bool = True,
 ) -> list[Transcript]:
     """16 kHz clips (each at most 30 s) -> one Transcript per clip, in order.
 
@@ -78,7 +119,17 @@ def transcribe(
         encoded, enc_lengths = model.encoder(inputs, lengths)
     durations = [w.numel() / 16_000 for w in waveforms]
     return decode(
-        model, encoded, enc_lengths, timestamps, max_tokens, durations, languages, words, previous
+        model,
+        encoded,
+        enc_lengths,
+        timestamps,
+        max_tokens,
+        durations,
+        languages,
+        words,
+        previous,
+        temperatures,
+        fallback,
     )
 
 
@@ -93,11 +144,15 @@ def decode(
     languages: Sequence[str | None] | None = None,
     words: Sequence[bool] | None = None,
     previous: Sequence[str | None] | None = None,
+    temperatures: Sequence[float] | None = None,
+    fallback: bool = True,
 ) -> list[Transcript]:
     """`languages[i]`: row i's language code (None: detect it; English-only models take
     only None or "en"); `words[i]`: whether row i wants word times (needs durations);
     `previous[i]`: row i's prompt text (openai-whisper's initial_prompt: its last 223
-    tokens after <|startofprev|>, before the prompt; None: none)."""
+    tokens after <|startofprev|>, before the prompt; None: none); `temperatures[i]`:
+    row i's first temperature (None: 0 for every row), with the fallback (module
+    docstring) when `temperatures` is given and `fallback` is True."""
     tok, dec = model.tokenizer, model.decoder
     b, s, _ = encoded.shape
     pad = padding_mask(lengths, s)
@@ -135,45 +190,47 @@ def decode(
 
     suppress = sorted(set(model.config.suppress_ids) | set(tok.special_ids()))
     max_tokens = min(max_tokens, dec.max_positions - prompt.shape[1])
-    live = torch.arange(b)  # original row of each live utterance
-    emitted: list[list[int]] = [[] for _ in range(b)]
-    logprob_sums = [0.0] * b
-    for step in range(max_tokens):
-        masked = step_logits.clone()
-        masked[:, suppress] = float("-inf")
-        if step == 0:
-            masked[:, list(model.config.suppress_ids_begin)] = float("-inf")
-        if timestamps:
-            apply_timestamp_rules(masked, [emitted[int(r)] for r in live], tok, step == 0)
-        logprobs = torch.log_softmax(masked, dim=-1)
-        chosen = masked.argmax(dim=-1)  # [B_live]
-        chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0]
-        for j, row in enumerate(live.tolist()):
-            emitted[row].append(int(chosen[j]))
-            logprob_sums[row] += float(chosen_lp[j])
-        keep = chosen != tok.eot
-        if step == max_tokens - 1 or not bool(keep.any()):
+    run = _Sampler(model, timestamps, max_tokens, suppress)
+    if temperatures is None:
+        schedules = [[0.0]] * b
+    else:
+        schedules = [temperature_schedule(t) if fallback else [t] for t in temperatures]
+    emitted, sums = run(state, step_logits, [s[0] for s in schedules], attempt=0)
+    kept = [0] * b  # the last attempt of each row
+    out = [
+        _transcript(tok, emitted[r], sums[r], float(no_speech[r]), schedules[r][0])
+        for r in range(b)
+    ]
+    tried = [[t] for t in out]
+    attempt = 0
+    while True:
+        attempt += 1
+        again = [
+            r
+            for r in range(b)
+            if kept[r] == attempt - 1
+            and attempt < len(schedules[r])
+            and needs_fallback(out[r].text, out[r].avg_logprob, out[r].no_speech_prob)
+        ]
+        if not again:
             break
-        if not bool(keep.all()):
-            rows = keep.nonzero()[:, 0]
-            state, live, chosen = state.select(rows), live[rows], chosen[rows]
-        step_logits, state = dec(chosen[:, None], state)
-        step_logits = step_logits[:, -1].float()
-
-    out = []
+        rows = torch.tensor(again, device=encoded.device)
+        temps = [schedules[r][attempt] for r in again]
+        emitted, sums = run(state.select(rows), step_logits[rows], temps, attempt)
+        for j, r in enumerate(again):
+            kept[r] = attempt
+            out[r] = _transcript(tok, emitted[j], sums[j], float(no_speech[r]), temps[j])
+            tried[r].append(out[r])
+    for r in range(b):
+        if len(tried[r]) > 1 and needs_fallback(
+            out[r].text, out[r].avg_logprob, out[r].no_speech_prob
+        ):
+            out[r] = best_attempt(tried[r])
     for row in range(b):
-        tokens = [t for t in emitted[row] if t != tok.eot]
         duration = durations[row] if durations is not None else None
-        out.append(
-            Transcript(
-                text=tok.decode(tokens).strip(),
-                tokens=tokens,
-                avg_logprob=logprob_sums[row] / max(1, len(emitted[row])),
-                no_speech_prob=float(no_speech[row]),
-                segments=segments_of(tokens, tok, duration) if timestamps else [],
-                language=langs[row] if tok.multilingual else None,
-            )
-        )
+        out[row].language = langs[row] if tok.multilingual else None
+        if timestamps:
+            out[row].segments = segments_of(out[row].tokens, tok, duration)
     wanted = [r for r in range(b) if words is not None and words[r] and durations is not None]
     if wanted:
         requests = [
@@ -191,3 +248,68 @@ def decode(
         for r, found in zip(wanted, timed):
             out[r].words = found
     return out
+
+
+def _transcript(tok, emitted: list[int], logprob_sum: float, no_speech: float, t: float):
+    tokens = [x for x in emitted if x != tok.eot]
+    return Transcript(
+        text=tok.decode(tokens).strip(),
+        tokens=tokens,
+        avg_logprob=logprob_sum / max(1, len(emitted)),
+        no_speech_prob=no_speech,
+        temperature=t,
+    )
+
+
+class _Sampler:
+    """One decoding attempt over a batch: every step one decoder forward over the live
+    rows; a row at temperature 0 takes the argmax, above 0 a sample (Gumbel-max with the
+    row's own generator). Returns each row's emitted tokens and logprob sum."""
+
+    def __init__(self, model: WhisperModel, timestamps: bool, max_tokens: int, suppress):
+        self.model, self.timestamps, self.max_tokens = model, timestamps, max_tokens
+        self.suppress = suppress
+
+    def __call__(
+        self, state: DecoderState, step_logits: torch.Tensor, temps: list[float], attempt: int
+    ) -> tuple[list[list[int]], list[float]]:
+        model, tok = self.model, self.model.tokenizer
+        b = len(temps)
+        live = torch.arange(b)  # original row of each live utterance
+        emitted: list[list[int]] = [[] for _ in range(b)]
+        sums = [0.0] * b
+        gens = [
+            torch.Generator().manual_seed(SAMPLING_SEED + attempt) if t > 0 else None for t in temps
+        ]
+        for step in range(self.max_tokens):
+            masked = step_logits.clone()
+            masked[:, self.suppress] = float("-inf")
+            if step == 0:
+                masked[:, list(model.config.suppress_ids_begin)] = float("-inf")
+            if self.timestamps:
+                apply_timestamp_rules(masked, [emitted[int(r)] for r in live], tok, step == 0)
+            logprobs = torch.log_softmax(masked, dim=-1)
+            chosen = self._choose(masked, [int(r) for r in live], temps, gens)  # [B_live]
+            chosen_lp = logprobs.gather(1, chosen[:, None])[:, 0]
+            for j, row in enumerate(live.tolist()):
+                emitted[row].append(int(chosen[j]))
+                sums[row] += float(chosen_lp[j])
+            keep = chosen != tok.eot
+            if step == self.max_tokens - 1 or not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                rows = keep.nonzero()[:, 0]
+                state, live, chosen = state.select(rows), live[rows], chosen[rows]
+            step_logits, state = model.decoder(chosen[:, None], state)
+            step_logits = step_logits[:, -1].float()
+        return emitted, sums
+
+    @staticmethod
+    def _choose(masked: torch.Tensor, rows: list[int], temps: list[float], gens) -> torch.Tensor:
+        chosen = masked.argmax(dim=-1)
+        for j, row in enumerate(rows):
+            if temps[row] > 0:
+                u = torch.rand(masked.shape[1], generator=gens[row]).to(masked.device)
+                gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+                chosen[j] = (masked[j] / temps[row] + gumbel).argmax()
+        return chosen

@@ -40,7 +40,12 @@ class WhisperRecognizer:
     max_seconds = MAX_SECONDS
 
     def __init__(
-        self, whisper: WhisperModel, hra: HRAModel, max_tokens: int = 224, timestamps: bool = True
+        self,
+        whisper: WhisperModel,
+        hra: HRAModel,
+        max_tokens: int = 224,
+        timestamps: bool = True,
+        fallback: bool = True,
     ) -> None:
         if hra.backbone is not whisper.encoder:
             raise ValueError("hra must wrap this Whisper model's encoder")
@@ -48,6 +53,7 @@ class WhisperRecognizer:
         self.model = hra.eval()
         self.max_tokens = max_tokens
         self.timestamps = timestamps
+        self.fallback = fallback  # temperature fallback (decoding.py); False: one attempt
         self.frame_seconds = whisper.encoder.frame_seconds
         self.min_samples = whisper.encoder.min_samples
         self.languages = tuple(whisper.tokenizer.languages)
@@ -80,6 +86,8 @@ class WhisperRecognizer:
             [o.language for o in options],
             [o.words for o in options],
             [o.prompt for o in options],
+            [o.temperature for o in options],
+            self.fallback,
         )
 
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
@@ -95,4 +103,5 @@ class WhisperRecognizer:
             avg_logprob=t.avg_logprob if math.isfinite(t.avg_logprob) else None,
             no_speech_prob=t.no_speech_prob,
             language=t.language,
+            temperature=t.temperature,
         )

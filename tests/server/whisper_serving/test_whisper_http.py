@@ -144,3 +144,36 @@ async def test_audio_longer_than_whispers_30_s_window_is_refused_audio_too_long(
         assert "30 s" in r.json()["error"]["message"]
         ready = (await client.get("/readyz")).json()
         assert ready["status"] == "ready"
+
+
+async def test_temperature_is_honoured_bounded_and_reported_per_segment(tmp_path):
+    """A greedy loop falls back hotter (verbose_json says at what temperature); the same
+    clip with the fallback switched off loops to max_tokens; a temperature outside [0, 1]
+    is refused with a stable code and the server goes on."""
+    from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
+    from tests.server.model.whisper.test_fallback import LOOPING
+
+    folder = FSDD if FSDD.is_dir() else FSDD_ALT
+    looping = (folder / LOOPING).read_bytes()  # 8 kHz WAV, as recorded
+
+    def form(**extra):
+        return {"model": "base", "response_format": "verbose_json", **extra}
+
+    async def post(client, **extra):
+        files = {"file": ("six.wav", looping)}
+        return await client.post("/v1/audio/transcriptions", files=files, data=form(**extra))
+
+    settings = whisper_settings(tmp_path, whisper={"max_tokens": 64})
+    async with running_client(settings) as client:
+        fixed = (await post(client)).json()
+        assert fixed["segments"] and all(s["temperature"] > 0 for s in fixed["segments"])
+        assert len(fixed["text"]) < 20, fixed["text"]
+        for bad in ("1.5", "-0.1", "nan", "hot"):
+            r = await post(client, temperature=bad)
+            assert r.status_code in (400, 422) and r.json()["error"]["code"], (bad, r.text)
+        assert (await post(client, temperature="0.4")).status_code == 200
+    off = whisper_settings(tmp_path, whisper={"max_tokens": 64, "temperature_fallback": False})
+    async with running_client(off) as client:
+        looped = (await post(client)).json()
+        assert all(s["temperature"] == 0.0 for s in looped["segments"])
+        assert len(looped["text"]) > 60, looped["text"]  # "6, 6, 6, ..." to max_tokens
