@@ -89,7 +89,9 @@ class WhisperEncoder(nn.Module):
         if self.window == "cut":
             x = x.masked_fill(pad[:, None, :], 0.0)
         x = F.gelu(F.conv1d(x, self.conv2_weight, self.conv2_bias, stride=2, padding=1))
-        x = x.transpose(1, 2)  # [B, T, D]
+        # contiguous: every layer (and the HRA controller reading it) keeps this layout;
+        # left transposed, each layer and the controller copied it (profiled)
+        x = x.transpose(1, 2).contiguous()  # [B, T, D]
         t = x.shape[1]
         assert t <= self.positions.shape[0], "clip longer than Whisper's 30 s window"
         out_lengths = torch.full_like(lengths, t) if self.window == "pad" else (lengths + 1) // 2
