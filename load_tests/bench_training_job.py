@@ -8,6 +8,9 @@ seconds before the job, then all through the job. Prints the table, writes
 load_tests/results/training-job.json.
 
     nice -n 10 .venv/bin/python -m load_tests.bench_training_job --steps 100   # ~15 min here
+
+`--model-dir models/whisper-tiny-en` runs the same on the Whisper model directory (its
+shipped heads serve the traffic); results then go to training-job-whisper*.json.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import load_fsdd
+from server.model.loading import model_kind
 
 OUT = REPO_ROOT / "load_tests" / "results" / "training-job.json"
 
@@ -92,14 +96,17 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--max-train-s", type=float, default=3600.0)
     parser.add_argument("--nice", type=int, default=10, help="HRA_JOBS__NICE of the job")
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models" / "default")
     args = parser.parse_args()
+    model_dir = args.model_dir.resolve()
     root = get_settings().fsdd_root
     clips = [Path(u.audio).read_bytes() for u in load_fsdd(root, range(30, 40), ["jackson"])]
     with tempfile.TemporaryDirectory() as tmp:
         heads = Path(tmp) / "heads"
-        shutil.copytree(REPO_ROOT / "models" / "default" / "heads", heads)
+        shutil.copytree(model_dir / "heads", heads)
         process, url = start_server(
             heads,
+            HRA_MODEL_DIR=str(model_dir),
             HRA_STATE_DIR=str(Path(tmp) / "state"),
             HRA_JOBS__TORCH_THREADS="1",
             HRA_JOBS__NICE=str(args.nice),
@@ -157,9 +164,11 @@ def main() -> None:
                 "p95_ms": round(pct(lat, 0.95), 1),
             }
         )
-    suffix = f"-nice{args.nice}" if args.nice != 10 else ""
+    suffix = "-whisper" if model_kind(model_dir) == "whisper" else ""
+    suffix += f"-nice{args.nice}" if args.nice != 10 else ""
     write_table(rows, OUT.with_name(f"training-job-latency{suffix}.json"))
     summary = {
+        "model_dir": model_dir.name,
         "speaker": args.speaker,
         "train_items": files["train"]["items"],
         "eval_items": files["eval"]["items"],

@@ -139,6 +139,12 @@ class UnknownJob(UnknownTask):
     code = "unknown_job"
 
 
+class UnsupportedHyperparameter(InvalidRequest):
+    """A fine-tuning hyperparameter that does not apply to the served model's kind."""
+
+    code = "unsupported_hyperparameter"
+
+
 class InvalidDataset(InvalidRequest):
     """A dataset archive or one of its items was refused (the message lists the items)."""
 
@@ -181,6 +187,7 @@ __all__ = [
     "UnknownFile",
     "UnknownJob",
     "TooManySamples",
+    "UnsupportedHyperparameter",
     "UnsupportedSampleRate",
     "UnsupportedLanguage",
     "VocabularyTooCostly",

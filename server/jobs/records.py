@@ -34,6 +34,14 @@ NEXT = {
 PROMOTE_POLICIES = ("always", "if_better", "never")
 
 
+class JobStopped(Exception):
+    """A running job ends early in `status` (failed, cancelled) with error `code`."""
+
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     steps: int

@@ -1,5 +1,9 @@
 """The job function: train, evaluate, register, promote. Runs in a worker process only.
 
+What differs by the served model's kind (loading it, training a head, scoring heads on
+the held-out items) is server/jobs/model_kinds.py; the split, the checks between steps
+and the promotion below are the same for every kind.
+
 Both queues call `run_job(job_id, settings)`: the local queue in a child process of the
 server, RQ in its forked work horse (`rq worker` on a training machine). It never runs
 on the serving engine's thread, and limits torch to `jobs.torch_threads` threads.
@@ -32,18 +36,12 @@ from server.config import Settings
 from server.data.manifest import Utterance
 from server.errors import UnknownJob
 from server.jobs.datasets import DatasetStore
-from server.jobs.records import JobRecord, JobStore
-from server.model.tokenizer import CharTokenizer
+from server.jobs.model_kinds import load_job_model
+from server.jobs.records import JobRecord, JobStopped, JobStore
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
 HOLDOUT_SEED = 16
-
-
-class JobStopped(Exception):
-    def __init__(self, status: str, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> str:
@@ -98,46 +96,22 @@ def _fmt(value: float | None) -> str:
 def _train_and_register(
     record: JobRecord, settings: Settings, jobs: JobStore, parent_pid: int | None
 ) -> dict:
-    from server.model.checkpoint import head_spec, load_model
-    from server.training.evaluate import wers
-    from server.training.new_head import HeadRecipe, train_new_head
-
     datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
     train_items, eval_items = _split(record, datasets, settings.jobs.holdout_fraction)
     jobs.event(record.id, f"{len(train_items)} training items, {len(eval_items)} evaluation items")
-    model, fp = load_model(settings.model_dir / "model.safetensors")
+    model = load_job_model(settings)  # what differs by model kind: server/jobs/model_kinds.py
     hp = record.hyperparameters
-    recipe = HeadRecipe(
-        head_type=hp.head_type,
-        rank=hp.rank,
-        steps=hp.steps,
-        lr=hp.learning_rate,
-        speeds=hp.speeds,
-        tempos=hp.tempos,
-        max_frames=hp.max_frames,
-    )
     check = _StepCheck(record, settings, jobs, parent_pid)
-    new = train_new_head(
-        model,
-        fp,
-        train_items,
-        record.task_id,
-        recipe,
-        owner=record.owner,
-        vocabulary_from_data=hp.vocabulary_from_data,
-        on_step=check,
-    )
+    score = model.scorer(eval_items, between=check.ensure_live)  # checks the items up front
+    new = model.train(record, train_items, on_step=check)
     check.ensure_live()
     jobs.event(record.id, f"trained {hp.steps} steps in {check.elapsed():.1f} s; evaluating")
 
-    spec = head_spec(model, fp, settings.heads.max_ranks)
     store = _make_store(settings)
-    current = asyncio.run(_current_head(store, record.task_id, spec))
-    feats = [model.backbone.featurize(_load(u.audio, settings)) for u in eval_items]
-    refs = [CharTokenizer.normalize(u.text) for u in eval_items]
-    wer_base, _ = wers(model, feats, refs, None, ())
-    wer_current = wers(model, feats, refs, current, ())[0] if current else None
-    wer_new, _ = wers(model, feats, refs, new, ())
+    current = asyncio.run(_current_head(store, record.task_id, model.spec))
+    wer_base = score(None)
+    wer_current = score(current) if current else None
+    wer_new = score(new)
     check.ensure_live()  # the last moment a cancel or time limit stops the job
     reference = wer_current if current is not None else wer_base
     beats = wer_new < reference
@@ -192,12 +166,6 @@ def _split(record: JobRecord, datasets: DatasetStore, fraction: float) -> tuple[
     if len(items) - held < 1:
         raise JobStopped("failed", "dataset_too_small", "too few items to hold some out")
     return shuffled[held:], shuffled[:held]
-
-
-def _load(path: str, settings: Settings) -> torch.Tensor:
-    from server.data.manifest import load_audio
-
-    return load_audio(path, settings.audio)
 
 
 def _make_store(settings: Settings):

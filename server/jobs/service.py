@@ -19,6 +19,7 @@ from server.auth import Principal
 from server.config import Settings
 from server.errors import InvalidRequest, TooManyJobs, UnknownJob
 from server.jobs.datasets import Dataset, DatasetStore
+from server.jobs.model_kinds import refuse_unsupported
 from server.jobs.queue import make_queue
 from server.jobs.records import (
     ACTIVE,
@@ -28,6 +29,7 @@ from server.jobs.records import (
     JobRecord,
     JobStore,
 )
+from server.model.loading import model_kind
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
@@ -38,6 +40,7 @@ class JobService:
     def __init__(self, settings: Settings, asr) -> None:
         self.settings = settings
         self.asr = asr  # the AsrService: head store (ownership) and cache (invalidation)
+        self.model_kind = model_kind(settings.model_dir)  # what jobs train: model_kinds.py
         self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
         self.jobs = JobStore(settings.jobs_root)
         self.queue = make_queue(settings, self._finished)
@@ -202,12 +205,14 @@ class JobService:
             raise InvalidRequest("vocabulary_from_data must be true or false")
         if not isinstance(hp.max_frames, int) or not 500 <= hp.max_frames <= 20_000:
             raise InvalidRequest("max_frames must be in 500..20000")
-        return replace(
+        hp = replace(
             hp,
             learning_rate=float(hp.learning_rate),
             speeds=tuple(float(v) for v in hp.speeds),
             tempos=tuple(float(v) for v in hp.tempos),
         )
+        refuse_unsupported(self.model_kind, hp)  # e.g. CTC-only ones on a Whisper model
+        return hp
 
     async def get_job(self, job_id: str, caller: Principal) -> JobRecord:
         record = await asyncio.to_thread(self.jobs.get, job_id)

@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def train_pools(
     rows: int,
     train_controller: bool = False,
     checkpoint: Path | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[HeadPools, dict]:
     """One head of `head_type` per task of `data`, trained together (batches mix tasks)."""
     enc = whisper.encoder
@@ -127,6 +129,7 @@ def train_pools(
         rows,
         checkpoint,
         desc=f"{head_type.value} heads" + (" + controller" if train_controller else ""),
+        on_step=on_step,
     )
     return pools, summary
 
@@ -245,7 +248,24 @@ def train_head(
     """`hra train-head` on a Whisper model directory: one head, controller frozen."""
     whisper, hra, fp = load_trained(model_dir, cache_dir)
     data = WhisperSet.build(rows, whisper, speeds=speeds)
+    return train_one_head(whisper, hra, fp, data, head_type, rank, config, batch_rows)
+
+
+def train_one_head(
+    whisper: WhisperModel,
+    hra: HRAModel,
+    fp: str,
+    data: WhisperSet,
+    head_type: HeadType,
+    rank: int,
+    config: TrainConfig,
+    batch_rows: int = 8,
+    on_step: Callable[[int, float], None] | None = None,
+) -> HeadRecord:
+    """The head of `data`'s one task on a loaded model (train-head, fine-tuning jobs)."""
+    if len(data.task_ids) != 1:
+        raise ValueError(f"one task per head, got {len(data.task_ids)}")
     config = replace(config, checkpoint_every=max(1, config.steps))
-    pools, _ = train_pools(whisper, hra, data, head_type, rank, config, batch_rows)
+    pools, _ = train_pools(whisper, hra, data, head_type, rank, config, batch_rows, on_step=on_step)
     (record,) = pools.records(fp, rank)
     return record

@@ -84,8 +84,13 @@ def train(
     rows: int,
     checkpoint: Path | None = None,
     desc: str = "train",
+    on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
-    """Train `params` only (everything else frozen); returns a summary."""
+    """Train `params` only (everything else frozen); returns a summary.
+
+    `on_step(steps done, loss)` runs after every step, as in the CTC trainer (progress,
+    cancel and time checks: it may raise to stop the run; params are then left trainable
+    and the caller discards them)."""
     torch.manual_seed(config.seed)
     for p in list(whisper.parameters()) + list(hra.parameters()):
         p.requires_grad_(False)
@@ -108,6 +113,8 @@ def train(
             group["lr"] = config.lr * lr_factor(step)
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
         if step % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
             logger.info("%s step %d loss %.4f", desc, step, sum(losses[-10:]) / len(losses[-10:]))
