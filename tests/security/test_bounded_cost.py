@@ -96,7 +96,10 @@ def test_an_awkward_rate_resamples_at_about_the_cost_of_a_common_one(awkward, co
         for rate, x in clips.items():
             times[rate].append(_seconds_to_resample(x, rate))
     awkward_s, common_s = min(times[awkward]), min(times[common])
-    assert awkward_s < 6 * common_s + 0.05, (awkward_s, common_s)
+    # + 0.5 s: after another rate's plans, the first 384 kHz runs measured 0.27 s here vs
+    # 0.02 s for the common rate (allocator state, not the algorithm: alone it is 0.02 s);
+    # the regression this guards against took 31 s and 11 GB
+    assert awkward_s < 6 * common_s + 0.5, (awkward_s, common_s)
 
 
 @settings(max_examples=200, deadline=None)

@@ -63,9 +63,13 @@ def test_nemo_written_archive_reproduces_nemos_log_probs_alone_and_batched(name,
     for i, ours in enumerate(solo):
         expected = reference[f"solo/{i}"]
         assert ours.shape == expected.shape
-        torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+        # against NeMo's log-probs, written on another machine: the conv and matmul
+        # kernels' summation order follows the CPU (seen: 1e-6 where they were written,
+        # 4.7e-4 on a later Xeon), so 2e-3 (log-prob units; no greedy path changes at that)
+        torch.testing.assert_close(ours, expected, atol=2e-3, rtol=0)
         n = int(lengths[i])
-        torch.testing.assert_close(batched[i, :n], reference["batched"][i, :n], atol=1e-4, rtol=0)
+        torch.testing.assert_close(batched[i, :n], reference["batched"][i, :n], atol=2e-3, rtol=0)
+        # ours against ours, same machine: batching must not move a row
         torch.testing.assert_close(batched[i, :n], ours, atol=1e-4, rtol=0)
 
 
