@@ -127,6 +127,21 @@ class LongformSettings(BaseModel):
     """Stretches between pauses are joined into one window while they fit in this many
     seconds; 0 = each its own window (the embedded digit model was trained on short
     utterances and loses words given several at once: measured, README)."""
+    whisper_window_s: float = Field(default=30.0, gt=6, le=30)
+    """Whisper model directories: longest window, overlap included (one 30 s pass each);
+    longer audio is cut into windows of this (the CTC knobs above are for CTC models)."""
+    whisper_margin_s: float = Field(default=1.0, ge=0, le=3)
+    """Whisper: overlap on each side of a forced cut (speech with no pause); windows are
+    cores of at most whisper_window_s - 2 x this (28 s by default)."""
+    whisper_join_s: float = Field(default=28.0, ge=0, le=30)
+    """Whisper: stretches between pauses are joined into one window while they fit in this
+    many seconds (at most the core): Whisper reads context, and every pass costs its 30 s
+    window's encoder however little speech is in it (the "pad" window)."""
+    whisper_tail_s: float = Field(default=1.5, ge=0, le=30)
+    """Whisper: a window whose words end more than this before its end (Whisper ended its
+    text early) is followed by a window over the rest (server/longform/tails.py); 0: never."""
+    whisper_tails: int = Field(default=2, ge=0, le=8)
+    """Whisper: most such tails after one window (a window costs at most 1 + this passes)."""
     windows_in_flight: int = Field(default=2, ge=1, le=64)
     """Windows of one request waiting or running at once (also its most per batch): a long
     file cannot flood the queue, and short requests arriving meanwhile go first."""
