@@ -32,7 +32,7 @@ from server.model.whisper import frontend
 from server.model.whisper.decoding import Transcript, decode
 from server.model.whisper.model import WhisperModel
 
-MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one 30 s window; long-form: #15
+MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one pass; longer: server/longform/
 
 
 class WhisperRecognizer:
