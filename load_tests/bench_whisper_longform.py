@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import os
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ import torch
 from load_tests.long_audio import (
     SPEECH_RATE,
     SpeechPiece,
+    edit_runs,
     long_speech,
     unbroken_speech,
     wav,
@@ -67,18 +67,6 @@ def build_file(minutes: float, unbroken_s: float) -> tuple[np.ndarray, list[Spee
 
 def wer(ref: list[str], hyp: list[str]) -> float:
     return round(jiwer.wer(" ".join(ref), " ".join(hyp)), 4)
-
-
-def runs(ref: list[str], hyp: list[str]) -> tuple[int, int, list]:
-    """(most words of `ref` lost in one place, most words added in one place, the edits):
-    a window that dropped a sentence, or one that doubled it, shows as a long run."""
-    lost = added = 0
-    edits = []
-    for op, a, b, c, d in difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes():
-        if op != "equal":
-            lost, added = max(lost, (b - a) - (d - c)), max(added, (d - c) - (b - a))
-            edits.append(f"{' '.join(ref[a:b])} -> {' '.join(hyp[c:d])}")
-    return lost, added, edits
 
 
 async def bench(url: str, samples: np.ndarray, pieces: list[SpeechPiece], stretch) -> dict:
@@ -128,7 +116,7 @@ async def bench(url: str, samples: np.ndarray, pieces: list[SpeechPiece], stretc
     )
     forced = sum(1 for w in windows if w.start < w.core_start)
     starts = [w["start"] for w in body["words"]]
-    lost, added, edits = runs(alone_words, long_words)
+    lost, added, edits = edit_runs(alone_words, long_words)
     return {
         "model_dir": os.environ.get("HRA_MODEL_DIR", ""),
         "longform_settings": _longform_env(),

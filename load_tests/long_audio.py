@@ -146,3 +146,28 @@ def words_of(text: str) -> list[str]:
     """Lower-cased, punctuation dropped (an apostrophe kept inside a word)."""
     kept = "".join(c if c.isalnum() or c in " '" else " " for c in text.lower())
     return [w.strip("'") for w in kept.split() if w.strip("'")]
+
+
+def edit_runs(ref: list[str], hyp: list[str]) -> tuple[int, int, list[str]]:
+    """Over the minimal word alignment of `hyp` to `ref` (jiwer's, never reordered): (most
+    words lost in one stretch of edits, most words added in one, the edits as text). A
+    window that dropped a sentence, or one that doubled it, shows as a long run."""
+    import jiwer
+
+    if not ref or not hyp:
+        return len(ref), len(hyp), [f"{' '.join(ref)} -> {' '.join(hyp)}"] if ref or hyp else []
+    lost = added = 0
+    edits: list[str] = []
+    stretch: list = []
+    chunks = jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]
+    for chunk in [*chunks, None]:
+        if chunk is not None and chunk.type != "equal":
+            stretch.append(chunk)
+            continue
+        if stretch:
+            a, b = stretch[0].ref_start_idx, stretch[-1].ref_end_idx
+            c, d = stretch[0].hyp_start_idx, stretch[-1].hyp_end_idx
+            lost, added = max(lost, (b - a) - (d - c)), max(added, (d - c) - (b - a))
+            edits.append(f"{' '.join(ref[a:b])} -> {' '.join(hyp[c:d])}")
+            stretch = []
+    return lost, added, edits

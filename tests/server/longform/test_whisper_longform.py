@@ -14,7 +14,6 @@ and the whole stays close to the pieces alone (word error rate bounds measured b
 from __future__ import annotations
 
 import asyncio
-import difflib
 import json
 
 import jiwer
@@ -24,6 +23,7 @@ import torch
 
 from load_tests.long_audio import (
     SPEECH_RATE,
+    edit_runs,
     long_speech,
     sentence,
     unbroken_speech,
@@ -48,12 +48,8 @@ async def _ask(client, samples: np.ndarray, rate: int = SPEECH_RATE, **form) -> 
 
 
 def _edit_runs(ref: list[str], hyp: list[str]) -> tuple[int, int]:
-    """(most words lost in one place, most words added in one place)."""
-    lost = added = 0
-    for op, a, b, c, d in difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes():
-        if op != "equal":
-            lost, added = max(lost, (b - a) - (d - c)), max(added, (d - c) - (b - a))
-    return lost, added
+    """(most words lost in one stretch of edits, most words added in one)."""
+    return edit_runs(ref, hyp)[:2]
 
 
 def _windows(client, samples: np.ndarray):
