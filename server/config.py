@@ -87,7 +87,8 @@ class AudioSettings(BaseModel):
     """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
     max_duration_s: float = Field(default=7200.0, gt=0)
     """Longest audio accepted, in seconds (2 h). Audio longer than one long-form window
-    (HRA_LONGFORM__WINDOW_S) is cut into windows and stitched (server/longform/)."""
+    (HRA_LONGFORM__WINDOW_S; Whisper: __WHISPER_WINDOW_S) is cut into windows and stitched
+    (server/longform/)."""
     max_channels: int = Field(default=8, ge=1, le=255)
     """Most channels in one file (8 = 7.1 surround; speech is 1 or 2). Every channel is
     decoded before the downmix, so this bounds decoding work per second of audio."""
@@ -112,8 +113,8 @@ class LongformSettings(BaseModel):
     """Long audio: windows, overlap, fairness, memory (HRA_LONGFORM__...; server/longform/)."""
 
     window_s: float = Field(default=10.0, gt=2, le=600)
-    """Longest window the model sees, overlap included; longer audio is cut into windows
-    (at most the model's own bound: Whisper takes 30 s)."""
+    """CTC models: longest window the model sees, overlap included; longer audio is cut into
+    windows (Whisper model directories use the whisper_* knobs below)."""
     margin_s: float = Field(default=1.0, ge=0, le=10)
     """Overlap on each side of a cut: a word reaching less than this past a cut is whole in
     the window that keeps it."""
