@@ -4,7 +4,10 @@ Each window was decoded with its margins; its word times are relative to its own
 start. A word is kept by the one window whose core region [core_start, core_end)
 holds the word's centre (in file time), so a word the overlap shows twice is kept
 once and a word straddling a cut is kept by the window that holds most of it. Frame
-posteriors are kept the same way (frames starting inside the core).
+posteriors are kept the same way (frames starting inside the core). Where a window heard
+the last word kept (a forced cut's overlap), it continues after its own copy of that
+word instead, so two windows that time one word on either side of the cut neither
+double nor drop it (Whisper's times come from attention, not frames: _continuation).
 
 Word times are first clamped to the audio the window holds (an aligner may place a word
 past the clip's end: Whisper's timestamps run to its 30 s window), then kept monotone
