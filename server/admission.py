@@ -6,7 +6,8 @@ share, is refused here with its own 4xx (the engine's bisection is the second
 line, for what nobody foresaw):
     audio       at least the backbone's minimum samples at the model rate, so the
                 front end can make one frame (server.model.backbone.min_samples), and
-                at most the model's own bound if it has one (Whisper: one 30 s window)
+                at most the model's own bound if it has one (Whisper: one 30 s window;
+                longer audio is cut into windows that fit it: server/longform/)
     vocabulary  a task's word-loop decoding costs states x frames on the engine
                 thread: at most `max_vocabulary_cost` for this audio's length
     head        resolved and authorized by the service; a head the device pool
@@ -50,7 +51,7 @@ class Admission:
         if self.max_seconds is not None and audio.seconds > self.max_seconds:
             raise AudioTooLong(
                 f"audio is {audio.seconds:.1f} s; this model takes at most "
-                f"{self.max_seconds:.0f} s per request"
+                f"{self.max_seconds:.0f} s per pass"
             )
         if head is not None:
             check_vocabulary_cost(

@@ -87,7 +87,8 @@ class AudioSettings(BaseModel):
     """Largest upload accepted, in bytes (OpenAI's own limit is 25 MB)."""
     max_duration_s: float = Field(default=7200.0, gt=0)
     """Longest audio accepted, in seconds (2 h). Audio longer than one long-form window
-    (HRA_LONGFORM__WINDOW_S) is cut into windows and stitched (server/longform/)."""
+    (HRA_LONGFORM__WINDOW_S; Whisper: __WHISPER_WINDOW_S) is cut into windows and stitched
+    (server/longform/)."""
     max_channels: int = Field(default=8, ge=1, le=255)
     """Most channels in one file (8 = 7.1 surround; speech is 1 or 2). Every channel is
     decoded before the downmix, so this bounds decoding work per second of audio."""
@@ -112,8 +113,8 @@ class LongformSettings(BaseModel):
     """Long audio: windows, overlap, fairness, memory (HRA_LONGFORM__...; server/longform/)."""
 
     window_s: float = Field(default=10.0, gt=2, le=600)
-    """Longest window the model sees, overlap included; longer audio is cut into windows
-    (at most the model's own bound: Whisper takes 30 s)."""
+    """CTC models: longest window the model sees, overlap included; longer audio is cut into
+    windows (Whisper model directories use the whisper_* knobs below)."""
     margin_s: float = Field(default=1.0, ge=0, le=10)
     """Overlap on each side of a cut: a word reaching less than this past a cut is whole in
     the window that keeps it."""
@@ -127,6 +128,21 @@ class LongformSettings(BaseModel):
     """Stretches between pauses are joined into one window while they fit in this many
     seconds; 0 = each its own window (the embedded digit model was trained on short
     utterances and loses words given several at once: measured, README)."""
+    whisper_window_s: float = Field(default=30.0, gt=6, le=30)
+    """Whisper model directories: longest window, overlap included (one 30 s pass each);
+    longer audio is cut into windows of this (the CTC knobs above are for CTC models)."""
+    whisper_margin_s: float = Field(default=1.0, ge=0, le=3)
+    """Whisper: overlap on each side of a forced cut (speech with no pause); windows are
+    cores of at most whisper_window_s - 2 x this (28 s by default)."""
+    whisper_join_s: float = Field(default=28.0, ge=0, le=30)
+    """Whisper: stretches between pauses are joined into one window while they fit in this
+    many seconds (at most the core): Whisper reads context, and every pass costs its 30 s
+    window's encoder however little speech is in it (the "pad" window)."""
+    whisper_tail_s: float = Field(default=1.5, ge=0, le=30)
+    """Whisper: a window whose words end more than this before its end (Whisper ended its
+    text early) is followed by a window over the rest (server/longform/tails.py); 0: never."""
+    whisper_tails: int = Field(default=2, ge=0, le=8)
+    """Whisper: most such tails after one window (a window costs at most 1 + this passes)."""
     windows_in_flight: int = Field(default=2, ge=1, le=64)
     """Windows of one request waiting or running at once (also its most per batch): a long
     file cannot flood the queue, and short requests arriving meanwhile go first."""

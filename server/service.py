@@ -37,9 +37,9 @@ from server.engine import Engine, pick_device
 from server.errors import HeadRejected, InvalidRequest, UnsupportedLanguage
 from server.log_safety import printable
 from server.longform.budget import SampleBudget
+from server.longform.policy import tails, window_plan
 from server.longform.run import TranscriptionRun
 from server.longform.runner import Gone
-from server.longform.windows import WindowPlan
 from server.metrics import Metrics
 from server.model.checkpoint import head_spec
 from server.model.decoding import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
@@ -141,15 +141,10 @@ class AsrService:
         self.budget = SampleBudget(
             settings.longform.max_held_samples, settings.longform.max_held_samples_per_tenant
         )
-        # Long-form needs word times to stitch by: the CTC backbones (Whisper: one 30 s pass)
-        lf = settings.longform
-        self.window_plan = (
-            WindowPlan(
-                lf.window_s, lf.margin_s, lf.search_s, lf.min_pause_s, lf.speech_db, lf.join_s
-            )
-            if recognizer.max_seconds is None
-            else None
-        )
+        # long audio is cut into windows that fit one pass (Whisper: 30 s) and stitched by
+        # word times (every window asks for them: make_work below)
+        self.window_plan = window_plan(settings.longform, recognizer.max_seconds)
+        self.tails = tails(settings.longform, recognizer.max_seconds)
         logger.info(
             "model %s on %s (fingerprint %s), store %s",
             settings.model_dir,
@@ -250,16 +245,16 @@ class AsrService:
         head = await self.resolve_head(task_id, caller)
         hold, rate = await asyncio.to_thread(frames_to_hold, audio, self.settings.audio)
         plan = self.window_plan
-        long = plan is not None and plan.needs_cutting(hold, rate)  # what the header says
+        long = plan.needs_cutting(hold, rate)  # what the header says
         reservation = self.budget.reserve(hold if long else 0, _acting(caller))
         try:
             decoded = await asyncio.to_thread(read_audio, audio, self.settings.audio)
             got = decoded.samples.shape[0]
-            if plan is not None and plan.needs_cutting(got, decoded.rate) and not long:
+            if plan.needs_cutting(got, decoded.rate) and not long:
                 reservation = self.budget.reserve(got, _acting(caller))  # its header said less
             reservation.shrink(got)
             windows = None
-            if plan is not None and plan.needs_cutting(decoded.samples.shape[0], decoded.rate):
+            if plan.needs_cutting(got, decoded.rate):
                 # one pass over the file's energy: off the event loop (2 h: ~0.1-0.2 s)
                 windows = await asyncio.to_thread(plan.plan, decoded.samples, decoded.rate)
                 for longest in sorted(windows, key=lambda w: w.start - w.end)[:1]:
@@ -271,11 +266,16 @@ class AsrService:
             reservation.release()
             raise
         tenant = _acting(caller)
+        window_options = replace(options, words=True)
 
         def make_work(clip: Audio, deadline: float, index: int | None) -> Work:
             if index is None:
                 return Work(clip, head, deadline, request_id, tenant, options)
-            return Work(clip, head, deadline, f"{request_id}/{index}", tenant, options, request_id)
+            # a window is stitched by its words' times: asked for whatever the client asked
+            # (Whisper aligns only on request; the response shows them only if asked)
+            return Work(
+                clip, head, deadline, f"{request_id}/{index}", tenant, window_options, request_id
+            )
 
         return TranscriptionRun(
             self.batcher,
@@ -290,6 +290,7 @@ class AsrService:
             request_id=request_id,
             head=head,
             began=began,
+            tails=self.tails,
         )
 
     def finish(self, run: TranscriptionRun) -> Transcription:

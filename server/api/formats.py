@@ -5,7 +5,8 @@ they are, and its word times where it computed them (asked for with
 timestamp_granularities[]=word). Otherwise (CTC) segments split where the pause between
 two words exceeds SEGMENT_GAP_S; word times are the frames on which a word's first
 and last characters fired. Long files (server/longform/) give file-time words, so their
-segments come from the windows' words and pauses the same way.
+segments come from the windows' words and pauses the same way (CTC), or are the
+stitched runs of each window's own segments (Whisper, with their window's numbers).
 
 verbose_json segment fields, computed, not constants: `compression_ratio` is Whisper's
 (UTF-8 bytes / zlib bytes of the segment text); with a CTC backbone `avg_logprob` is
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.model.decoding import compression_ratio
+from server.model.decoding import SegmentTiming, compression_ratio
 from server.service import Transcription
 
 SEGMENT_GAP_S = 0.6
@@ -49,13 +50,17 @@ class Segment:
     start: float
     end: float
     text: str
+    source: SegmentTiming | None = None  # the model's own, with its decode's numbers
 
 
 def segments(t: Transcription) -> list[Segment]:
     if t.segments:
         return [
             Segment(
-                round(min(s.start_s, t.duration_s), 3), round(min(s.end_s, t.duration_s), 3), s.text
+                round(min(s.start_s, t.duration_s), 3),
+                round(min(s.end_s, t.duration_s), 3),
+                s.text,
+                s,
             )
             for s in t.segments
         ]
@@ -74,7 +79,11 @@ def _word_groups(t: Transcription) -> list[list[Word]]:
 
 def confidence(t: Transcription, seg: Segment) -> tuple[float, float] | None:
     """(avg_logprob, no_speech_prob) of a segment: from the CTC posteriors of its frames
-    (FramePosteriors.between), else the model's own for the clip (Whisper), else None."""
+    (FramePosteriors.between), else the model's own for the segment's decode (long-form
+    Whisper: its window's) or for the clip (Whisper), else None."""
+    own = seg.source
+    if own is not None and own.avg_logprob is not None and own.no_speech_prob is not None:
+        return own.avg_logprob, own.no_speech_prob
     if t.frames is not None:
         stats = t.frames.between(seg.start, seg.end)
         if stats is not None:
@@ -92,13 +101,19 @@ def _segment(i: int, t: Transcription, seg: Segment) -> dict:
         "end": seg.end,
         "text": seg.text,
         "tokens": [],
-        "temperature": t.temperature if t.temperature is not None else 0.0,
+        "temperature": _temperature(t, seg),
         "compression_ratio": round(compression_ratio(seg.text), 4),
     }
     stats = confidence(t, seg)
     if stats is not None:  # left out where nothing honest can be said
         body["avg_logprob"], body["no_speech_prob"] = round(stats[0], 4), round(stats[1], 4)
     return body
+
+
+def _temperature(t: Transcription, seg: Segment) -> float:
+    if seg.source is not None and seg.source.temperature is not None:
+        return seg.source.temperature
+    return t.temperature if t.temperature is not None else 0.0
 
 
 def verbose_json(t: Transcription, with_words: bool) -> dict:

@@ -4,6 +4,8 @@
                 quietest frame, with `margin_s` of overlap; windows of at most `window_s`
     stitch.py   window transcripts -> one transcript: a word belongs to the window whose
                 own core region holds its centre (no dropped or doubled words at cuts)
+    tails.py    a window the model stopped early in (Whisper) is followed by one over the rest
+    policy.py   which plan a model gets: CTC short windows, Whisper up to its 30 s pass
     runner.py   windows through the batcher in order, a few in flight per request
     run.py      one transcription in progress (one pass, or windows): text deltas as
                 they are known, then the transcript; used by both endpoints and by SSE

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Callable
 
 from adapters_store.head_format import HeadRecord
 from server.audio import Audio
-from server.batcher import Batcher, Work
+from server.batcher import Batcher, Result, Work
 from server.config import LongformSettings
 from server.longform.runner import Gone, run_windows
 from server.longform.stitch import Stitcher
+from server.longform.tails import Tails
 from server.longform.windows import Window
 from server.model.decoding import Decoded
 
@@ -45,6 +46,7 @@ class TranscriptionRun:
         request_id: str = "-",
         head: HeadRecord | None = None,
         began: float = 0.0,
+        tails: Tails | None = None,
     ) -> None:
         self.task_id, self.request_id, self.head, self.began = task_id, request_id, head, began
         self.batcher = batcher
@@ -54,6 +56,7 @@ class TranscriptionRun:
         self.deadline = deadline  # one pass only; windows have their own
         self.settings = settings
         self.gone = gone
+        self.tails = tails  # None: a window is never followed by a tail
         # released once: by close(), or when the run is collected unread (a streaming
         # response whose body never started)
         self._release = weakref.finalize(self, release)
@@ -78,6 +81,10 @@ class TranscriptionRun:
         finally:
             self.close()
 
+    def _tail(self, window: Window, result: Result) -> Window | None:
+        assert self.tails is not None
+        return self.tails.after(window, result.decoded, self.audio.rate)
+
     async def _stitched(self) -> AsyncIterator[str]:
         stitcher = Stitcher(self.audio.rate)
         began = time.monotonic()
@@ -89,8 +96,9 @@ class TranscriptionRun:
             self.settings.windows_in_flight,
             self.settings.window_timeout_s,
             self.gone,
+            self._tail if self.tails is not None else None,
         )
-        frames = 0
+        frames = tails = 0
         async with contextlib.aclosing(windows) as done_windows:
             async for done in done_windows:
                 had_text = bool(stitcher.words)
@@ -98,15 +106,22 @@ class TranscriptionRun:
                 self.queue_s += done.result.queue_s
                 self.compute_s += done.result.compute_s
                 frames += done.result.decoded.num_frames
+                tails += bool(done.window.follow)
                 if new:
                     yield (" " if had_text else "") + " ".join(w.word for w in new)
         self.decoded = Decoded(
-            text=stitcher.text, words=stitcher.words, num_frames=frames, frames=stitcher.frames()
+            text=stitcher.text,
+            words=stitcher.words,
+            num_frames=frames,
+            segments=stitcher.segments,
+            language=stitcher.language,
+            frames=stitcher.frames(),
         )
         logger.info(
-            "long-form: %.1f s of audio in %d windows, %.2f s (compute %.2f s)",
+            "long-form: %.1f s of audio in %d windows (+%d tails), %.2f s (compute %.2f s)",
             self.audio.seconds,
             len(self.windows or []),
+            tails,
             time.monotonic() - began,
             self.compute_s,
         )

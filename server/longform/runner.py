@@ -9,7 +9,8 @@ file's; a later window that finds the queue full waits for room (until its deadl
 rather than failing a request that has already done work. Before each submission
 `gone()` is asked; when the client has gone, no more windows are submitted and those
 in flight are withdrawn (ClientGone). Closing the iterator early (a streaming response
-whose client disconnected) withdraws them too.
+whose client disconnected) withdraws them too. A finished window may be followed by a
+tail over what it left (tails.py): it takes the finished one's place in flight.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from server.longform.windows import Window
 logger = logging.getLogger(__name__)
 
 Gone = Callable[[], Awaitable[bool]]
+FollowUp = Callable[[Window, Result], Window | None]
 RETRY_S = 0.05  # a later window's wait between tries for room in the queue
 
 
@@ -45,29 +47,37 @@ async def run_windows(
     in_flight: int,
     window_timeout_s: float,
     gone: Gone | None = None,
+    follow_up: FollowUp | None = None,
 ) -> AsyncIterator[WindowDone]:
-    """Each window's result in order. `make_work(audio, deadline, index)` builds its Work."""
+    """Each window's result in order. `make_work(audio, deadline, index)` builds its Work.
+    `follow_up(window, result)`: a window to run next, before the later ones (a tail,
+    tails.py), or None; it is submitted at once, in the place the finished one left."""
     running: list[tuple[Window, asyncio.Task]] = []
     todo = iter(windows)
+
+    async def submit(window: Window, first: bool = False) -> asyncio.Task:
+        if gone is not None and await gone():
+            raise ClientGone("the client disconnected; no more windows are submitted")
+        clip = Audio(audio.samples[window.start : window.end], audio.rate)
+        work = make_work(clip, time.monotonic() + window_timeout_s, window.index)
+        return asyncio.create_task(batcher.submit(work) if first else _patiently(batcher, work))
 
     async def fill() -> None:
         while len(running) < in_flight:
             window = next(todo, None)
             if window is None:
                 return
-            if gone is not None and await gone():
-                raise ClientGone("the client disconnected; no more windows are submitted")
-            clip = Audio(audio.samples[window.start : window.end], audio.rate)
-            work = make_work(clip, time.monotonic() + window_timeout_s, window.index)
             first = not running and window is windows[0]
-            submit = batcher.submit(work) if first else _patiently(batcher, work)
-            running.append((window, asyncio.create_task(submit)))
+            running.append((window, await submit(window, first)))
 
     try:
         await fill()
         while running:
             window, task = running.pop(0)
             result = await task
+            tail = follow_up(window, result) if follow_up is not None else None
+            if tail is not None:
+                running.insert(0, (tail, await submit(tail)))
             await fill()
             yield WindowDone(window, result)
     finally:

@@ -3,7 +3,9 @@
 1. Energy per 10 ms hop over the whole file, computed in blocks (one float per hop: 2 h
    is 720,000 floats, whatever the rate). A hop is speech when it is `speech_db` above the
    file's noise floor (its 10th-percentile hop, at least -80 dBFS), or within 2 x
-   `speech_db` of its loudest hop, for speech with no pause at all.
+   `speech_db` of its loudest hop, for speech with no pause at all; never a hop less than
+   `speech_db` above -80 dBFS (digital silence, dither, faint hiss: a file of it has no
+   window at all, where "within 2 x of its loudest" would make all of it speech).
 2. Every run of non-speech hops at least `min_pause_s` long is a cut, at its centre (a
    long run: two cuts, `min_pause_s / 2` inside each end): the file's cores [c_i, c_i+1)
    tile it exactly. Cores holding no speech hop are skipped
@@ -31,6 +33,7 @@ import torch
 FRAME_S = 0.025  # energy frame for a forced cut
 HOP_S = 0.010
 BLOCK = 1 << 20  # samples per block of the energy pass
+SILENCE_DB = -80.0  # dBFS: the lowest noise floor; speech is speech_db above it at least
 MIN_WINDOW_S = 0.1  # above every backbone's shortest clip (admission: audio_too_short)
 
 
@@ -43,6 +46,7 @@ class Window:
     end: int
     core_start: int  # what this window answers for: [core_start, core_end)
     core_end: int
+    follow: int = 0  # 0: planned; k: the k-th tail of window `index` (tails.py)
 
 
 @dataclass(frozen=True)
@@ -156,9 +160,10 @@ def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> tuple[np.n
             energy[k + whole] = float(np.dot(tail, tail)) / tail.shape[0]
     db = 10 * np.log10(energy.astype(np.float64) + 1e-12)
     quiet = float(np.percentile(db, 10))
-    floor = max(quiet, -80.0)
+    floor = max(quiet, SILENCE_DB)
     loud = float(db.max())
     speech = db > min(floor + speech_db, loud - 2 * speech_db)  # all speech: no floor to see
+    speech &= db > SILENCE_DB + speech_db  # nothing above silence: no speech
     return speech, 2 * 10 ** (quiet / 20)  # and a sample above the floor's amplitude
 
 

@@ -16,6 +16,7 @@ class WordTiming:
     word: str
     start_s: float  # seconds from the start of the audio
     end_s: float  # exclusive
+    segment: int | None = None  # index in Decoded.segments of the segment holding it (Whisper)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class SegmentTiming:
     start_s: float  # seconds from the start of the audio
     end_s: float
     text: str
+    # the decode it came from, where a transcript is stitched from several (long-form
+    # Whisper: its window's); None: the transcript's own (Decoded's) apply
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True, eq=False)

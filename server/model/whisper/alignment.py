@@ -42,6 +42,7 @@ class WordTime:
     word: str
     start: float  # seconds
     end: float
+    segment: int | None = None  # index of its segment in the request's segments (if any)
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,14 @@ def _row_words(
         word = tok.decode([text[k] for k in run]).strip()
         begin = float(starts[run[0]])
         end = float(starts[runs[n + 1][0]] if n + 1 < len(runs) else starts[-1])
-        if r.segments and len(r.segments) > seg_of[run[0]]:
-            seg = r.segments[seg_of[run[0]]]
+        segment = seg_of[run[0]] if len(r.segments) > seg_of[run[0]] else None
+        if segment is not None:
+            seg = r.segments[segment]
             lo, hi = seg.start, seg.end
         else:
             lo, hi = 0.0, r.duration
         begin = min(max(begin, lo), hi)
         end = min(max(end, begin), hi)
         if word:
-            words.append(WordTime(word, round(begin, 3), round(end, 3)))
+            words.append(WordTime(word, round(begin, 3), round(end, 3), segment))
     return words

@@ -32,7 +32,7 @@ from server.model.whisper import frontend
 from server.model.whisper.decoding import Transcript, decode
 from server.model.whisper.model import WhisperModel
 
-MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one 30 s window; long-form: #15
+MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one pass; longer: server/longform/
 
 
 class WhisperRecognizer:
@@ -92,12 +92,19 @@ class WhisperRecognizer:
 
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
         t = output[row]
+        kept = [i for i, s in enumerate(t.segments) if s.text.strip()]
+        index = {i: k for k, i in enumerate(kept)}  # a word's segment among those kept
         segments = [
-            SegmentTiming(s.start, s.end, s.text.strip()) for s in t.segments if s.text.strip()
+            SegmentTiming(t.segments[i].start, t.segments[i].end, t.segments[i].text.strip())
+            for i in kept
+        ]
+        words = [
+            WordTiming(w.word, w.start, w.end, None if w.segment is None else index.get(w.segment))
+            for w in t.words
         ]
         return Decoded(
             text=t.text,
-            words=[WordTiming(w.word, w.start, w.end) for w in t.words],
+            words=words,
             num_frames=len(t.tokens),
             segments=segments,
             avg_logprob=t.avg_logprob if math.isfinite(t.avg_logprob) else None,
