@@ -22,7 +22,7 @@ $(VENV_OK): pyproject.toml
 	touch $(VENV_OK)
 
 run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127.0.0.1:8000), keyless; uploads go to HRA_STATE_DIR (var/), never models/
-	$(PY) -m server.model.whisper.install "$${HRA_MODEL_DIR:-models/default}"
+	$(PY) -m server.models.whisper.install "$${HRA_MODEL_DIR:-models/default}"
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) -m server.cli serve
 
 test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included

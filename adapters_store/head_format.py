@@ -58,7 +58,7 @@ DEFAULT_MAX_RANK = 64  # largest FFN/residual rank when a spec names none (HeadS
 class HeadSpec:
     """What the loaded backbone+controller and the device slot pool accept.
 
-    Head shapes come from the model side (server/model/heads.py builds specs with
+    Head shapes come from the model side (adapters_store/families.py builds specs with
     `make_head_spec`): the store validates against them but does not define them.
     `max_ranks` is the largest rank per head family that the slot pool holds; a
     head above it is rejected at upload, so it can never reach a batch.
@@ -116,7 +116,9 @@ def expected_shapes(head_type: str, rank: int, spec: HeadSpec) -> dict[str, tupl
     """Tensor shapes of a head of this type and rank, as the spec's model defines them."""
     kind = _head_type(head_type)
     if spec.shapes is None:
-        raise TypeError("HeadSpec has no shapes: build it with server.model.heads.make_head_spec")
+        raise TypeError(
+            "HeadSpec has no shapes: build it with adapters_store.families.make_head_spec"
+        )
     return spec.shapes(kind, rank)
 
 

@@ -29,9 +29,9 @@ import torch
 
 from adapters_store.head_format import HeadType
 from server.config import REPO_ROOT
-from server.model.hf_checkpoint import read_checkpoint
-from server.model.hf_ctc import HfCtcBackbone
-from server.model.hra import HRAModel
+from server.models.hf.checkpoint import read_checkpoint
+from server.models.hf.ctc import HfCtcBackbone
+from server.models.hra import HRAModel
 from server.training.adapt import EmbeddedBackbone, controller_dim_for
 from server.training.data import Batch
 from server.training.recipes import HeadPools

@@ -51,7 +51,7 @@ if kind in ("resample", "resample_old"):
     x = torch.randn(60 * rate) * 0.1
     before = rss_mib()
     if kind == "resample":
-        from server.model.features import resample, resample_plan
+        from server.models.ctc.features import resample, resample_plan
         seconds, out = timed(lambda: resample(x, rate))
         plan = resample_plan(rate)
         row["filter"] = f"{plan.up}/{plan.down} x {plan.taps} taps, {plan.nbytes} B"
@@ -60,7 +60,7 @@ if kind in ("resample", "resample_old"):
         seconds, out = timed(lambda: torchaudio.transforms.Resample(rate, 16_000)(x), 1)
     row["result"] = f"{out.shape[0]} samples" if isinstance(out, torch.Tensor) else out
 elif kind == "decode":
-    from server.audio import read_audio
+    from server.audio.reading import read_audio
     from server.config import AudioSettings
     frames = 15 * 48_000
     tone = (0.3 * np.sin(np.arange(frames) / 48_000 * 2 * np.pi * 300)).astype(np.float32)
@@ -77,7 +77,7 @@ elif kind == "decode":
     row["result"] = (f"{len(data)} B FLAC -> {out.samples.shape[0]} mono samples, "
                      f"numpy peak {peak / 2**20:.1f} MiB (8 channels: {frames / 2**15:.0f})")
 elif kind == "refuse":
-    from server.audio import read_audio
+    from server.audio.reading import read_audio
     from server.config import AudioSettings
     buf = io.BytesIO()
     sf.write(buf, np.zeros((1000, 255), np.float32), 16_000, format="OGG")
@@ -91,7 +91,7 @@ elif kind == "refuse":
     seconds, out = timed(refuse, 20)
     row["result"] = out
 elif kind == "vocabulary_check":
-    from server.model.vocabulary_decoding import check_vocabulary_cost
+    from server.models.ctc.vocabulary import check_vocabulary_cost
     words = tuple(f"{i:04d}".translate(str.maketrans("0123456789", "abcdefghij")) * 2
                   for i in range(1000))
     before = rss_mib()

@@ -1,6 +1,6 @@
 """Length buckets in the engine, and what batching can buy at all, side by side.
 
-The real serving path (server.engine.Engine: features, slot pool, fused forward,
+The real serving path (server.serving.engine.Engine: features, slot pool, fused forward,
 decoding) on 32 mixed-task clips of uniform 1-3 s (joined FSDD test speech), run
 as one pass padded to the longest, as the length buckets the engine plans, and
 one clip at a time (what a server with max_batch_size=1 does). All take turns
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 
 from adapters_store.head_format import HeadMetadata, HeadRecord
+from adapters_store.slot_pool import DeviceSlotPool
 from load_tests.bench_fused import make_clips
 from load_tests.report import write_table
-from server.audio import Audio
+from server.audio.reading import Audio
 from server.config import REPO_ROOT, get_settings
-from server.engine import Engine, EngineInput
-from server.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
-from server.model.checkpoint import head_spec, load_model
-from server.model.features import SAMPLE_RATE
-from server.slot_pool import DeviceSlotPool
+from server.models.checkpoint import head_spec, load_model
+from server.models.ctc.features import SAMPLE_RATE
+from server.serving.engine import Engine, EngineInput
+from server.serving.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 
 
 def mixed_batch(model, fp, size: int, seed: int = 0) -> list[EngineInput]:

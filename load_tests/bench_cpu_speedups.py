@@ -34,11 +34,11 @@ from load_tests.bench_fused import make_clips
 from load_tests.bench_stats import interleaved, pin_threads
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.model.adapters import HeadBatch
-from server.model.checkpoint import load_model
-from server.model.features import pad_features
-from server.model.hra import HRAModel
-from server.model.precision import apply_backbone_precision
+from server.models.adapters import HeadBatch
+from server.models.checkpoint import load_model
+from server.models.ctc.features import pad_features
+from server.models.hra import HRAModel
+from server.models.precision import apply_backbone_precision
 from server.training.data import FeatureSet
 from server.training.evaluate import test_utterances, wers
 

@@ -40,15 +40,15 @@ from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadMetadata, HeadRecord
+from adapters_store.slot_pool import DeviceSlotPool
 from load_tests.bench_stats import interleaved, pin_threads
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import load_audio
-from server.model.adapters import HeadBatch
-from server.model.checkpoint import head_spec, load_model
-from server.model.features import SAMPLE_RATE, pad_features
-from server.model.hra import HRAModel
-from server.slot_pool import DeviceSlotPool
+from server.models.adapters import HeadBatch
+from server.models.checkpoint import head_spec, load_model
+from server.models.ctc.features import SAMPLE_RATE, pad_features
+from server.models.hra import HRAModel
 
 logger = logging.getLogger("load_tests.bench_fused")
 VARIANTS = (
@@ -87,7 +87,7 @@ def build_model(name: str) -> tuple[HRAModel, str]:
     factory, controller_dim, _ = BACKBONES[name]
     if factory is None:
         return load_model(get_settings().model_dir / "model.safetensors")
-    from server.model.wav2vec2 import Wav2Vec2Backbone
+    from server.models.hf.wav2vec2 import Wav2Vec2Backbone
 
     torch.manual_seed(0)
     model = HRAModel(Wav2Vec2Backbone(factory), controller_dim).eval()

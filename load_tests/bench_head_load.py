@@ -23,12 +23,12 @@ import torch
 
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
+from adapters_store.families import make_head_spec
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadSpec
 from adapters_store.redis_store import RedisStore
+from adapters_store.slot_pool import DeviceSlotPool
 from load_tests.report import write_table
 from server.config import REPO_ROOT
-from server.model.heads import make_head_spec
-from server.slot_pool import DeviceSlotPool
 
 SIZES = {"default (D=144, d_c=32)": (144, 32, 6), "wav2vec2-base (D=768, d_c=64)": (768, 64, 12)}
 

@@ -32,8 +32,8 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.model.conformer import ConformerCTC
-from server.model.vocabulary_decoding import vocabulary_states
+from server.models.ctc.conformer import ConformerCTC
+from server.models.ctc.vocabulary import vocabulary_states
 
 MAX_DURATION_S = 60  # the limit the server runs with here (the default is 2 h since #15)
 LONG_WORDS = [  # 1,000 distinct words: as costly a vocabulary as an upload may be

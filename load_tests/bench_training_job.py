@@ -32,7 +32,7 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import load_fsdd
-from server.model.loading import model_kind
+from server.models.registry import model_kind
 
 OUT = REPO_ROOT / "load_tests" / "results" / "training-job.json"
 

@@ -23,8 +23,8 @@ import torch
 from load_tests.bench_fused import make_clips
 from load_tests.report import write_table
 from server.config import REPO_ROOT, get_settings
-from server.model.checkpoint import load_model
-from server.model.vocabulary_decoding import vocabulary_decode, word_loop
+from server.models.checkpoint import load_model
+from server.models.ctc.vocabulary import vocabulary_decode, word_loop
 
 
 def random_words(count: int, seed: int = 0) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 Every variant transcribes the same real speech (FSDD test clips, 16 kHz) end to end:
 log-mel features, the encoder, batched greedy decoding (no timestamps, <= 224 tokens).
-    base_only            our torch Whisper, no heads (server/model/whisper/decoding.py)
+    base_only            our torch Whisper, no heads (server/models/whisper/decoding.py)
     fused_mixed          one fused encoder pass, every utterance its own task (32 distinct
                          linear heads from a slot pool), then the shared batched decoder
     per_task_sequential  one transcribe call per utterance with its head
@@ -37,16 +37,16 @@ from torch import nn
 from tqdm import tqdm
 
 from adapters_store.head_format import HeadMetadata, HeadRecord
+from adapters_store.slot_pool import DeviceSlotPool
 from load_tests.bench_fused import make_clips
 from load_tests.bench_stats import interleaved, paired_ratio, pin_threads
 from server.config import REPO_ROOT
-from server.model.checkpoint import head_spec
-from server.model.hra import HRAModel
-from server.model.loading import CONTROLLER_FILE
-from server.model.whisper.decoding import batch_features, decode, transcribe
-from server.model.whisper.model import load_whisper
-from server.model.whisper.weights import TINY_EN_DIR, WeightsManifest, locate
-from server.slot_pool import DeviceSlotPool
+from server.models.checkpoint import head_spec
+from server.models.hra import HRAModel
+from server.models.registry import CONTROLLER_FILE
+from server.models.whisper.decoding import batch_features, decode, transcribe
+from server.models.whisper.model import load_whisper
+from server.models.whisper.weights import TINY_EN_DIR, WeightsManifest, locate
 
 logger = logging.getLogger("load_tests.bench_whisper")
 VARIANTS = (

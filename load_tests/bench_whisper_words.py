@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from server.audio import read_audio
+from server.audio.reading import read_audio
 from server.config import REPO_ROOT, Settings
-from server.model.whisper import decoding
-from server.model.whisper.decoding import transcribe
-from server.model.whisper.model import load_whisper
-from server.model.whisper.weights import WeightsManifest
+from server.models.whisper import decoding
+from server.models.whisper.decoding import transcribe
+from server.models.whisper.model import load_whisper
+from server.models.whisper.weights import WeightsManifest
 
 logger = logging.getLogger(__name__)
 JFK = REPO_ROOT / "tests" / "data" / "jfk.flac"

@@ -5,7 +5,7 @@ the full recipe) and get the same extra training budget, `--steps` steps of 8 ro
 the recipe's training set (7 sentence domains + 6 FSDD speakers, takes 0-29):
     encoder_only     the 13 encoder heads trained on (controller frozen)
     encoder_decoder  the same, plus a second controller over the 4 decoder layers
-                     (server/model/whisper/decoder_hra.py, seeded) and one decoder head
+                     (server/models/whisper/decoder_hra.py, seeded) and one decoder head
                      per task (V_dec [384, 64], zero at start), all trained together
 Then each arm's WER per task on the test sets (FSDD takes 30-39, held-out sentences),
 greedy without timestamps in the `cut` window, both decoded by the same loop here; and
@@ -32,9 +32,9 @@ from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadType
 from server.config import REPO_ROOT, Settings
 from server.data.manifest import load_audio
-from server.model.backbone import padding_mask
-from server.model.whisper.decoder_hra import DecoderHRA
-from server.model.whisper.encoder import additive_mask
+from server.models.backbone import padding_mask
+from server.models.whisper.decoder_hra import DecoderHRA
+from server.models.whisper.encoder import additive_mask
 from server.training.recipes import HeadPools
 from server.training.trainer import TrainConfig
 from server.training.whisper.data import WhisperSet

@@ -31,7 +31,7 @@ from load_tests.report import write_report
 from server.api.app import create_app
 from server.config import REPO_ROOT, CacheSettings, Settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.model.checkpoint import head_spec, load_model
+from server.models.checkpoint import head_spec, load_model
 
 logger = logging.getLogger("load_tests.memory")
 

@@ -35,7 +35,7 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.model.checkpoint import load_model
+from server.models.checkpoint import load_model
 
 RESULTS = REPO_ROOT / "load_tests" / "results"
 

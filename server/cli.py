@@ -156,7 +156,7 @@ def _store_option(p: argparse.ArgumentParser) -> None:
 
 def _disk_store_path(args) -> Path:
     """--store, else the folder `hra serve` uses for this model dir (seeded on first use)."""
-    from server.seeding import seed_state_dir
+    from server.serving.seeding import seed_state_dir
 
     if args.store:
         return args.store
@@ -222,8 +222,8 @@ def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.errors import UnknownTask
     from server.data.manifest import read_manifest
-    from server.model.checkpoint import load_model
-    from server.model.loading import model_kind
+    from server.models.checkpoint import load_model
+    from server.models.registry import model_kind
     from server.training.new_head import HeadRecipe, train_new_head
 
     rows = read_manifest(args.manifest, task=args.task)
@@ -302,8 +302,8 @@ def _build_whisper(args) -> int:
 def _seed_store(args) -> int:
     import asyncio
 
-    from server.seeding import seed_store
-    from server.service import make_store
+    from server.serving.seeding import seed_store
+    from server.serving.service import make_store
 
     settings = get_settings().model_copy(update={"model_dir": args.model_dir})
 
@@ -323,7 +323,7 @@ def _seed_store(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from server.model.loading import model_kind
+    from server.models.registry import model_kind
     from server.training.evaluate import evaluate, format_table, format_vocabulary_table
 
     if model_kind(args.model_dir) == "whisper":
@@ -368,8 +368,8 @@ def _transcribe(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.head_format import validate_head
     from server.data.manifest import load_audio
-    from server.model.checkpoint import head_spec, load_model
-    from server.model.inference import transcribe_features
+    from server.models.checkpoint import head_spec, load_model
+    from server.models.ctc.inference import transcribe_features
 
     model, fp = load_model(args.model_dir / "model.safetensors")
     head = None

@@ -196,7 +196,7 @@ class DiscoverySettings(BaseModel):
 
 
 class WhisperSettings(BaseModel):
-    """The Whisper backbone's knobs (HRA_WHISPER__...); see server/model/whisper/."""
+    """The Whisper backbone's knobs (HRA_WHISPER__...); see server/models/whisper/."""
 
     window: Literal["pad", "cut"] = "pad"
     """Encoder input: "pad" puts every clip in Whisper's 30 s window (what it was trained
@@ -217,7 +217,7 @@ class WhisperSettings(BaseModel):
 
 
 class StreamingSettings(BaseModel):
-    """Live streaming over WebSocket, /v1/realtime (HRA_STREAMING__...); server/streaming/."""
+    """Live streaming over WebSocket, /v1/realtime (HRA_STREAMING__...); server/live/."""
 
     max_streams: int = Field(default=256, ge=0, le=100_000)
     """Live streams open at once, all tenants together; past it `too_many_streams`."""
@@ -360,7 +360,7 @@ class Settings(BaseSettings):
     """Generated data and resumable training checkpoints (not committed)."""
     backbone_precision: Literal["float32", "int8", "bfloat16"] = "float32"
     """CPU only, CTC models: the frozen backbone's layers in int8 (dynamic quantization) or
-    bfloat16 autocast; controller and heads stay float32 (server/model/precision.py)."""
+    bfloat16 autocast; controller and heads stay float32 (server/models/precision.py)."""
 
     @property
     def heads_path(self) -> Path:

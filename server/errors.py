@@ -121,7 +121,7 @@ class TooManyStreams(ServingError):
 
 class StreamError(ServingError):
     """A live stream broke its protocol or bounds: sent as an `error` event (the specific
-    kinds live in server/streaming/errors.py); `fatal` ones close the stream after it."""
+    kinds live in server/live/errors.py); `fatal` ones close the stream after it."""
 
     code = "stream_error"
     fatal = False

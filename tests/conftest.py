@@ -11,9 +11,9 @@ import torch
 from adapters_store.disk_store import DiskStore
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.model.checkpoint import load_model
-from server.model.conformer import ConformerConfig, ConformerCTC
-from server.model.hra import HRAModel
+from server.models.checkpoint import load_model
+from server.models.ctc.conformer import ConformerConfig, ConformerCTC
+from server.models.hra import HRAModel
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 

@@ -17,8 +17,8 @@ from server.api.routes import files, fine_tuning, health, models, realtime, task
 from server.auth import Principal
 from server.config import Settings, get_settings
 from server.jobs.service import JobService
-from server.service import AsrService, set_threads
-from server.streaming.hub import StreamHub
+from server.live.hub import StreamHub
+from server.serving.service import AsrService, set_threads
 
 logger = logging.getLogger(__name__)
 

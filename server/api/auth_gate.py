@@ -11,7 +11,7 @@ hands the authenticated Principal to the routes in the ASGI scope
 Open paths: the probes (/healthz, /readyz) and the API docs. /metrics carries
 task ids, so with API keys configured it needs an admin key or the metrics key
 (HttpSettings.metrics_key), which opens /metrics and nothing else; in
-open-access mode everything is open (server/metrics.py says why).
+open-access mode everything is open (server/observability/metrics.py says why).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from server.api.auth_gate import PRINCIPAL_KEY
 from server.auth import Principal, Unauthorized
-from server.service import AsrService
+from server.serving.service import AsrService
 
 # Declared for the OpenAPI schema ("Authorize" in /docs); the key itself is checked by
 # server/api/auth_gate.py before the body is read, and get_caller only collects its verdict.

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server import errors as e
 from server.api.limits import RequestTimeout
 from server.auth import Unauthorized
-from server.log_safety import printable
+from server.observability.log_safety import printable
 
 logger = logging.getLogger(__name__)
 

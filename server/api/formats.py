@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.model.decoding import SegmentTiming, compression_ratio
-from server.service import Transcription
+from server.models.ctc.greedy import SegmentTiming, compression_ratio
+from server.serving.service import Transcription
 
 SEGMENT_GAP_S = 0.6
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")

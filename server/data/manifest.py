@@ -13,7 +13,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from server.audio import read_audio_file
+from server.audio.reading import read_audio_file
 from server.config import AudioSettings, get_settings
 
 

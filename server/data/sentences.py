@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from server.data.manifest import Utterance, write_manifest
 from server.data.synthetic import DOMAINS, EFFECTS, speak
-from server.model.features import SAMPLE_RATE
+from server.models.ctc.features import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 

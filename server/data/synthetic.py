@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from server.data.fsdd import DIGIT_WORDS
 from server.data.manifest import Utterance, write_manifest
-from server.model.features import SAMPLE_RATE, resample
+from server.models.ctc.features import SAMPLE_RATE, resample
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from server.audio import read_audio
+from server.audio.reading import read_audio
 from server.config import AudioSettings, JobSettings
 from server.errors import (
     AudioDecodeError,
@@ -40,8 +40,8 @@ from server.errors import (
     TooManyJobs,
     UnknownFile,
 )
-from server.model.features import SAMPLE_RATE
-from server.model.tokenizer import CharTokenizer
+from server.models.ctc.features import SAMPLE_RATE
+from server.models.ctc.tokenizer import CharTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Protocol
 from server.config import Settings
 from server.errors import InvalidRequest, UnsupportedHyperparameter
 from server.jobs.records import Hyperparameters, JobRecord, JobStopped
-from server.model.loading import model_kind
-from server.model.whisper.frontend import SAMPLE_RATE, WINDOW_SAMPLES
+from server.models.registry import model_kind
+from server.models.whisper.frontend import SAMPLE_RATE, WINDOW_SAMPLES
 
 if TYPE_CHECKING:
     from adapters_store.head_format import HeadRecord, HeadSpec
@@ -92,7 +92,7 @@ def load_job_model(settings: Settings) -> JobModel:
 
 class CtcHeads:
     def __init__(self, settings: Settings) -> None:
-        from server.model.checkpoint import head_spec, load_model
+        from server.models.checkpoint import head_spec, load_model
 
         self.settings = settings
         self.model, self.fp = load_model(settings.model_dir / "model.safetensors")
@@ -124,7 +124,7 @@ class CtcHeads:
 
     def scorer(self, items: list[Utterance], between: Callable[[], None]) -> Scorer:
         from server.data.manifest import load_audio
-        from server.model.tokenizer import CharTokenizer
+        from server.models.ctc.tokenizer import CharTokenizer
         from server.training.evaluate import wers
 
         featurize = self.model.backbone.featurize
@@ -140,8 +140,8 @@ class WhisperHeads:
     def __init__(self, settings: Settings) -> None:
         import torch
 
-        from server.model.checkpoint import head_spec
-        from server.model.loading import load_recognizer
+        from server.models.checkpoint import head_spec
+        from server.models.registry import load_recognizer
 
         self.settings = settings
         self.recognizer, self.fp = load_recognizer(settings, torch.device("cpu"))

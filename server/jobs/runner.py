@@ -169,7 +169,7 @@ def _split(record: JobRecord, datasets: DatasetStore, fraction: float) -> tuple[
 
 
 def _make_store(settings: Settings):
-    from server.service import make_store
+    from server.serving.service import make_store
 
     return make_store(settings)
 

@@ -29,7 +29,7 @@ from server.jobs.records import (
     JobRecord,
     JobStore,
 )
-from server.model.loading import model_kind
+from server.models.registry import model_kind
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")

@@ -10,5 +10,5 @@
     run.py      one transcription in progress (one pass, or windows): text deltas as
                 they are known, then the transcript; used by both endpoints and by SSE
     budget.py   a global cap on decoded samples held by requests in progress
-Nothing here knows HTTP; the service (server/service.py) wires it, the routes stream it.
+Nothing here knows HTTP; the service (server/serving/service.py) wires it, the routes stream it.
 """

@@ -21,10 +21,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from server.audio import Audio
-from server.batcher import Batcher, Result, Work
+from server.audio.reading import Audio
 from server.errors import ClientGone, Overloaded
 from server.longform.windows import Window
+from server.serving.batcher import Batcher, Result, Work
 
 logger = logging.getLogger(__name__)
 

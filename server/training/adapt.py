@@ -39,8 +39,8 @@ from torch import nn
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadType, validate_task_id, validate_vocabulary
 from server.data.manifest import Utterance, read_manifest
-from server.model.checkpoint import fingerprint, load_model, save_model
-from server.model.hra import HRAModel
+from server.models.checkpoint import fingerprint, load_model, save_model
+from server.models.hra import HRAModel
 from server.training.data import FeatureSet, collate
 from server.training.recipes import HeadPools, train_heads
 from server.training.trainer import TrainConfig
@@ -73,11 +73,11 @@ def load_backbone(checkpoint: Path) -> nn.Module:
     backbone of an HRA model.safetensors."""
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
-        from server.model.hf_ctc import HfCtcBackbone
+        from server.models.hf.ctc import HfCtcBackbone
 
         return HfCtcBackbone.from_folder(checkpoint)
     if checkpoint.suffix == ".nemo":
-        from server.model.nemo_ctc import NemoCtcBackbone
+        from server.models.nemo.ctc import NemoCtcBackbone
 
         return NemoCtcBackbone.from_file(checkpoint)
     if checkpoint.suffix == ".safetensors":
@@ -277,7 +277,7 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _linear_shapes(model: HRAModel) -> dict:
-    from server.model.heads import head_shapes
+    from adapters_store.families import head_shapes
 
     return head_shapes(
         HeadType.LINEAR,

@@ -14,8 +14,8 @@ import torchaudio
 from tqdm import tqdm
 
 from server.data.manifest import Utterance, load_audio
-from server.model.features import SAMPLE_RATE, pad_features
-from server.model.tokenizer import CharTokenizer
+from server.models.ctc.features import SAMPLE_RATE, pad_features
+from server.models.ctc.tokenizer import CharTokenizer
 
 
 @dataclass

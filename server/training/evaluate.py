@@ -22,9 +22,9 @@ from adapters_store.head_format import HeadRecord
 from server.data import synthetic
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
-from server.model.checkpoint import load_model
-from server.model.hra import HRAModel
-from server.model.inference import decode, forward_features
+from server.models.checkpoint import load_model
+from server.models.ctc.inference import decode, forward_features
+from server.models.hra import HRAModel
 from server.training.data import FeatureSet
 
 logger = logging.getLogger(__name__)

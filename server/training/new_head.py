@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from adapters_store.head_format import HeadRecord, HeadType, validate_vocabulary
 from server.data.manifest import Utterance
-from server.model.hra import HRAModel
+from server.models.hra import HRAModel
 from server.training.data import FeatureSet
 from server.training.recipes import train_heads
 from server.training.trainer import TrainConfig

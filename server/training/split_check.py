@@ -16,7 +16,7 @@ from pathlib import Path
 
 from adapters_store.head_format import HeadRecord, HeadType
 from server.data.fsdd import DIGIT_WORDS, TEST_TAKES, load_fsdd
-from server.model.checkpoint import load_model
+from server.models.checkpoint import load_model
 from server.training.data import FeatureSet
 from server.training.evaluate import wers
 from server.training.recipes import Recipe, train_heads

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from torchaudio.transforms import FrequencyMasking, TimeMasking
 from tqdm import tqdm
 
-from server.model.adapters import HeadBatch
-from server.model.hra import HRAModel
+from server.models.adapters import HeadBatch
+from server.models.hra import HRAModel
 from server.training.data import Batch, FeatureSet, sample_batch
 
 logger = logging.getLogger(__name__)

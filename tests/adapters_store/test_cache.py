@@ -10,8 +10,8 @@ import torch
 from adapters_store.cache import HostHeadCache, record_bytes
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.errors import HeadRejected, UnknownTask
+from adapters_store.families import make_head_spec
 from adapters_store.head_format import HeadMetadata, HeadRecord
-from server.model.heads import make_head_spec
 
 SPEC = make_head_spec("fp", hidden_dim=3, controller_dim=2, num_layers=1)
 

@@ -14,6 +14,7 @@ from adapters_store.errors import (
     InvalidTaskId,
     InvalidVocabulary,
 )
+from adapters_store.families import make_head_spec
 from adapters_store.head_format import (
     HeadMetadata,
     HeadRecord,
@@ -22,7 +23,6 @@ from adapters_store.head_format import (
     encode_head,
     validate_task_id,
 )
-from server.model.heads import make_head_spec
 
 SPEC = make_head_spec(fingerprint="abc123", hidden_dim=6, controller_dim=4, num_layers=2)
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import soundfile as sf
 
-from server.model.vocabulary_decoding import MAX_VOCABULARY_COST, vocabulary_states
+from server.models.ctc.vocabulary import MAX_VOCABULARY_COST, vocabulary_states
 from tests.conftest import fsdd_bytes
 
 WORDS = [  # 1,000 distinct 7-letter words

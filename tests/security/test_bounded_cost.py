@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 
 from adapters_store.errors import InvalidVocabulary
 from adapters_store.head_format import MAX_VOCABULARY_CHARACTERS, validate_vocabulary
-from server.audio import MAX_RATE, MIN_RATE
+from server.audio.reading import MAX_RATE, MIN_RATE
 from server.config import AudioSettings
 from server.data.manifest import load_audio, read_manifest
 from server.errors import AudioDecodeError, AudioTooLong, TooManyChannels
-from server.model import features
-from server.model.features import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
-from server.model.inference import transcribe_features
+from server.models.ctc import features
+from server.models.ctc.features import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
+from server.models.ctc.inference import transcribe_features
 from tests.conftest import fsdd_bytes
 
 
@@ -171,7 +171,7 @@ def test_a_manifest_row_gets_the_same_typed_errors_as_an_upload(tmp_path, data, 
 
 
 def test_a_manifest_row_decodes_exactly_like_an_upload(tmp_path, fsdd_test):
-    from server.audio import read_audio
+    from server.audio.reading import read_audio
 
     u = fsdd_test[0]
     row = _manifest(tmp_path, "clip.wav", fsdd_bytes(u))

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.families import FAMILIES, ModelDims
 from adapters_store.head_format import HeadMetadata, HeadRecord, encode_head
 from server.config import HeadSettings
-from server.model.heads import FAMILIES, ModelDims
 from tests.conftest import fsdd_bytes, make_settings, running_client
 
 

@@ -15,7 +15,7 @@ from server.config import AudioSettings, BatchSettings, LongformSettings, QueueS
 from server.errors import ClientGone, Overloaded
 from tests.conftest import live_server, make_settings, running_client
 from tests.security.conftest import auth, keyed_settings
-from tests.server.test_audio import _flac_with_claimed_length, _tone
+from tests.server.audio.test_reading import _flac_with_claimed_length, _tone
 
 SPEAKER = "jackson"
 

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from server.seeding import seed_store
+from server.serving.seeding import seed_store
 from tests.conftest import DEFAULT_MODEL_DIR, running_client
 from tests.security.conftest import KEYS, auth, keyed_settings
 

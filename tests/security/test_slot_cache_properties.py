@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from adapters_store.cache import HostHeadCache
 from adapters_store.disk_store import AsyncDiskStore
 from adapters_store.errors import HeadRejected
+from adapters_store.families import FAMILIES, ModelDims, make_head_spec
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType
-from server.model.heads import FAMILIES, ModelDims, make_head_spec
-from server.slot_pool import DeviceSlotPool, SlotPoolExhausted
+from adapters_store.slot_pool import DeviceSlotPool, SlotPoolExhausted
 
 DIMS = ModelDims(hidden_dim=6, controller_dim=4, num_layers=2)
 MAX_RANKS = {"ffn": 4, "residual": 3}

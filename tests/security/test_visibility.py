@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.seeding import seed_store
+from server.serving.seeding import seed_store
 from tests.conftest import DEFAULT_MODEL_DIR, fsdd_bytes
 from tests.security.conftest import auth
 

@@ -13,7 +13,7 @@ import torch
 from server.cli import main
 from server.config import REPO_ROOT
 from server.data.manifest import Utterance
-from server.model.whisper.model import load_whisper
+from server.models.whisper.model import load_whisper
 from server.training.whisper.data import WhisperSet
 from server.training.whisper.text import normalize
 

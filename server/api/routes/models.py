@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from server.api.deps import Caller, Service
-from server.discovery import ModelEntry, get_model, list_models
+from server.serving.discovery import ModelEntry, get_model, list_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 MAX_OFFSET = 2**62  # Redis ranges are signed 64-bit: offset + limit must fit

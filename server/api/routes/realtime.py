@@ -1,7 +1,7 @@
 """WebSocket /v1/realtime: live transcription, OpenAI Realtime's transcription events.
 
 The socket is the transport only: the protocol, VAD and model passes are
-server/streaming/. The caller comes from server/api/auth_gate.py (headers or the
+server/live/. The caller comes from server/api/auth_gate.py (headers or the
 `openai-insecure-api-key.<key>` subprotocol); the task is the `model` (or `task_id`)
 query parameter or the session's `input_audio_transcription.model`, default `base`.
 """
@@ -18,11 +18,11 @@ from starlette.websockets import WebSocketState
 from adapters_store.errors import StoreError
 from server.api.auth_gate import PRINCIPAL_KEY
 from server.errors import ServingError, StreamError
-from server.log_safety import printable
-from server.service import BASE_TASK
-from server.streaming import protocol
-from server.streaming.errors import SlowConsumer
-from server.streaming.session import LiveStream
+from server.live import protocol
+from server.live.errors import SlowConsumer
+from server.live.session import LiveStream
+from server.observability.log_safety import printable
+from server.serving.service import BASE_TASK
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])

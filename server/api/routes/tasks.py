@@ -14,7 +14,7 @@ from adapters_store.json_limits import JsonTooDeep, loads_bounded
 from server.api.deps import Caller, Service
 from server.auth import Principal
 from server.errors import InvalidRequest
-from server.service import AsrService
+from server.serving.service import AsrService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from server.api import formats, sse
 from server.api.deps import Caller, Service
 from server.errors import InvalidRequest
-from server.service import BASE_TASK
+from server.serving.service import BASE_TASK
 
 router = APIRouter(tags=["transcription"])
 RAW_AUDIO_TYPES = ("audio/", "application/octet-stream")

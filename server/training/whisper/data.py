@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from server.data.manifest import Utterance, load_audio
-from server.model.whisper.model import WhisperModel
+from server.models.whisper.model import WhisperModel
 from server.training.data import _change_speed
 from server.training.whisper.text import target_text
 

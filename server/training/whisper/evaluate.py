@@ -1,6 +1,6 @@
 """The Whisper table: WER per task of Whisper zero-shot (`base`) vs HRA linear vs FFN heads.
 
-Measured as served: the model directory is loaded by server.model.loading (its window,
+Measured as served: the model directory is loaded by server.models.registry (its window,
 its controller, its fingerprint check) and every clip goes through the
 WhisperRecognizer's fused forward and decode (timestamps on, greedy), heads from the
 model directory's stores. Test sets: each synthetic domain's held-out sentences and
@@ -30,9 +30,9 @@ from server.data import sentences
 from server.data.fsdd import FSDD_PREFIX, TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, load_audio, read_manifest
 from server.data.synthetic import ADAPTATION_DOMAINS
-from server.model.adapters import HeadBatch
-from server.model.loading import load_recognizer
-from server.model.whisper.recognizer import WhisperRecognizer
+from server.models.adapters import HeadBatch
+from server.models.registry import load_recognizer
+from server.models.whisper.recognizer import WhisperRecognizer
 from server.training.whisper.text import normalize
 
 logger = logging.getLogger(__name__)

@@ -25,17 +25,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.families import head_shapes
 from adapters_store.head_format import HeadRecord, HeadType
 from server.data import sentences
 from server.data.fsdd import TRAIN_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
 from server.data.synthetic import ADAPTATION_DOMAINS
-from server.model.adapters import Controller
-from server.model.checkpoint import fingerprint
-from server.model.heads import head_shapes
-from server.model.hra import HRAModel
-from server.model.loading import CONTROLLER_FILE
-from server.model.whisper.model import WhisperModel, load_whisper
+from server.models.adapters import Controller
+from server.models.checkpoint import fingerprint
+from server.models.hra import HRAModel
+from server.models.registry import CONTROLLER_FILE
+from server.models.whisper.model import WhisperModel, load_whisper
 from server.training.recipes import HeadPools
 from server.training.trainer import TrainConfig
 from server.training.whisper.data import WhisperSet

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from server.model.adapters import HeadBatch
-from server.model.backbone import padding_mask
-from server.model.hra import HRAModel
-from server.model.whisper.encoder import additive_mask
-from server.model.whisper.model import WhisperModel
-from server.model.whisper.tokenizer import TIMESTAMP_SECONDS
+from server.models.adapters import HeadBatch
+from server.models.backbone import padding_mask
+from server.models.hra import HRAModel
+from server.models.whisper.encoder import additive_mask
+from server.models.whisper.model import WhisperModel
+from server.models.whisper.tokenizer import TIMESTAMP_SECONDS
 from server.training.trainer import TrainConfig, _lr_lambda, _resume, _save
 from server.training.whisper.data import WhisperBatch, WhisperSet, sample_batch
 

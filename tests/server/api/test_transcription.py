@@ -10,7 +10,7 @@ import soundfile as sf
 
 from server.data import synthetic
 from server.data.manifest import load_audio
-from server.model.inference import transcribe_features
+from server.models.ctc.inference import transcribe_features
 from tests.conftest import fsdd_bytes, live_server, make_settings
 
 

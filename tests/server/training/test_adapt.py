@@ -1,6 +1,6 @@
 """`hra adapt-backbone` end to end, for each format: a tiny wav2vec2 CTC model written by
 transformers itself, and a tiny NeMo Conformer-CTC written by NeMo itself (committed:
-tests/server/model/nemo_reference.py) -> controller + two heads trained on espeak-ng speech ->
+tests/server/models/nemo/nemo_reference.py) -> controller + two heads trained on espeak-ng speech ->
 served over HTTP, mixed batches equal solo runs.
 
 With random weights WER means nothing: what is asserted is that the HF logits are reproduced,
@@ -27,14 +27,14 @@ from server.config import Settings
 from server.data.manifest import Utterance, load_audio, save_audio, write_manifest
 from server.data.synthetic import speak
 from server.errors import AudioDecodeError
-from server.model.adapters import HeadBatch
-from server.model.checkpoint import load_model
-from server.model.features import pad_features
-from server.model.hf_ctc import HfCtcBackbone
-from server.model.nemo_ctc import NemoCtcBackbone
+from server.models.adapters import HeadBatch
+from server.models.checkpoint import load_model
+from server.models.ctc.features import pad_features
+from server.models.hf.ctc import HfCtcBackbone
+from server.models.nemo.ctc import NemoCtcBackbone
 from server.training.adapt import AdaptConfig, adapt_backbone, controller_dim_for
 from tests.conftest import running_client
-from tests.server.model.nemo_reference import DATA
+from tests.server.models.nemo.nemo_reference import DATA
 
 transformers = pytest.importorskip("transformers")
 

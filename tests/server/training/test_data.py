@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from server.data.fsdd import load_fsdd
-from server.model.features import LogMelFrontend
+from server.models.ctc.features import LogMelFrontend
 from server.training.data import FeatureSet, change_tempo
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from adapters_store.head_format import HeadType
-from server.model.conformer import ConformerConfig, ConformerCTC
-from server.model.hra import HRAModel
+from server.models.ctc.conformer import ConformerConfig, ConformerCTC
+from server.models.hra import HRAModel
 from server.training.data import FeatureSet, sample_batch
 from server.training.recipes import train_heads
 from server.training.trainer import TrainConfig, train

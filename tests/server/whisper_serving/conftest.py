@@ -9,11 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from adapters_store.families import ModelDims, head_shapes, init_head
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType, encode_head
 from server.config import REPO_ROOT, Settings
 from server.data.synthetic import speak
-from server.model.heads import ModelDims, head_shapes, init_head
-from tests.server.model.whisper.conftest import SENTENCES
+from tests.server.models.whisper.conftest import SENTENCES
 
 WHISPER_DIR = REPO_ROOT / "models" / "whisper-tiny-en"
 FINGERPRINT = "2ddcfc61ee77a6d1"  # manifest.json: tiny.en encoder + the trained controller

@@ -3,7 +3,7 @@
 tiny.en, task `base`: word for word. Its greedy transcript has one comma fewer than
 Whisper base's ("Americans ask not", "for you ask what"): those are the model's own
 tokens, equal to ctranslate2's greedy decode of the same model.bin on the same mel
-(checked by hand; tests/server/model/whisper/test_ctranslate2_parity.py checks it on
+(checked by hand; tests/server/models/whisper/test_ctranslate2_parity.py checks it on
 other clips), so the comparison drops punctuation and case, nothing else. Whisper base
 (the optional `whisper-base` extra; skipped when not installed) gives the sentence
 exactly, commas included.

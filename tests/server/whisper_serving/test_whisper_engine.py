@@ -8,16 +8,16 @@ import torch
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadRecord, HeadType
-from server.audio import Audio
+from adapters_store.slot_pool import DeviceSlotPool
+from server.audio.reading import Audio
 from server.config import Settings
 from server.data.synthetic import speak
-from server.engine import Engine, EngineInput
 from server.errors import HeadRejected, ServingError
-from server.model.checkpoint import head_spec
-from server.model.features import resample
-from server.model.loading import load_recognizer
-from server.slot_pool import DeviceSlotPool
-from tests.server.model.whisper.conftest import SENTENCES
+from server.models.checkpoint import head_spec
+from server.models.ctc.features import resample
+from server.models.registry import load_recognizer
+from server.serving.engine import Engine, EngineInput
+from tests.server.models.whisper.conftest import SENTENCES
 from tests.server.whisper_serving.conftest import FINGERPRINT, WHISPER_DIR, head_record
 
 CPU = torch.device("cpu")
@@ -123,7 +123,7 @@ def test_a_batch_of_32_different_tasks_gives_each_utterance_its_solo_transcript(
 
 
 def _fsdd_clips():
-    from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
+    from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
 
     folder = FSDD if FSDD.is_dir() else FSDD_ALT
     if not folder.is_dir():

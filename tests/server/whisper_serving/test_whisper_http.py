@@ -158,8 +158,8 @@ async def test_temperature_is_honoured_bounded_and_reported_per_segment(tmp_path
     """A greedy loop falls back hotter (verbose_json says at what temperature); the same
     clip with the fallback switched off loops to max_tokens; a temperature outside [0, 1]
     is refused with a stable code and the server goes on."""
-    from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
-    from tests.server.model.whisper.test_fallback import LOOPING
+    from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
+    from tests.server.models.whisper.test_fallback import LOOPING
 
     folder = FSDD if FSDD.is_dir() else FSDD_ALT
     looping = (folder / LOOPING).read_bytes()  # 8 kHz WAV, as recorded

@@ -12,7 +12,7 @@ from adapters_store.disk_store import DiskStore
 from server.cli import main
 from server.config import REPO_ROOT
 from tests.conftest import running_client
-from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
+from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
 from tests.server.whisper_serving.conftest import WHISPER_DIR, whisper_settings
 
 

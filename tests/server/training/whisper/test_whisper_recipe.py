@@ -11,7 +11,7 @@ import torch
 from adapters_store.disk_store import DiskStore
 from server.cli import main
 from server.config import REPO_ROOT, Settings
-from server.model.loading import load_recognizer
+from server.models.registry import load_recognizer
 
 WHISPER_DIR = REPO_ROOT / "models" / "whisper-tiny-en"
 

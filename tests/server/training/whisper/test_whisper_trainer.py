@@ -7,9 +7,9 @@ import torch
 
 from adapters_store.head_format import HeadType
 from server.data.synthetic import speak
-from server.model.adapters import Controller
-from server.model.hra import HRAModel
-from server.model.whisper.model import load_whisper
+from server.models.adapters import Controller
+from server.models.hra import HRAModel
+from server.models.whisper.model import load_whisper
 from server.training.trainer import TrainConfig
 from server.training.whisper.data import WhisperBatch, WhisperSet, sample_batch
 from server.training.whisper.recipe import train_pools
