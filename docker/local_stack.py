@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from adapters_store.redis_store import RedisStore  # noqa: E402
-from server.serving.seeding import seed_store  # noqa: E402
+from adapters_store.seeding import seed_store  # noqa: E402
 
 
 async def seed(url: str, prefix: str, heads: Path) -> int:

@@ -57,7 +57,7 @@ async def drive(settings: Settings, tasks: list[str], clips: list[bytes], reques
     app = create_app(settings)
     stages = {}
     async with app.router.lifespan_context(app):
-        service = app.state.service
+        service = app.state.runtime
         stages["started"] = rss_mib()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hra") as client:

@@ -40,6 +40,11 @@ class Principal:
     tenant: str | None
     admin: bool
 
+    @property
+    def acting_tenant(self) -> str | None:
+        """The tenant a write or a charge acts for; None for an admin (any task, no quota)."""
+        return None if self.admin else self.tenant
+
     def may_use(self, owner: str | None) -> bool:
         return self.admin or (owner is not None and owner == self.tenant)
 

@@ -156,7 +156,7 @@ def _store_option(p: argparse.ArgumentParser) -> None:
 
 def _disk_store_path(args) -> Path:
     """--store, else the folder `hra serve` uses for this model dir (seeded on first use)."""
-    from server.serving.seeding import seed_state_dir
+    from adapters_store.seeding import seed_state_dir
 
     if args.store:
         return args.store
@@ -302,8 +302,8 @@ def _build_whisper(args) -> int:
 def _seed_store(args) -> int:
     import asyncio
 
-    from server.serving.seeding import seed_store
-    from server.serving.service import make_store
+    from adapters_store.factory import make_store
+    from adapters_store.seeding import seed_store
 
     settings = get_settings().model_copy(update={"model_dir": args.model_dir})
 

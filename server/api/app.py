@@ -1,4 +1,4 @@
-"""create_app(settings): the FastAPI app; its lifespan owns the AsrService.
+"""create_app(settings): the FastAPI app; its lifespan owns the runtime (server/runtime.py).
 
 uvicorn --factory server.api.app:create_app
 """
@@ -18,7 +18,7 @@ from server.auth import Principal
 from server.config import Settings, get_settings
 from server.jobs.service import JobService
 from server.live.hub import StreamHub
-from server.serving.service import AsrService, set_threads
+from server.runtime import build_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        set_threads(settings)
-        service = AsrService(settings)
-        await service.start()
-        app.state.service = service
-        app.state.streams = StreamHub(settings.streaming, service.metrics.registry)
-        jobs = JobService(settings, service)
+        runtime = build_runtime(settings)
+        await runtime.start()
+        app.state.runtime = runtime
+        app.state.streams = StreamHub(settings.streaming, runtime.metrics.registry)
+        jobs = JobService(settings, runtime.heads)
         await jobs.start()
         app.state.jobs = jobs
         logger.info("serving on %s:%d", settings.host, settings.port)
@@ -41,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await jobs.stop()
-            await service.stop()
+            await runtime.stop()
 
     app = FastAPI(
         title="HRA-ASR",
@@ -71,9 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = await call_next(request)
         route = request.scope.get("route")
         path = route.path if route is not None else "unmatched"
-        service = getattr(request.app.state, "service", None)
-        if service is not None:
-            service.metrics.requests.labels(path, str(response.status_code)).inc()
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.requests.labels(path, str(response.status_code)).inc()
         return response
 
     app.include_router(transcription.router)
@@ -87,5 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _authenticate(scope, key: str | None) -> Principal:
-    """The service's key ring (built by the lifespan) judges the key."""
-    return scope["app"].state.service.authenticate(key)
+    """The runtime's key ring (built by the lifespan) judges the key."""
+    return scope["app"].state.runtime.authenticate(key)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the process-wide service and the authenticated caller."""
+"""FastAPI dependencies: the process's runtime, its use cases and the authenticated caller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from server.api.auth_gate import PRINCIPAL_KEY
 from server.auth import Principal, Unauthorized
-from server.serving.service import AsrService
+from server.jobs.service import JobService
+from server.runtime import Runtime
+from server.serving.heads import HeadRegistry
+from server.serving.transcription import TranscriptionService
 
 # Declared for the OpenAPI schema ("Authorize" in /docs); the key itself is checked by
 # server/api/auth_gate.py before the body is read, and get_caller only collects its verdict.
@@ -17,8 +20,20 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
-def get_service(request: Request) -> AsrService:
-    return request.app.state.service
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_heads(request: Request) -> HeadRegistry:
+    return request.app.state.runtime.heads
+
+
+def get_transcription(request: Request) -> TranscriptionService:
+    return request.app.state.runtime.transcription
+
+
+def get_jobs(request: Request) -> JobService:
+    return request.app.state.jobs
 
 
 def get_caller(
@@ -32,5 +47,8 @@ def get_caller(
     return principal
 
 
-Service = Annotated[AsrService, Depends(get_service)]
+Served = Annotated[Runtime, Depends(get_runtime)]
+Heads = Annotated[HeadRegistry, Depends(get_heads)]
+Transcriber = Annotated[TranscriptionService, Depends(get_transcription)]
+Jobs = Annotated[JobService, Depends(get_jobs)]
 Caller = Annotated[Principal, Depends(get_caller)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.models.ctc.greedy import SegmentTiming, compression_ratio
-from server.serving.service import Transcription
+from server.serving.request import Transcription
 
 SEGMENT_GAP_S = 0.6
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")

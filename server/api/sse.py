@@ -22,8 +22,8 @@ from fastapi.responses import StreamingResponse
 
 from server.api.errors import KIND, status_for
 from server.errors import ServingError
+from server.serving.request import Transcription
 from server.serving.run import TranscriptionRun
-from server.serving.service import Transcription
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from dataclasses import replace
 import torch
 
 from adapters_store.errors import QuotaExceeded, UnknownTask
+from adapters_store.factory import make_store
 from adapters_store.head_format import HeadRecord, decode_head
 from server.config import Settings
 from server.data.manifest import Utterance
@@ -107,7 +108,7 @@ def _train_and_register(
     check.ensure_live()
     jobs.event(record.id, f"trained {hp.steps} steps in {check.elapsed():.1f} s; evaluating")
 
-    store = _make_store(settings)
+    store = make_store(settings)
     current = asyncio.run(_current_head(store, record.task_id, model.spec))
     wer_base = score(None)
     wer_current = score(current) if current else None
@@ -166,12 +167,6 @@ def _split(record: JobRecord, datasets: DatasetStore, fraction: float) -> tuple[
     if len(items) - held < 1:
         raise JobStopped("failed", "dataset_too_small", "too few items to hold some out")
     return shuffled[held:], shuffled[:held]
-
-
-def _make_store(settings: Settings):
-    from server.serving.service import make_store
-
-    return make_store(settings)
 
 
 async def _current_head(store, task_id: str, spec) -> HeadRecord | None:

@@ -13,7 +13,6 @@ import time
 import weakref
 from dataclasses import replace
 
-from adapters_store.errors import UnknownTask
 from adapters_store.head_format import validate_task_id
 from server.auth import Principal
 from server.config import Settings
@@ -30,6 +29,7 @@ from server.jobs.records import (
     JobStore,
 )
 from server.models.registry import model_kind
+from server.serving.heads import HeadRegistry
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
@@ -37,9 +37,9 @@ UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an ho
 
 
 class JobService:
-    def __init__(self, settings: Settings, asr) -> None:
+    def __init__(self, settings: Settings, heads: HeadRegistry) -> None:
         self.settings = settings
-        self.asr = asr  # the AsrService: head store (ownership) and cache (invalidation)
+        self.heads = heads  # the serving heads: ownership, and invalidation after a job
         self.model_kind = model_kind(settings.model_dir)  # what jobs train: model_kinds.py
         self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
         self.jobs = JobStore(settings.jobs_root)
@@ -77,7 +77,7 @@ class JobService:
         """A local worker ended: the serving cache drops the task's head (disk stores do
         not notify across processes; Redis stores do by themselves)."""
         try:
-            self.asr.cache.invalidate(self.jobs.get(job_id).task_id)
+            self.heads.invalidate(self.jobs.get(job_id).task_id)
         except UnknownJob:
             pass
 
@@ -86,7 +86,7 @@ class JobService:
     async def create_dataset(self, data: bytes, filename: str, caller: Principal) -> Dataset:
         """One upload per tenant at a time, UPLOADS_AT_ONCE in all: a parse holds up to
         `max_dataset_audio_s` of decoded audio in memory."""
-        owner = _owner(caller)
+        owner = caller.acting_tenant
         if owner is not None and owner in self._uploading:
             raise TooManyJobs("this tenant has a dataset upload in progress; one at a time")
         self._uploading.add(owner)
@@ -131,7 +131,7 @@ class JobService:
                 "promote=never needs an existing task: a new task's first "
                 "version is its current one"
             )
-        owner = _owner(caller)
+        owner = caller.acting_tenant
         async with self._admit:
             if owner is not None:
                 mine = [r for r in await asyncio.to_thread(self.jobs.all) if r.owner == owner]
@@ -169,12 +169,7 @@ class JobService:
     async def _check_task(self, task_id: str, caller: Principal) -> bool:
         """Whether the task exists; 404 if it is another tenant's (even a public one:
         only its owner trains new versions of it)."""
-        try:
-            access = await self.asr.store.access(task_id)
-        except UnknownTask:
-            return False
-        caller.check_owner(task_id, access.owner)
-        return True
+        return await self.heads.check_trainable(task_id, caller)
 
     def _hyperparameters(self, given: dict) -> Hyperparameters:
         limits = self.settings.jobs
@@ -246,7 +241,7 @@ class JobService:
     def open_event_stream(self, caller: Principal) -> EventStreamLease:
         """A lease on one of the tenant's `max_event_streams_per_tenant` event streams
         (admins are not counted): each open stream polls the job's files until it ends."""
-        owner = _owner(caller)
+        owner = caller.acting_tenant
         if owner is not None:
             if self._event_streams[owner] >= self.settings.jobs.max_event_streams_per_tenant:
                 raise TooManyJobs("this tenant has too many job event streams open")
@@ -274,7 +269,3 @@ def _release_stream(counts: collections.Counter, owner: str | None) -> None:
         counts[owner] -= 1
         if counts[owner] <= 0:
             del counts[owner]
-
-
-def _owner(caller: Principal) -> str | None:
-    return None if caller.admin else caller.tenant

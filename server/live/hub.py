@@ -42,7 +42,7 @@ class StreamHub:
         s = self.settings
         if self.total >= s.max_streams:
             raise TooManyStreams(f"the server holds {self.total} live streams, its limit")
-        tenant = None if caller.admin else caller.tenant
+        tenant = caller.acting_tenant
         if tenant is not None and self.per_tenant.get(tenant, 0) >= s.max_streams_per_tenant:
             raise TooManyStreams(
                 f"this tenant holds {s.max_streams_per_tenant} live streams, its limit"

@@ -50,8 +50,8 @@ from server.live.errors import (
 from server.live.hub import StreamHub
 from server.live.segmenter import Ended, PartialDue, Segmenter, SpeechStarted, VadConfig
 from server.models.ctc.greedy import Decoded
-from server.serving.batcher import Work
-from server.serving.service import BASE_TASK, AsrService
+from server.serving.request import BASE_TASK
+from server.serving.transcription import TranscriptionService
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +74,15 @@ class _Utterance:
 class LiveStream:
     def __init__(
         self,
-        service: AsrService,
+        transcription: TranscriptionService,
         hub: StreamHub,
         caller: Principal,
         send: Send,
         task_id: str = BASE_TASK,
     ) -> None:
-        self.service, self.hub, self.caller, self._send = service, hub, caller, send
-        self.settings: StreamingSettings = service.settings.streaming
+        self.transcription, self.hub, self.caller = transcription, hub, caller
+        self._send = send
+        self.settings: StreamingSettings = transcription.settings.streaming
         self.id = "sess_" + uuid.uuid4().hex[:16]
         self.task_id = task_id
         self.rate = protocol.DEFAULT_RATE
@@ -102,7 +103,7 @@ class LiveStream:
 
     async def run(self, receive: Receive) -> str:
         """Serve the stream; returns why it ended (disconnect, or a fatal error's code)."""
-        await self.service.resolve_head(self.task_id, self.caller)  # 404 before any audio
+        await self.transcription.heads.resolve(self.task_id, self.caller)  # 404 before any audio
         await self._send({"type": "transcription_session.created", "session": self._session()})
         worker = asyncio.create_task(self._work(), name=f"stream-{self.id}")
         try:
@@ -159,7 +160,9 @@ class LiveStream:
 
     async def _update(self, update: protocol.SessionUpdate) -> None:
         if update.task_id is not None and update.task_id != self.task_id:
-            await self.service.resolve_head(update.task_id, self.caller)  # 404 leaves it as was
+            await self.transcription.heads.resolve(
+                update.task_id, self.caller
+            )  # 404 leaves it as was
             self.task_id = update.task_id  # from the next utterance on
         if update.rate is not None and update.rate != self.rate:
             if self.received:
@@ -196,7 +199,7 @@ class LiveStream:
     async def _started(self, event: SpeechStarted) -> None:
         self._items += 1
         item_id = f"item_{self.id[5:]}_{self._items}"
-        head = asyncio.ensure_future(self.service.resolve_head(self.task_id, self.caller))
+        head = asyncio.ensure_future(self.transcription.heads.resolve(self.task_id, self.caller))
         self._current = _Utterance(item_id, event.start, head, self.task_id)
         await self._send(
             {
@@ -290,8 +293,8 @@ class LiveStream:
             return
         head = await utterance.head  # resolved: _decode awaited it
         offset = ended.start / self.rate
-        self.service.metrics.transcription_done(
-            utterance.task_id, time.monotonic() - began, ended.samples.size / self.rate, 0.0
+        self.transcription.live_final_done(
+            utterance.task_id, time.monotonic() - began, ended.samples.size / self.rate
         )
         self.hub.events.labels("final").inc()
         await self._send(
@@ -325,11 +328,9 @@ class LiveStream:
             # lookup that the final awaits too
             head: HeadRecord | None = await asyncio.shield(utterance.head)
             audio = Audio(torch.from_numpy(samples), self.rate)
-            self.service.admission.check(audio, head)
-            deadline = time.monotonic() + self.service.settings.batch.request_timeout_s
-            tenant = None if self.caller.admin else self.caller.tenant
-            work = Work(audio, head, deadline, f"{utterance.item_id}", tenant)
-            result = await self.service.batcher.submit(work)
+            decoded = await self.transcription.live_pass(
+                audio, head, self.caller, utterance.item_id
+            )
         except AudioTooShort:
             if final:
                 return Decoded("", [], 0)
@@ -339,7 +340,7 @@ class LiveStream:
         except (ServingError, StoreError) as exc:  # this utterance alone fails
             await self._error(exc, utterance.item_id)
             return None
-        return result.decoded
+        return decoded
 
     # --- helpers ---
 

@@ -7,8 +7,7 @@
     tails.py    a window the model stopped early in (Whisper) is followed by one over the rest
     policy.py   which plan a model gets: CTC short windows, Whisper up to its 30 s pass
     runner.py   windows through the batcher in order, a few in flight per request
-    run.py      one transcription in progress (one pass, or windows): text deltas as
-                they are known, then the transcript; used by both endpoints and by SSE
     budget.py   a global cap on decoded samples held by requests in progress
-Nothing here knows HTTP; the service (server/serving/service.py) wires it, the routes stream it.
+A request's lifecycle (one pass, or windows) is server/serving/run.py; the transcription
+service (server/serving/transcription.py) wires both. Nothing here knows HTTP.
 """

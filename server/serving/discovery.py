@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from adapters_store.errors import UnknownTask
 from server.auth import Principal
-from server.serving.service import BASE_TASK, AsrService
+from server.serving.heads import HeadRegistry
+from server.serving.request import BASE_TASK
 
 logger = logging.getLogger(__name__)
 SYSTEM_OWNER = "system"
@@ -35,16 +36,16 @@ class ModelPage:
     has_more: bool
 
 
-async def list_models(service: AsrService, caller: Principal, offset: int, limit: int) -> ModelPage:
+async def list_models(heads: HeadRegistry, caller: Principal, offset: int, limit: int) -> ModelPage:
     """Entries `offset` .. `offset + limit` of ["base", *usable task ids]."""
     entries: list[ModelEntry] = []
     if offset == 0:
         entries.append(ModelEntry(BASE_TASK, 0, SYSTEM_OWNER))
     first = max(offset - 1, 0)
-    ids, tasks = await service.list_usable(first, limit - len(entries), caller)
+    ids, tasks = await heads.list_usable(first, limit - len(entries), caller)
     for task_id in ids:
         try:
-            access = await service.task_access(task_id, caller)
+            access = await heads.access(task_id, caller)
         except UnknownTask:  # deleted (or made private) since the listing: leave it out
             continue
         entries.append(ModelEntry(task_id, 0, access.owner or SYSTEM_OWNER))
@@ -52,9 +53,9 @@ async def list_models(service: AsrService, caller: Principal, offset: int, limit
     return ModelPage(entries, total, has_more=first + len(ids) < tasks)
 
 
-async def get_model(service: AsrService, caller: Principal, model_id: str) -> ModelEntry:
+async def get_model(heads: HeadRegistry, caller: Principal, model_id: str) -> ModelEntry:
     """One model the caller may use; UnknownTask (404) otherwise."""
     if model_id == BASE_TASK:
         return ModelEntry(BASE_TASK, 0, SYSTEM_OWNER)
-    record, _, _ = await service.head_info(model_id, caller)
+    record, _, _ = await heads.info(model_id, caller)
     return ModelEntry(model_id, int(record.meta.created_at), record.meta.owner or SYSTEM_OWNER)

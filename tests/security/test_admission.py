@@ -46,7 +46,7 @@ async def test_a_vocabulary_too_costly_for_the_audio_is_refused_and_short_audio_
 async def test_audio_shorter_than_the_model_can_process_is_refused_and_long_enough_is_served(
     client,
 ):
-    engine = client.app.state.service.engine
+    engine = client.app.state.runtime.engine
     for samples, status in [(engine.min_samples - 1, 400), (engine.min_samples, 200)]:
         out = io.BytesIO()
         sf.write(out, np.zeros(samples, dtype=np.float32), 16_000, format="WAV")

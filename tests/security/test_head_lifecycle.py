@@ -138,7 +138,7 @@ async def test_probing_another_tenants_task_ids_loads_none_of_its_heads(
     tenants, head_files, fsdd_test
 ):
     client, _ = tenants
-    cache = client.app.state.service.cache
+    cache = client.app.state.runtime.cache
     for i in range(5):
         r = await _put(client, f"acme-private-{i}", "acme", head_files["acme"])
         assert r.status_code == 200, r.text

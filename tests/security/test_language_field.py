@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.errors import UnsupportedLanguage
-from server.serving.service import check_language
+from server.serving.request import check_language
 from tests.conftest import fsdd_bytes
 
 HOSTILE = [

@@ -13,6 +13,7 @@ import pytest
 from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone, Overloaded
+from server.serving.request import TranscriptionRequest
 from tests.conftest import live_server, make_settings, running_client
 from tests.security.conftest import auth, keyed_settings
 from tests.server.audio.test_reading import _flac_with_claimed_length, _tone
@@ -36,7 +37,7 @@ async def test_a_header_claiming_more_than_the_limit_is_refused_before_decoding(
         )
         assert r.status_code == 413 and r.json()["error"]["code"] == "audio_too_long", r.text
         assert time.monotonic() - began < 2
-        assert client.app.state.service.budget.held == 0
+        assert client.app.state.runtime.transcription.budget.held == 0
 
 
 async def test_the_held_samples_cap_refuses_a_second_long_file_at_once_and_frees_on_finish(
@@ -45,7 +46,7 @@ async def test_the_held_samples_cap_refuses_a_second_long_file_at_once_and_frees
     # one 30 s file at 8 kHz holds 240,000 samples; the cap holds one, not two
     settings = make_settings(tmp_path, longform=LongformSettings(max_held_samples=350_000))
     async with running_client(settings) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
 
         async def post():
             return await client.post(
@@ -55,20 +56,20 @@ async def test_the_held_samples_cap_refuses_a_second_long_file_at_once_and_frees
             )
 
         first = asyncio.create_task(post())
-        while service.budget.held == 0:
+        while service.transcription.budget.held == 0:
             await asyncio.sleep(0.005)
         began = time.monotonic()
         second = await post()
         assert second.status_code == 503 and second.json()["error"]["code"] == "overloaded"
         assert second.headers["retry-after"] == "5" and time.monotonic() - began < 1
         assert (await first).status_code == 200
-        assert service.budget.held == 0
+        assert service.transcription.budget.held == 0
         assert (await post()).status_code == 200  # the cap is free again
 
 
 async def test_a_long_request_whose_client_has_gone_stops_submitting_windows(tmp_path, long_wav):
     async with running_client(make_settings(tmp_path)) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
         submitted = []
         real_submit = service.batcher.submit
 
@@ -84,27 +85,31 @@ async def test_a_long_request_whose_client_has_gone_stops_submitting_windows(tmp
             asked += 1
             return asked > 3
 
-        run = await service.open_transcription(long_wav, f"fsdd-{SPEAKER}", gone=gone)
+        run = await service.transcription.open(
+            TranscriptionRequest(long_wav, f"fsdd-{SPEAKER}"), gone=gone
+        )
         assert len(run.windows) > 10
         with pytest.raises(ClientGone):
-            await service.transcribe(long_wav, f"fsdd-{SPEAKER}", gone=gone)
+            await service.transcription.transcribe(
+                TranscriptionRequest(long_wav, f"fsdd-{SPEAKER}"), gone=gone
+            )
         run.close()
         # windows 0-1 went in at once, window 2 when 0 was done (if its task ran before the
         # client was found gone); none after
         assert 2 <= len(submitted) <= 3
         await asyncio.sleep(0.5)
-        assert service.batcher.queue_depth == 0 and service.budget.held == 0
+        assert service.batcher.queue_depth == 0 and service.transcription.budget.held == 0
 
 
 async def test_a_stream_closed_early_withdraws_its_windows(tmp_path, long_wav):
     async with running_client(make_settings(tmp_path)) as client:
-        service = client.app.state.service
-        run = await service.open_transcription(long_wav, f"fsdd-{SPEAKER}")
+        service = client.app.state.runtime
+        run = await service.transcription.open(TranscriptionRequest(long_wav, f"fsdd-{SPEAKER}"))
         pieces = run.pieces()
         first = await anext(pieces)
         assert first
         await pieces.aclose()  # what a streaming response does when its client goes
-        assert service.batcher.queue_depth == 0 and service.budget.held == 0
+        assert service.batcher.queue_depth == 0 and service.transcription.budget.held == 0
 
 
 async def test_a_long_file_from_one_tenant_does_not_push_out_or_starve_anothers_short_requests(
@@ -120,7 +125,7 @@ async def test_a_long_file_from_one_tenant_does_not_push_out_or_starve_anothers_
     )
     short = (fsdd_root / f"3_{SPEAKER}_5.wav").read_bytes()
     async with running_client(settings) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
         depth = []
         long_done = asyncio.Event()
 
@@ -140,7 +145,7 @@ async def test_a_long_file_from_one_tenant_does_not_push_out_or_starve_anothers_
                 await asyncio.sleep(0.002)
 
         async def shorts():
-            while service.budget.held == 0:
+            while service.transcription.budget.held == 0:
                 await asyncio.sleep(0.002)
             out = []
             for _ in range(5):
@@ -176,10 +181,12 @@ async def test_a_later_window_that_finds_the_queue_full_waits_for_room_instead_o
     tmp_path, long_wav
 ):
     async with running_client(make_settings(tmp_path)) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
         task = f"fsdd-{SPEAKER}"
-        expected = (await service.transcribe(long_wav, task)).text
-        run = await service.open_transcription(long_wav, task)
+        expected = (
+            await service.transcription.transcribe(TranscriptionRequest(long_wav, task))
+        ).text
+        run = await service.transcription.open(TranscriptionRequest(long_wav, task))
         longest = max(w.end - w.start for w in run.windows)
         run.close()
         # room for any one window, never for two: every second window in flight is refused
@@ -198,7 +205,9 @@ async def test_a_later_window_that_finds_the_queue_full_waits_for_room_instead_o
                 raise
 
         service.batcher.submit = counting_submit
-        assert (await service.transcribe(long_wav, task)).text == expected
+        assert (
+            await service.transcription.transcribe(TranscriptionRequest(long_wav, task))
+        ).text == expected
         assert refused > 0
 
 
@@ -240,7 +249,7 @@ async def test_one_tenants_long_files_cannot_take_the_memory_others_long_files_n
     )
     short = (fsdd_root / f"3_{SPEAKER}_5.wav").read_bytes()
     async with running_client(settings) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
 
         async def post(who: str, audio: bytes):
             return await client.post(
@@ -250,7 +259,7 @@ async def test_one_tenants_long_files_cannot_take_the_memory_others_long_files_n
             )
 
         first = asyncio.create_task(post("acme", long_wav))
-        while service.budget.by_tenant.get("acme", 0) == 0:
+        while service.transcription.budget.by_tenant.get("acme", 0) == 0:
             await asyncio.sleep(0.005)
         second = await post("acme", long_wav)  # past acme's share: refused at once
         assert second.status_code == 503 and second.json()["error"]["code"] == "overloaded"
@@ -260,4 +269,6 @@ async def test_one_tenants_long_files_cannot_take_the_memory_others_long_files_n
         )
         assert other_long.status_code == other_short.status_code == 200
         assert (await first).status_code == 200
-        assert service.budget.held == 0 and service.budget.by_tenant == {}
+        assert (
+            service.transcription.budget.held == 0 and service.transcription.budget.by_tenant == {}
+        )

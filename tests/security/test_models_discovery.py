@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from server.serving.seeding import seed_store
+from adapters_store.seeding import seed_store
 from tests.conftest import DEFAULT_MODEL_DIR, running_client
 from tests.security.conftest import KEYS, auth, keyed_settings
 
@@ -23,7 +23,7 @@ def _openai(client: httpx.AsyncClient, who: str) -> openai.AsyncOpenAI:
 async def catalog(tenants, head_files):
     """Shipped heads seeded (public); acme owns acme-a, globex owns globex-b (private)."""
     client, settings = tenants
-    await seed_store(client.app.state.service.store, DEFAULT_MODEL_DIR / "heads")
+    await seed_store(client.app.state.runtime.store, DEFAULT_MODEL_DIR / "heads")
     for task, who in (("acme-a", "acme"), ("globex-b", "globex")):
         r = await client.put(
             f"/v1/tasks/{task}", files={"file": ("h", head_files[who])}, headers=auth(who)
@@ -83,7 +83,7 @@ async def test_models_list_is_capped_and_pages_cover_everything_once(
 ):
     settings = keyed_settings(tmp_path, "redis", redis_server, discovery={"max_models_listed": 4})
     async with running_client(settings) as client:
-        await seed_store(client.app.state.service.store, DEFAULT_MODEL_DIR / "heads")
+        await seed_store(client.app.state.runtime.store, DEFAULT_MODEL_DIR / "heads")
         r = await client.put(
             "/v1/tasks/acme-a", files={"file": ("h", head_files["acme"])}, headers=auth("acme")
         )

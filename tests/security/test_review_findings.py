@@ -40,7 +40,7 @@ async def test_one_tenant_filling_the_queue_does_not_get_another_tenant_refused(
     )
     long_clip, clip = _wav(20.0), fsdd_bytes(fsdd_test[0])
     async with running_client(settings) as client:
-        batcher = client.app.state.service.batcher
+        batcher = client.app.state.runtime.batcher
 
         async def flood() -> int:
             r = await client.post("/v1/transcribe", content=long_clip, headers=auth("acme"))
@@ -98,7 +98,7 @@ async def test_one_tenants_queued_vocabulary_decodes_do_not_stall_another_tenant
     async with running_client(settings) as client:
         await _vocabulary_world(client, head_files)
         alone = await _victim_seconds(client, clip)
-        decoder = client.app.state.service.engine._decoder
+        decoder = client.app.state.runtime.engine._decoder
         flood = [
             asyncio.create_task(
                 client.post(
@@ -122,7 +122,7 @@ async def test_vocabulary_decodes_of_abandoned_requests_are_not_run(
     costly = _costly_clip(settings)
     async with running_client(settings) as client:
         await _vocabulary_world(client, head_files)
-        decoder = client.app.state.service.engine._decoder
+        decoder = client.app.state.runtime.engine._decoder
         abandoned = [
             asyncio.create_task(
                 client.post(
@@ -137,7 +137,7 @@ async def test_vocabulary_decodes_of_abandoned_requests_are_not_run(
         await asyncio.gather(*abandoned, return_exceptions=True)
         # 12+ decodes of ~0.15 s each would take 1.8 s or more; skipped, they take none
         await _wait_until(lambda: decoder._work_queue.qsize() == 0, timeout_s=1.0)
-        assert client.app.state.service.batcher._decoding == set()
+        assert client.app.state.runtime.batcher._decoding == set()
         clip = fsdd_bytes(fsdd_test[0])
         assert await _victim_seconds(client, clip) < 1.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.serving.seeding import seed_store
+from adapters_store.seeding import seed_store
 from tests.conftest import DEFAULT_MODEL_DIR, fsdd_bytes
 from tests.security.conftest import auth
 
@@ -20,7 +20,7 @@ SHIPPED = sorted(p.name for p in (DEFAULT_MODEL_DIR / "heads").iterdir() if p.is
 async def seeded(tenants):
     """The keyed app with the shipped heads seeded into its store as `hra seed-store` does."""
     client, settings = tenants
-    await seed_store(client.app.state.service.store, DEFAULT_MODEL_DIR / "heads")
+    await seed_store(client.app.state.runtime.store, DEFAULT_MODEL_DIR / "heads")
     return client
 
 
@@ -186,7 +186,7 @@ async def test_visibility_bodies_that_are_not_objects_get_4xx(seeded):
 
 async def test_seeding_makes_shipped_heads_public_in_a_store_that_had_them_private(tenants):
     client, _ = tenants
-    store = client.app.state.service.store
+    store = client.app.state.runtime.store
     await seed_store(store, DEFAULT_MODEL_DIR / "heads")
     await store.set_visibility("fsdd-theo", "private")
     report = await seed_store(store, DEFAULT_MODEL_DIR / "heads")
@@ -216,7 +216,7 @@ async def test_a_deleted_public_id_recreated_by_a_tenant_is_private_again(
 
 
 async def test_an_invalid_visibility_from_an_admin_writes_no_version(seeded, head_files):
-    store = seeded.app.state.service.store
+    store = seeded.app.state.runtime.store
     r = await _put(seeded, "never-made", "admin", head_files["acme"], visibility="everyone")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_visibility"
     assert (await seeded.get("/v1/tasks/never-made", headers=auth("admin"))).status_code == 404

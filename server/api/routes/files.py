@@ -10,8 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
 
-from server.api.deps import Caller
-from server.api.jobs_deps import Jobs
+from server.api.deps import Caller, Jobs
 from server.errors import InvalidRequest, PayloadTooLarge
 
 router = APIRouter(prefix="/v1/files", tags=["fine-tuning"])

@@ -18,8 +18,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.api.deps import Caller
-from server.api.jobs_deps import Jobs
+from server.api.deps import Caller, Jobs
 from server.jobs.records import TERMINAL
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])

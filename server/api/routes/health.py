@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.api.deps import Service
+from server.api.deps import Served
 
 router = APIRouter(tags=["health"])
 
@@ -23,9 +23,9 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 @router.head("/readyz", include_in_schema=False)
-async def readyz(service: Service):
+async def readyz(runtime: Served):
     """200 when ready; 503 with status "degraded" while the store is unreachable."""
-    report = await service.readiness()
+    report = await runtime.readiness()
     return JSONResponse(report, status_code=200 if report["store_reachable"] else 503)
 
 
@@ -39,5 +39,5 @@ async def readyz(service: Service):
         }
     },
 )
-async def metrics(service: Service) -> Response:
-    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(runtime: Served) -> Response:
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
-from server.api.deps import Caller, Service
+from server.api.deps import Caller, Served
 from server.serving.discovery import ModelEntry, get_model, list_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -37,15 +37,15 @@ def _model(entry: ModelEntry) -> Model:
 
 @router.get("", response_model=ModelList)
 async def models(
-    service: Service,
+    runtime: Served,
     caller: Caller,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> ModelList:
     """ "base" and the tasks the caller may use, sorted by id; at most
     HRA_DISCOVERY__MAX_MODELS_LISTED per answer (page on with `offset`)."""
-    cap = service.settings.discovery.max_models_listed
-    page = await list_models(service, caller, offset, min(limit or cap, cap))
+    cap = runtime.settings.discovery.max_models_listed
+    page = await list_models(runtime.heads, caller, offset, min(limit or cap, cap))
     return ModelList(
         data=[_model(e) for e in page.entries], has_more=page.has_more, total=page.total
     )
@@ -54,7 +54,7 @@ async def models(
 @router.get("/{model_id}", response_model=Model)
 async def model(
     model_id: Annotated[str, Path(min_length=1, max_length=128)],
-    service: Service,
+    runtime: Served,
     caller: Caller,
 ) -> Model:
-    return _model(await get_model(service, caller, model_id))
+    return _model(await get_model(runtime.heads, caller, model_id))

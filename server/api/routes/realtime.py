@@ -22,7 +22,7 @@ from server.live import protocol
 from server.live.errors import SlowConsumer
 from server.live.session import LiveStream
 from server.observability.log_safety import printable
-from server.serving.service import BASE_TASK
+from server.serving.request import BASE_TASK
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
@@ -34,14 +34,14 @@ CLOSE_CODES = {"too_many_streams": 1013, "overloaded": 1013, "unknown_task": 100
 
 @router.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
-    service = websocket.app.state.service
+    runtime = websocket.app.state.runtime
     hub = websocket.app.state.streams
     caller = websocket.scope[PRINCIPAL_KEY]
     query = websocket.query_params
     task_id = (query.get("model") or query.get("task_id") or BASE_TASK)[:128]
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
-    timeout = service.settings.streaming.send_timeout_s
+    timeout = runtime.settings.streaming.send_timeout_s
 
     async def send(event: dict) -> None:
         try:
@@ -60,7 +60,7 @@ async def realtime(websocket: WebSocket) -> None:
         lease = hub.open(caller)
     except ServingError as exc:
         return await _close_with(websocket, send, exc)
-    stream = LiveStream(service, hub, caller, send, task_id)
+    stream = LiveStream(runtime.transcription, hub, caller, send, task_id)
     try:
         reason = await stream.run(receive)
     except (WebSocketDisconnect, RuntimeError) as exc:  # the socket went away mid-send

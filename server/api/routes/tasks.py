@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from adapters_store.head_format import HeadRecord
 from adapters_store.json_limits import JsonTooDeep, loads_bounded
-from server.api.deps import Caller, Service
+from server.api.deps import Caller, Heads
 from server.auth import Principal
 from server.errors import InvalidRequest
-from server.serving.service import AsrService
+from server.serving.heads import HeadRegistry
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -75,7 +75,7 @@ def _info(record: HeadRecord) -> dict:
 @router.put("/{task_id}", response_model=HeadInfo)
 async def register(
     task_id: TaskId,
-    service: Service,
+    heads: Heads,
     caller: Caller,
     file: Annotated[UploadFile, File(description="head as safetensors")],
     metadata: Annotated[str | None, Form(max_length=MAX_METADATA_FIELD)] = None,
@@ -109,9 +109,7 @@ async def register(
         if not isinstance(extra, dict):
             raise InvalidRequest("metadata must be a JSON object")
     words = None if vocabulary is None else _words(vocabulary)
-    stored = await service.register_head(
-        task_id, await file.read(), extra, caller, words, visibility
-    )
+    stored = await heads.register(task_id, await file.read(), extra, caller, words, visibility)
     return HeadInfo(**_info(stored))
 
 
@@ -129,33 +127,33 @@ def _words(field: str) -> list[str]:
 
 @router.get("", response_model=TaskPage)
 async def list_tasks(
-    service: Service,
+    heads: Heads,
     caller: Caller,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TaskPage:
-    ids, total = await service.list_tasks(offset, limit, caller)
+    ids, total = await heads.list_managed(offset, limit, caller)
     return TaskPage(tasks=ids, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{task_id}", response_model=TaskInfo)
-async def inspect(task_id: TaskId, service: Service, caller: Caller) -> TaskInfo:
-    return await _task_info(service, task_id, caller)
+async def inspect(task_id: TaskId, heads: Heads, caller: Caller) -> TaskInfo:
+    return await _task_info(heads, task_id, caller)
 
 
-async def _task_info(service: AsrService, task_id: str, caller: Principal) -> TaskInfo:
+async def _task_info(heads: HeadRegistry, task_id: str, caller: Principal) -> TaskInfo:
     """What GET /v1/tasks/{id} answers; PATCH and rollback answer the same after their change."""
-    record, versions, visibility = await service.head_info(task_id, caller)
+    record, versions, visibility = await heads.info(task_id, caller)
     return TaskInfo(**_info(record), versions=versions, visibility=visibility)
 
 
 @router.patch("/{task_id}", response_model=TaskInfo)
 async def change_visibility(
-    task_id: TaskId, body: VisibilityChange, service: Service, caller: Caller
+    task_id: TaskId, body: VisibilityChange, heads: Heads, caller: Caller
 ) -> TaskInfo:
     """Admins only: make a task private (its owner's alone) or public (every tenant's)."""
-    await service.set_visibility(task_id, body.visibility, caller)
-    return await _task_info(service, task_id, caller)
+    await heads.set_visibility(task_id, body.visibility, caller)
+    return await _task_info(heads, task_id, caller)
 
 
 @router.get(
@@ -163,9 +161,9 @@ async def change_visibility(
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def download(task_id: TaskId, service: Service, caller: Caller):
+async def download(task_id: TaskId, heads: Heads, caller: Caller):
     """The current version's safetensors file, metadata included: uploads again as is."""
-    data = await service.head_bytes(task_id, caller)
+    data = await heads.download(task_id, caller)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -179,13 +177,13 @@ class RollbackRequest(BaseModel):
 
 @router.post("/{task_id}/rollback", response_model=TaskInfo)
 async def rollback(
-    task_id: TaskId, body: RollbackRequest, service: Service, caller: Caller
+    task_id: TaskId, body: RollbackRequest, heads: Heads, caller: Caller
 ) -> TaskInfo:
-    await service.rollback(task_id, body.version, caller)
-    return await _task_info(service, task_id, caller)
+    await heads.rollback(task_id, body.version, caller)
+    return await _task_info(heads, task_id, caller)
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response)
-async def delete(task_id: TaskId, service: Service, caller: Caller):
-    await service.delete_head(task_id, caller)
+async def delete(task_id: TaskId, heads: Heads, caller: Caller):
+    await heads.delete(task_id, caller)
     return Response(status_code=204)

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from server.api import formats, sse
-from server.api.deps import Caller, Service
+from server.api.deps import Caller, Transcriber
 from server.errors import InvalidRequest
-from server.serving.service import BASE_TASK
+from server.serving.request import BASE_TASK, TranscriptionRequest
 
 router = APIRouter(tags=["transcription"])
 RAW_AUDIO_TYPES = ("audio/", "application/octet-stream")
@@ -53,7 +53,7 @@ class TranscribeResponse(BaseModel):
 )
 async def transcribe(
     request: Request,
-    service: Service,
+    transcription: Transcriber,
     caller: Caller,
     task_id: Annotated[str | None, Query(max_length=128)] = None,
     language: Annotated[str | None, Query(max_length=32)] = None,
@@ -75,8 +75,8 @@ async def transcribe(
             f"content type {content_type!r} is not audio; send audio/* "
             "or multipart/form-data with a 'file' part"
         )
-    task = str(task_id or BASE_TASK)
-    result = await service.transcribe(audio, task, caller, language, gone=request.is_disconnected)
+    asked = TranscriptionRequest(audio, str(task_id or BASE_TASK), language)
+    result = await transcription.transcribe(asked, caller, gone=request.is_disconnected)
     return TranscribeResponse(
         task_id=result.task_id,
         head_version=result.head_version,
@@ -89,7 +89,7 @@ async def transcribe(
 @router.post("/v1/audio/transcriptions")
 async def openai_transcriptions(
     request: Request,
-    service: Service,
+    transcription: Transcriber,
     caller: Caller,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = BASE_TASK,
@@ -116,22 +116,11 @@ async def openai_transcriptions(
     if not granularities <= {"word", "segment"}:
         raise InvalidRequest("timestamp_granularities[] takes 'word' and/or 'segment'")
     words = response_format == "verbose_json" and "word" in granularities
-    audio = await file.read()
+    asked = TranscriptionRequest(await file.read(), model, language, words, prompt, temperature)
     if stream:
-        run = await service.open_transcription(
-            audio, model, caller, language, words, prompt, temperature=temperature
-        )
-        return sse.streaming_response(run, service.finish)
-    result = await service.transcribe(
-        audio,
-        model,
-        caller,
-        language,
-        words,
-        prompt,
-        gone=request.is_disconnected,
-        temperature=temperature,
-    )
+        run = await transcription.open(asked, caller)
+        return sse.streaming_response(run, transcription.finish)
+    result = await transcription.transcribe(asked, caller, gone=request.is_disconnected)
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":

@@ -65,13 +65,13 @@ async def test_a_burst_of_10x_capacity_gets_503_with_retry_after_and_no_deadlock
         refused = next(r for r in burst if r.status_code == 503)
         assert refused.json()["error"]["code"] == "overloaded"
         assert int(refused.headers["retry-after"]) >= 1
-        assert client.app.state.service.batcher.queue_depth == 0
+        assert client.app.state.runtime.batcher.queue_depth == 0
         after = await client.post("/v1/transcribe?task_id=fsdd-george", content=clip)
         assert after.status_code == 200
 
 
 async def test_an_exception_inside_a_batch_fails_that_batch_only(client, fsdd_test):
-    engine = client.app.state.service.engine
+    engine = client.app.state.runtime.engine
     original = engine.run
     calls = {"n": 0}
 
@@ -93,7 +93,7 @@ async def test_an_exception_inside_a_batch_fails_that_batch_only(client, fsdd_te
 
 async def test_clients_that_disconnect_mid_request_leave_nothing_behind(client, fsdd_test):
     clip = fsdd_bytes(fsdd_test[0])
-    batcher = client.app.state.service.batcher
+    batcher = client.app.state.runtime.batcher
     tasks = [
         asyncio.create_task(client.post("/v1/transcribe?task_id=fsdd-lucas", content=clip))
         for _ in range(12)

@@ -135,4 +135,4 @@ async def test_an_error_after_the_stream_started_ends_it_with_an_error_event(tmp
         assert events[-1]["type"] == "error"
         assert events[-1]["error"]["code"] == "deadline_exceeded"
         assert not any(e["type"] == "transcript.text.done" for e in events)
-        assert client.app.state.service.budget.held == 0
+        assert client.app.state.runtime.transcription.budget.held == 0

@@ -53,7 +53,9 @@ def _edit_runs(ref: list[str], hyp: list[str]) -> tuple[int, int]:
 
 
 def _windows(client, samples: np.ndarray):
-    return client.app.state.service.window_plan.plan(torch.from_numpy(samples), SPEECH_RATE)
+    return client.app.state.runtime.transcription.window_plan.plan(
+        torch.from_numpy(samples), SPEECH_RATE
+    )
 
 
 @pytest.mark.slow
@@ -194,7 +196,7 @@ async def test_two_hours_of_near_silence_cost_little_say_nothing_and_others_are_
     keys = [ApiKey(key="key-a", tenant="a"), ApiKey(key="key-b", tenant="b")]
     settings = whisper_settings(tmp_path, open_access=False, api_keys=keys)
     async with running_client(settings) as client:
-        service = client.app.state.service
+        service = client.app.state.runtime
 
         async def long() -> tuple[dict, float]:
             began = asyncio.get_running_loop().time()
@@ -218,7 +220,7 @@ async def test_two_hours_of_near_silence_cost_little_say_nothing_and_others_are_
             return r.json()["text"]
 
         (body, seconds), *shorts = await asyncio.gather(long(), short(), short())
-        assert service.budget.held == 0
+        assert service.transcription.budget.held == 0
     assert body["text"] == "" and body["segments"] == []
     assert body["duration"] == pytest.approx(7200, abs=0.01)
     assert seconds < 30  # measured ~5 s here; a pass per 28 s of it would be ~10 min

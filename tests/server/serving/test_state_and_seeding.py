@@ -13,9 +13,9 @@ import pytest
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.redis_store import RedisStore
+from adapters_store.seeding import seed_store
 from server.cli import main
 from server.config import REPO_ROOT, Settings, StoreKind, get_settings
-from server.serving.seeding import seed_store
 from tests.conftest import DEFAULT_MODEL_DIR, running_client
 
 SHIPPED = DiskStore(DEFAULT_MODEL_DIR / "heads").task_ids()
@@ -127,7 +127,7 @@ async def test_empty_redis_store_logs_how_to_seed_it_and_seed_store_cli_fills_it
         redis_prefix=prefix,
         open_access=True,
     )
-    with caplog.at_level(logging.WARNING, logger="server.serving.seeding"):
+    with caplog.at_level(logging.WARNING, logger="adapters_store.seeding"):
         async with running_client(settings) as client:
             assert (await client.get("/v1/tasks/fsdd-jackson")).status_code == 404
     assert "hra seed-store" in caplog.text
@@ -139,7 +139,7 @@ async def test_empty_redis_store_logs_how_to_seed_it_and_seed_store_cli_fills_it
     assert await asyncio.to_thread(main, ["seed-store"]) == 0  # a process of its own
     assert f"0 added, 0 updated, {len(SHIPPED)} already there" in capsys.readouterr().out
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="server.serving.seeding"):
+    with caplog.at_level(logging.WARNING, logger="adapters_store.seeding"):
         async with running_client(settings) as client:
             assert (await client.get("/v1/tasks/fsdd-jackson")).status_code == 200
     assert "hra seed-store" not in caplog.text

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,7 +34,9 @@ from adapters_store.base import HeadStore
 from adapters_store.disk_store import DiskStore
 from adapters_store.errors import UnknownTask
 from adapters_store.head_format import HeadRecord, decode_head
-from server.config import Settings, StoreKind
+
+if TYPE_CHECKING:  # read by attribute: this layer imports nothing of the server's
+    from server.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def seed_state_dir(settings: Settings) -> bool:
     Only for the default location under the state dir: an HRA_DISK_STORE_PATH override is
     used as is. Returns whether a copy was made.
     """
-    if settings.store != StoreKind.DISK or settings.disk_store_path is not None:
+    if settings.store.value != "disk" or settings.disk_store_path is not None:
         return False
     target, seed = settings.heads_path, settings.seed_heads_path
     if target.exists():
