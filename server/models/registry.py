@@ -28,9 +28,10 @@ from safetensors.torch import load_file, save_file
 from server.config import Settings
 from server.models.adapters import Controller
 from server.models.checkpoint import fingerprint, load_model
+from server.models.ctc.recognizer import CtcRecognizer
 from server.models.hra import HRAModel
 from server.models.precision import apply_backbone_precision
-from server.models.recognizer import CtcRecognizer, Recognizer
+from server.models.recognizer import Recognizer
 
 logger = logging.getLogger(__name__)
 

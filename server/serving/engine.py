@@ -37,9 +37,10 @@ from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
 from server.errors import InferenceFailed, ServingError, StoreError
 from server.models.ctc.features import SAMPLE_RATE
-from server.models.ctc.greedy import Decoded, DecodeOptions
+from server.models.ctc.recognizer import CtcRecognizer
 from server.models.hra import HRAModel
-from server.models.recognizer import CtcRecognizer, Deferred, Recognizer
+from server.models.recognizer import Deferred, Recognizer
+from server.models.transcript import Decoded, DecodeOptions
 from server.serving.length_buckets import plan_buckets
 
 logger = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from server.longform.budget import SampleBudget
 from server.longform.policy import tails, window_plan
 from server.longform.runner import Gone
 from server.models.checkpoint import head_spec
-from server.models.ctc.greedy import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
 from server.models.registry import load_recognizer
+from server.models.transcript import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
 from server.observability.log_safety import printable
 from server.observability.metrics import Metrics
 from server.serving.admission import Admission

@@ -34,8 +34,8 @@ import torch
 
 from server.models.adapters import HeadBatch
 from server.models.backbone import padding_mask
-from server.models.ctc.greedy import compression_ratio
 from server.models.hra import HRAModel
+from server.models.transcript import compression_ratio
 from server.models.whisper.alignment import AlignRequest, WordTime, align_words
 from server.models.whisper.decoder import DecoderState
 from server.models.whisper.encoder import WhisperEncoder, additive_mask
