@@ -29,7 +29,7 @@ from server.jobs.records import (
     JobRecord,
     JobStore,
 )
-from server.models.registry import model_kind
+from server.models.registry import model_kind_of
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
@@ -40,7 +40,7 @@ class JobService:
     def __init__(self, settings: Settings, asr) -> None:
         self.settings = settings
         self.asr = asr  # the AsrService: head store (ownership) and cache (invalidation)
-        self.model_kind = model_kind(settings.model_dir)  # what jobs train: model_kinds.py
+        self.model_kind = model_kind_of(settings.model_dir)  # what jobs train: model_kinds.py
         self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
         self.jobs = JobStore(settings.jobs_root)
         self.queue = make_queue(settings, self._finished)
