@@ -51,7 +51,7 @@ if kind in ("resample", "resample_old"):
     x = torch.randn(60 * rate) * 0.1
     before = rss_mib()
     if kind == "resample":
-        from server.models.ctc.features import resample, resample_plan
+        from server.audio.resample import resample, resample_plan
         seconds, out = timed(lambda: resample(x, rate))
         plan = resample_plan(rate)
         row["filter"] = f"{plan.up}/{plan.down} x {plan.taps} taps, {plan.nbytes} B"

@@ -33,6 +33,7 @@ from server.audio.reading import Audio
 from server.config import REPO_ROOT, get_settings
 from server.models.checkpoint import head_spec, load_model
 from server.models.ctc.features import SAMPLE_RATE
+from server.models.ctc.recognizer import CtcRecognizer
 from server.serving.engine import Engine, EngineInput
 from server.serving.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 
@@ -76,8 +77,10 @@ def main() -> None:
     pool = mixed_batch(model, fp, max(args.batch, *sizes))  # its first clips are `batch`
     slots = DeviceSlotPool(head_spec(model, fp), len(pool), torch.device("cpu"))
     engines = {
-        "one_pass": Engine(model, slots, forward_overhead_frames=NEVER_SPLIT),
-        "buckets": Engine(model, slots, forward_overhead_frames=CPU_FORWARD_OVERHEAD_FRAMES),
+        "one_pass": Engine(CtcRecognizer(model), slots, forward_overhead_frames=NEVER_SPLIT),
+        "buckets": Engine(
+            CtcRecognizer(model), slots, forward_overhead_frames=CPU_FORWARD_OVERHEAD_FRAMES
+        ),
     }
     batch = pool[: args.batch]
     audio_s = sum(item.audio.seconds for item in batch)

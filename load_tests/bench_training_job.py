@@ -32,7 +32,7 @@ from load_tests.report import write_table
 from load_tests.server_process import start_server
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import load_fsdd
-from server.models.registry import model_kind
+from server.models.registry import WHISPER, model_kind_of
 
 OUT = REPO_ROOT / "load_tests" / "results" / "training-job.json"
 
@@ -164,7 +164,7 @@ def main() -> None:
                 "p95_ms": round(pct(lat, 0.95), 1),
             }
         )
-    suffix = "-whisper" if model_kind(model_dir) == "whisper" else ""
+    suffix = "-whisper" if model_kind_of(model_dir) is WHISPER else ""
     suffix += f"-nice{args.nice}" if args.nice != 10 else ""
     write_table(rows, OUT.with_name(f"training-job-latency{suffix}.json"))
     summary = {

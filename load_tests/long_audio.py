@@ -82,7 +82,7 @@ class SpeechPiece:
 def jfk() -> np.ndarray:
     import torch
 
-    from server.models.ctc.features import resample
+    from server.audio.resample import resample
 
     data, rate = sf.read(JFK, dtype="float32", always_2d=True)
     return resample(torch.from_numpy(data.mean(axis=1)), rate).numpy()  # stereo: downmixed

@@ -8,7 +8,7 @@ hra train-head         a head for a new task from a manifest, registered in a st
 hra seed-store         copy the model directory's shipped heads into the configured store
 hra evaluate           the WER table (prints Markdown, writes JSON)
 hra split-check        FSDD: is a speaker's test split shifted from their training takes?
-hra transcribe         files -> text with a task's head
+hra transcribe         files -> text with a task's head (any model kind, as served)
 hra adapt-backbone     a pretrained CTC checkpoint -> a model dir: controller + first heads
 """
 
@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import torch
 
 from server.allocator import reexec_with_allocator
 from server.config import Settings, get_settings
+from server.models.registry import HRA_CTC, WHISPER, ModelKind, load_recognizer, model_kind_of
 
 logger = logging.getLogger("server.cli")
 
@@ -222,10 +224,8 @@ def _train_head(args) -> int:
     from adapters_store.disk_store import DiskStore
     from adapters_store.errors import UnknownTask
     from server.data.manifest import read_manifest
-    from server.models.checkpoint import load_model
-    from server.models.registry import model_kind
-    from server.training.new_head import HeadRecipe, train_new_head
 
+    train = _kind_command(TRAIN_HEAD, args.model_dir, "train-head")
     rows = read_manifest(args.manifest, task=args.task)
     store_path = _disk_store_path(args)
     store = DiskStore(store_path)
@@ -238,29 +238,7 @@ def _train_head(args) -> int:
                 "no --owner: %s has no owner, so only admin keys (or open access) may use it",
                 args.task,
             )
-    vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
-    if model_kind(args.model_dir) == "whisper":
-        record = _train_whisper_head(args, rows).with_meta(owner=owner or None)
-    else:
-        model, fp = load_model(args.model_dir / "model.safetensors")
-        recipe = HeadRecipe(
-            head_type=args.head_type,
-            rank=args.rank,
-            steps=args.steps,
-            lr=args.lr,
-            speeds=tuple(args.speeds),
-            tempos=tuple(args.tempos),
-        )
-        record = train_new_head(
-            model,
-            fp,
-            rows,
-            args.task,
-            recipe,
-            owner=owner,
-            vocabulary=vocabulary,
-            vocabulary_from_data=args.vocabulary_from_manifest,
-        )
+    record = train(args, rows, owner)
     stored = store.put(record)
     print(
         f"wrote {args.task} version {stored.meta.version} ({stored.num_parameters} parameters, "
@@ -269,7 +247,34 @@ def _train_head(args) -> int:
     return 0
 
 
-def _train_whisper_head(args, rows):
+def _train_ctc_head(args, rows, owner: str | None):
+    """train-head on an HRA CTC model dir (model.safetensors): CTC loss, controller frozen."""
+    from server.models.checkpoint import load_model
+    from server.training.new_head import HeadRecipe, train_new_head
+
+    vocabulary = args.vocabulary.replace(",", " ").split() if args.vocabulary else []
+    model, fp = load_model(args.model_dir / "model.safetensors")
+    recipe = HeadRecipe(
+        head_type=args.head_type,
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        speeds=tuple(args.speeds),
+        tempos=tuple(args.tempos),
+    )
+    return train_new_head(
+        model,
+        fp,
+        rows,
+        args.task,
+        recipe,
+        owner=owner,
+        vocabulary=vocabulary,
+        vocabulary_from_data=args.vocabulary_from_manifest,
+    )
+
+
+def _train_whisper_head(args, rows, owner: str | None):
     """train-head on a Whisper model dir: teacher-forced, in the window the dir serves with."""
     from adapters_store.head_format import HeadType
     from server.training.trainer import TrainConfig
@@ -282,9 +287,10 @@ def _train_whisper_head(args, rows):
     rank = args.rank if head_type == HeadType.FFN else 0
     config = TrainConfig(steps=args.steps, lr=args.lr, warmup=min(50, args.steps // 5 + 1))
     cache_dir = get_settings().whisper.cache_dir or args.work_dir / "whisper"
-    return train_head(
+    record = train_head(
         args.model_dir, cache_dir, rows, head_type, rank, config, speeds=tuple(args.speeds)
     )
+    return record.with_meta(owner=owner or None)
 
 
 def _build_whisper(args) -> int:
@@ -323,11 +329,12 @@ def _seed_store(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from server.models.registry import model_kind
+    return _kind_command(EVALUATE, args.model_dir, "evaluate")(args)
+
+
+def _evaluate_ctc(args) -> int:
     from server.training.evaluate import evaluate, format_table, format_vocabulary_table
 
-    if model_kind(args.model_dir) == "whisper":
-        return _evaluate_whisper(args)
     data_dir = args.data_dir or args.work_dir / "default" / "data"
     results = evaluate(args.model_dir, data_dir, args.fsdd_root)
     print(format_table(results))
@@ -365,21 +372,36 @@ def _write_json(path: Path, results: list) -> int:
 
 
 def _transcribe(args) -> int:
+    """Each file through the model as `hra serve` loads and runs it (any model kind)."""
     from adapters_store.disk_store import DiskStore
     from adapters_store.head_format import validate_head
-    from server.data.manifest import load_audio
-    from server.models.checkpoint import head_spec, load_model
-    from server.models.ctc.inference import transcribe_features
+    from adapters_store.slot_pool import DeviceSlotPool
+    from server.audio.reading import read_audio_file
+    from server.models.checkpoint import head_spec
+    from server.serving.engine import Engine, EngineInput
 
-    model, fp = load_model(args.model_dir / "model.safetensors")
+    settings = get_settings().model_copy(update={"model_dir": args.model_dir})
+    device = torch.device("cpu")
+    recognizer, fp = load_recognizer(settings, device)
+    spec = head_spec(recognizer.model, fp, settings.heads.max_ranks)
     head = None
     if args.task != "base":
         head = DiskStore(_disk_store_path(args)).get(args.task)
-        validate_head(head, head_spec(model, fp))
-    feats = [model.backbone.featurize(load_audio(f)) for f in args.files]
-    for path, decoded in zip(args.files, transcribe_features(model, feats, [head] * len(feats))):
-        print(f"{path}\t{decoded.text}")
-    return 0
+        validate_head(head, spec)
+    items = [EngineInput(read_audio_file(f, settings.audio), head) for f in args.files]
+    engine = Engine(recognizer, DeviceSlotPool(spec, 1, device))
+    try:
+        outcomes = engine.run(items).wait()
+    finally:
+        engine.close()
+    failed = 0
+    for path, outcome in zip(args.files, outcomes):
+        if isinstance(outcome, Exception):
+            failed += 1
+            print(f"{path}: {outcome}", file=sys.stderr)
+        else:
+            print(f"{path}\t{outcome.text}")
+    return 1 if failed else 0
 
 
 def _adapt_parser(sub) -> None:
@@ -431,6 +453,21 @@ def _adapt_backbone(args) -> int:
     )
     return 0
 
+
+def _kind_command(table: dict[ModelKind, Callable], model_dir: Path, command: str) -> Callable:
+    """The command's function for the model dir's kind, or exit saying it has none."""
+    kind = model_kind_of(model_dir)
+    if kind not in table:
+        kinds = " and ".join(k.name for k in table)
+        raise SystemExit(
+            f"{command} supports {kinds} model directories; {model_dir} is {kind.name}"
+        )
+    return table[kind]
+
+
+# what train-head and evaluate run per model kind (server/models/registry.py)
+TRAIN_HEAD = {HRA_CTC: _train_ctc_head, WHISPER: _train_whisper_head}
+EVALUATE = {HRA_CTC: _evaluate_ctc, WHISPER: _evaluate_whisper}
 
 COMMANDS = {
     "serve": _serve,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.models.ctc.greedy import SegmentTiming, compression_ratio
+from server.models.transcript import SegmentTiming, compression_ratio
 from server.serving.request import Transcription
 
 SEGMENT_GAP_S = 0.6

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from server.audio.resample import resample
 from server.config import AudioSettings
 from server.errors import (
     AudioDecodeError,
@@ -35,7 +36,6 @@ from server.errors import (
     TooManySamples,
     UnsupportedSampleRate,
 )
-from server.models.ctc.features import resample
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Audio:
 
 
 def check_sample_rate(rate: int) -> None:
-    """Every rate in MIN_RATE..MAX_RATE resamples at bounded cost (features.resample)."""
+    """Every rate in MIN_RATE..MAX_RATE resamples at bounded cost (server/audio/resample.py)."""
     if not MIN_RATE <= rate <= MAX_RATE:
         raise UnsupportedSampleRate(f"sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
 

@@ -26,9 +26,9 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from server.audio.resample import SAMPLE_RATE, resample
 from server.data.fsdd import DIGIT_WORDS
 from server.data.manifest import Utterance, write_manifest
-from server.models.ctc.features import SAMPLE_RATE, resample
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""What a fine-tuning job does differently per served model kind: one small class each.
+"""What a fine-tuning job does differently per served model kind: one small class each,
+given by the kind itself (ModelKind.heads_trainer, server/models/registry.py).
 
     hra_ctc  CtcHeads      server/training/new_head.py (CTC loss); greedy CTC WER
     whisper  WhisperHeads  server/training/whisper/ (teacher-forced decoder cross-entropy,
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 from server.config import Settings
 from server.errors import InvalidRequest, UnsupportedHyperparameter
 from server.jobs.records import Hyperparameters, JobRecord, JobStopped
-from server.models.registry import model_kind
+from server.models.registry import KINDS, ModelKind, model_kind_of
 from server.models.whisper.frontend import SAMPLE_RATE, WINDOW_SAMPLES
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ WHISPER_MAX_TOKENS = 200  # a transcript's BPE tokens (WhisperSet.build; decoder
 EVAL_CHUNK = 16  # held-out clips per fused pass; the job's checks run between chunks
 
 # hyperparameter -> why it does not apply to Whisper
-WHISPER_UNSUPPORTED = {
+WHISPER_UNSUPPORTED: dict[str, str] = {
     "vocabulary_from_data": "Whisper decodes BPE tokens; a task vocabulary only restricts "
     "CTC decoding",
     "tempos": "tempo copies are stretched CTC features; Whisper jobs take `speeds`",
@@ -56,6 +57,11 @@ class JobModel(Protocol):
     """The served model as a job sees it."""
 
     spec: HeadSpec  # what the store checks the new head (and the current one) against
+    unsupported: dict[str, str]  # hyperparameter -> why it does not apply (a class attribute)
+
+    def __init__(self, settings: Settings) -> None:
+        """settings.model_dir's model, loaded for training."""
+        ...
 
     def train(self, record: JobRecord, items: list[Utterance], on_step: OnStep) -> HeadRecord:
         """One head for `record.task_id`, owned by the job's owner (version 0: the store
@@ -68,29 +74,34 @@ class JobModel(Protocol):
         ...
 
 
-def refuse_unsupported(kind: str, hp: Hyperparameters) -> None:
+def refuse_unsupported(kind: ModelKind, hp: Hyperparameters) -> None:
     """At job creation: 400 for a model kind jobs cannot train, or a hyperparameter that
     does not apply to it."""
-    if kind not in KINDS:
+    trainer = kind.heads_trainer()
+    if trainer is None:
+        trained = [k.name for k in KINDS.values() if k.heads_trainer() is not None]
         raise InvalidRequest(
-            f"fine-tuning jobs train heads for {' and '.join(KINDS)} model directories; "
-            f"this server serves a {kind!r} one"
+            f"fine-tuning jobs train heads for {' and '.join(trained)} model directories; "
+            f"this server serves a {kind.name!r} one"
         )
-    if kind != "whisper":
-        return
     defaults = Hyperparameters(steps=hp.steps)
-    for name, why in WHISPER_UNSUPPORTED.items():
+    for name, why in trainer.unsupported.items():
         if getattr(hp, name) != getattr(defaults, name):
-            raise UnsupportedHyperparameter(f"{name} does not apply to Whisper models: {why}")
+            raise UnsupportedHyperparameter(f"{name} does not apply to {kind.label} models: {why}")
 
 
 def load_job_model(settings: Settings) -> JobModel:
-    kind = model_kind(settings.model_dir)
-    logger.info("training a head on %s (%s)", settings.model_dir.name, kind)
-    return KINDS[kind](settings)
+    kind = model_kind_of(settings.model_dir)
+    trainer = kind.heads_trainer()
+    if trainer is None:  # refused at job creation; a model dir swapped since then
+        raise InvalidRequest(f"fine-tuning jobs do not train heads for {kind.label} models")
+    logger.info("training a head on %s (%s)", settings.model_dir.name, kind.name)
+    return trainer(settings)
 
 
 class CtcHeads:
+    unsupported: dict[str, str] = {}  # every hyperparameter applies
+
     def __init__(self, settings: Settings) -> None:
         from server.models.checkpoint import head_spec, load_model
 
@@ -136,6 +147,8 @@ class CtcHeads:
 class WhisperHeads:
     """Loaded as served (load_recognizer: the manifest's window, controller, fingerprint
     check), on the CPU; the same objects train the head and then decode with it."""
+
+    unsupported = WHISPER_UNSUPPORTED
 
     def __init__(self, settings: Settings) -> None:
         import torch
@@ -226,6 +239,3 @@ def _window_samples(path: str, speed: float) -> int:
     if speed == 1.0:
         return frames
     return math.ceil(frames * SAMPLE_RATE / int(SAMPLE_RATE * speed))
-
-
-KINDS: dict[str, Callable[[Settings], JobModel]] = {"hra_ctc": CtcHeads, "whisper": WhisperHeads}

@@ -28,7 +28,7 @@ from server.jobs.records import (
     JobRecord,
     JobStore,
 )
-from server.models.registry import model_kind
+from server.models.registry import model_kind_of
 from server.serving.heads import HeadRegistry
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class JobService:
     def __init__(self, settings: Settings, heads: HeadRegistry) -> None:
         self.settings = settings
         self.heads = heads  # the serving heads: ownership, and invalidation after a job
-        self.model_kind = model_kind(settings.model_dir)  # what jobs train: model_kinds.py
+        self.model_kind = model_kind_of(settings.model_dir)  # what jobs train: model_kinds.py
         self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
         self.jobs = JobStore(settings.jobs_root)
         self.queue = make_queue(settings, self._finished)

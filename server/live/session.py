@@ -49,7 +49,7 @@ from server.live.errors import (
 )
 from server.live.hub import StreamHub
 from server.live.segmenter import Ended, PartialDue, Segmenter, SpeechStarted, VadConfig
-from server.models.ctc.greedy import Decoded
+from server.models.transcript import Decoded
 from server.serving.request import BASE_TASK
 from server.serving.transcription import TranscriptionService
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.longform.windows import Window
-from server.models.ctc.greedy import Decoded, FramePosteriors, SegmentTiming, WordTiming
+from server.models.transcript import Decoded, FramePosteriors, SegmentTiming, WordTiming
 from server.models.whisper.decoding import MIN_AVG_LOGPROB, NO_SPEECH_THRESHOLD
 
 EARLY_STOP_S = 0.75  # a gap before a forced cut longer than a word and a DTW error

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from server.longform.stitch import heard_nothing
 from server.longform.windows import Window
-from server.models.ctc.greedy import Decoded
+from server.models.transcript import Decoded
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
+from server.audio.resample import SAMPLE_RATE, resampled_length
 from server.errors import AudioTooLong, AudioTooShort
-from server.models.ctc.features import SAMPLE_RATE, resampled_length
 from server.models.ctc.vocabulary import check_vocabulary_cost
 
 

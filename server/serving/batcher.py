@@ -25,7 +25,7 @@ from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
 from server.config import BatchSettings
 from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
-from server.models.ctc.greedy import Decoded, DecodeOptions
+from server.models.transcript import Decoded, DecodeOptions
 from server.serving.engine import Engine, EngineInput, Outcome
 
 logger = logging.getLogger(__name__)

@@ -37,9 +37,8 @@ from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
 from server.errors import InferenceFailed, ServingError, StoreError
 from server.models.ctc.features import SAMPLE_RATE
-from server.models.ctc.greedy import Decoded, DecodeOptions
-from server.models.hra import HRAModel
-from server.models.recognizer import CtcRecognizer, Deferred, Recognizer
+from server.models.recognizer import Deferred, Recognizer
+from server.models.transcript import Decoded, DecodeOptions
 from server.serving.length_buckets import plan_buckets
 
 logger = logging.getLogger(__name__)
@@ -69,17 +68,16 @@ class EngineOutput:
 
 
 class Engine:
-    """`model`: a Recognizer (server/models/recognizer.py), or an HRAModel of a CTC backbone
-    (served through CtcRecognizer)."""
+    """`recognizer`: the served model (server/models/recognizer.py; loaded by
+    server/models/registry.py)."""
 
     def __init__(
         self,
-        model: Recognizer | HRAModel,
+        recognizer: Recognizer,
         slots: DeviceSlotPool,
         forward_overhead_frames: int | None = None,
     ) -> None:
-        recognizer = CtcRecognizer(model) if isinstance(model, HRAModel) else model
-        self.recognizer: Recognizer = recognizer
+        self.recognizer = recognizer
         self.model = recognizer.model
         self.slots = slots
         self.device = slots.device

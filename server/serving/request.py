@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.errors import InvalidRequest, UnsupportedLanguage
-from server.models.ctc.greedy import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
+from server.models.transcript import DecodeOptions, FramePosteriors, SegmentTiming, WordTiming
 from server.observability.log_safety import printable
 
 BASE_TASK = "base"  # the backbone without a head

@@ -22,7 +22,7 @@ from server.longform.runner import Gone, run_windows
 from server.longform.stitch import Stitcher
 from server.longform.tails import Tails
 from server.longform.windows import Window
-from server.models.ctc.greedy import Decoded
+from server.models.transcript import Decoded
 from server.serving.batcher import Batcher, Result, Work
 
 logger = logging.getLogger(__name__)

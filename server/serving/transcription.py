@@ -23,7 +23,7 @@ from server.config import Settings
 from server.longform.budget import SampleBudget
 from server.longform.policy import tails, window_plan
 from server.longform.runner import Gone
-from server.models.ctc.greedy import Decoded
+from server.models.transcript import Decoded
 from server.observability.metrics import Metrics
 from server.serving.admission import Admission
 from server.serving.batcher import Batcher, Work

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from adapters_store.errors import InvalidVocabulary
 from adapters_store.head_format import MAX_VOCABULARY_CHARACTERS, validate_vocabulary
+from server.audio import resample as resampling
 from server.audio.reading import MAX_RATE, MIN_RATE
+from server.audio.resample import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
 from server.config import AudioSettings
 from server.data.manifest import load_audio, read_manifest
 from server.errors import AudioDecodeError, AudioTooLong, TooManyChannels
-from server.models.ctc import features
-from server.models.ctc.features import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
 from server.models.ctc.inference import transcribe_features
 from tests.conftest import fsdd_bytes
 
@@ -134,8 +134,8 @@ def test_a_tone_at_any_rate_keeps_its_pitch_and_level(rate, freq_frac):
 def test_the_resampling_plan_cache_is_bounded_in_bytes():
     for rate in range(383_000, 384_000, 7):  # ~140 distinct prime-ish rates, ~1 MB plans
         resample_plan(rate)
-    assert 0 < features._plans.bytes <= features.PLAN_CACHE_BYTES
-    assert len(features._plans) < 140
+    assert 0 < resampling._plans.bytes <= resampling.PLAN_CACHE_BYTES
+    assert len(resampling._plans) < 140
 
 
 # --- one audio reader: training manifests get the upload checks ---------------------------

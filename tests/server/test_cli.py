@@ -1,4 +1,4 @@
-"""The hra CLI: transcribe, train-head, build-default --quick, evaluate."""
+"""The hra CLI: transcribe (every model kind), train-head, build-default --quick, evaluate."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ import pytest
 
 from adapters_store.disk_store import DiskStore
 from server.cli import main
+from server.config import REPO_ROOT
 from server.data.fsdd import load_fsdd
 from server.data.manifest import Utterance, write_manifest
 from tests.conftest import DEFAULT_MODEL_DIR
+from tests.server.whisper_serving.conftest import WHISPER_DIR, normalise
+
+JFK = REPO_ROOT / "tests" / "data" / "jfk.flac"  # 11 s, 44.1 kHz stereo FLAC
+
+
+def _transcripts(capsys) -> list[tuple[str, str]]:
+    """transcribe's stdout: one `path<TAB>text` line per file."""
+    lines = capsys.readouterr().out.strip().splitlines()
+    return [tuple(line.split("\t")) for line in lines]
 
 
 def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):
@@ -20,6 +30,43 @@ def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [c.audio for c in clips]
     assert sum(line.split("\t")[1] == c.text for line, c in zip(lines, clips)) >= 2
+
+
+def test_transcribe_cli_reads_any_audio_file_on_the_default_digit_model(capsys, fsdd_test):
+    clip = fsdd_test[0]
+    assert main(["--model-dir", str(DEFAULT_MODEL_DIR), "transcribe", str(JFK), clip.audio]) == 0
+    (jfk, jfk_text), (digit, digit_text) = _transcripts(capsys)
+    assert (jfk, digit) == (str(JFK), clip.audio)
+    assert jfk_text.replace(" ", "").isalpha() and digit_text  # digit words, never English
+
+
+def test_transcribe_cli_runs_whisper_model_dirs_as_served(capsys, tmp_path):
+    heads = tmp_path / "heads"
+    shutil.copytree(WHISPER_DIR / "heads", heads)
+    args = ["--model-dir", str(WHISPER_DIR), "transcribe", "--store", str(heads)]
+    assert main([*args, str(JFK)]) == 0
+    [(path, text)] = _transcripts(capsys)
+    assert path == str(JFK)
+    assert normalise(text) == (
+        "and so my fellow americans ask not what your country can do for you "
+        "ask what you can do for your country"
+    )
+    assert main([*args, "--task", "synth-fast", str(JFK)]) == 0  # a shipped head
+    [(path, text)] = _transcripts(capsys)
+    assert path == str(JFK) and "country" in normalise(text)
+
+
+def test_transcribe_cli_runs_a_hugging_face_ctc_model_dir(capsys, tmp_path, fsdd_test):
+    pytest.importorskip("transformers")
+    from tests.server.models.hf.test_loader import _hf_model_dir
+
+    model_dir = _hf_model_dir(tmp_path)  # random weights: its text is letters, not words
+    files = [str(JFK), fsdd_test[0].audio]
+    assert main(["--model-dir", str(model_dir), "transcribe", *files]) == 0
+    lines = _transcripts(capsys)
+    assert [path for path, _ in lines] == files
+    assert all(set(text) <= set("abcdefghijklmnopqrstuvwxyz' ") for _, text in lines)
+    assert any(text.strip() for _, text in lines)
 
 
 @pytest.mark.slow

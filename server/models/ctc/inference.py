@@ -13,10 +13,11 @@ import torch
 from adapters_store.head_format import HeadRecord, HeadType
 from server.models.adapters import HeadBatch
 from server.models.ctc.features import pad_features
-from server.models.ctc.greedy import Decoded, greedy_decode
+from server.models.ctc.greedy import greedy_decode
 from server.models.ctc.tokenizer import CharTokenizer
 from server.models.ctc.vocabulary import vocabulary_decode, word_loop
 from server.models.hra import HRAModel
+from server.models.transcript import Decoded
 
 _TOKENIZER = CharTokenizer()
 

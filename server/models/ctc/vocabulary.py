@@ -25,8 +25,8 @@ import numpy as np
 
 from server.bounded_cache import ByteBoundedLRU
 from server.errors import VocabularyTooCostly
-from server.models.ctc.greedy import Decoded, WordTiming
 from server.models.ctc.tokenizer import BLANK, CharTokenizer
+from server.models.transcript import Decoded, WordTiming
 
 SPACE = CharTokenizer.symbols.index(" ")
 NEG = -1e30

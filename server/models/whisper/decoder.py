@@ -11,7 +11,6 @@ start at 0 after them (P[t - pad[b]]), so a row decodes as it would alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -68,11 +67,9 @@ class WhisperDecoder(nn.Module):
         tokens: torch.Tensor,
         state: DecoderState,
         keep: list | None = None,
-        adapt: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """tokens [B, n] after state.offset -> logits [B, n, V] and the advanced state.
-        `keep`, a list: each layer's cross-attention weights [B, H, n, S] are appended.
-        `adapt(layer, x)`: applied after each layer (decoder_hra.py; None: plain Whisper)."""
+        `keep`, a list: each layer's cross-attention weights [B, H, n, S] are appended."""
         n = tokens.shape[1]
         offset = state.offset
         if offset + n > self.max_positions:
@@ -90,8 +87,6 @@ class WhisperDecoder(nn.Module):
         for index, layer in enumerate(self.layers):
             past = None if state.cache is None else state.cache[index]
             x, kv = layer(x, causal, past, state.memory[index], state.memory_mask, keep)
-            if adapt is not None:
-                x = adapt(index, x)
             caches.append(kv)
         logits = self.norm(x) @ self.embedding.T  # [B, n, V]
         return logits, DecoderState(state.memory, state.memory_mask, caches, offset + n, state.pad)

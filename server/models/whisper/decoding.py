@@ -34,8 +34,8 @@ import torch
 
 from server.models.adapters import HeadBatch
 from server.models.backbone import padding_mask
-from server.models.ctc.greedy import compression_ratio
 from server.models.hra import HRAModel
+from server.models.transcript import compression_ratio
 from server.models.whisper.alignment import AlignRequest, WordTime, align_words
 from server.models.whisper.decoder import DecoderState
 from server.models.whisper.encoder import WhisperEncoder, additive_mask
@@ -160,9 +160,48 @@ def decode(
     start = dec.start(encoded, memory_mask)
     langs = list(languages) if languages is not None else [None] * b
     prev = [tok.previous(p) for p in (previous or [None] * b)]
+    prompted = _run_prompts(model, start, langs, prev, timestamps, encoded.device)
+    suppress = sorted(set(model.config.suppress_ids) | set(tok.special_ids()))
+    max_tokens = min(max_tokens, dec.max_positions - prompted.width)
+    run = _Sampler(model, timestamps, max_tokens, suppress)
+    out = _decode_with_fallback(run, prompted, _schedules(b, temperatures, fallback))
+    for row in range(b):
+        out[row].language = prompted.languages[row] if tok.multilingual else None
+        if timestamps:
+            duration = durations[row] if durations is not None else None
+            out[row].segments = segments_of(out[row].tokens, tok, duration)
+    wanted = [r for r in range(b) if words is not None and words[r] and durations is not None]
+    if wanted:
+        _add_word_times(model, start, out, wanted, prompted.languages, timestamps, durations)
+    return out
+
+
+@dataclass
+class _Prompted:
+    """The decoder state after each row's prompt: where every decoding attempt starts."""
+
+    state: DecoderState  # the cache through the prompt
+    step_logits: torch.Tensor  # [B, V] float32 logits after the prompt's last token
+    no_speech: torch.Tensor  # [B] softmax(logits at <|startoftranscript|>)[<|nocaptions|>]
+    languages: list[str | None]  # each row's, detected where none was asked
+    width: int  # prompt tokens per row, left padding included
+
+
+def _run_prompts(
+    model: WhisperModel,
+    start: DecoderState,
+    langs: list[str | None],
+    prev: list[list[int]],
+    timestamps: bool,
+    device: torch.device,
+) -> _Prompted:
+    """[<|startofprev|> text] <|startoftranscript|> [<|lang|> <|transcribe|>]
+    [<|notimestamps|>] through the decoder, every row at once (module docstring)."""
+    tok, dec = model.tokenizer, model.decoder
+    b = len(langs)
     state, done = start, 0  # prompt tokens already through the decoder
     if tok.multilingual and None in langs:  # detect: <|startoftranscript|> alone first
-        sot = torch.full((b, 1), tok.sot, dtype=torch.long, device=encoded.device)
+        sot = torch.full((b, 1), tok.sot, dtype=torch.long, device=device)
         logits, after_sot = dec(sot, start)
         ids = sorted(tok.language_of)
         detected = logits[:, 0].float()[:, ids].argmax(dim=-1).tolist()
@@ -173,28 +212,38 @@ def decode(
     if any(prev):  # <|startofprev|> text... then the prompt, rows left-padded
         rows = [p + q for p, q in zip(prev, prompts)]
         width = max(len(r) for r in rows)
-        pad = torch.tensor([width - len(r) for r in rows], device=encoded.device)
+        pad = torch.tensor([width - len(r) for r in rows], device=device)
         batch = torch.tensor([[tok.eot] * (width - len(r)) + r for r in rows])
         state = DecoderState(start.memory, start.memory_mask, None, 0, pad)
-        logits, state = dec(batch.to(encoded.device), state)
-        at_sot = pad + torch.tensor([len(p) for p in prev], device=encoded.device)
-        first = logits[torch.arange(b, device=encoded.device), at_sot].float()
+        logits, state = dec(batch.to(device), state)
+        at_sot = pad + torch.tensor([len(p) for p in prev], device=device)
+        first = logits[torch.arange(b, device=device), at_sot].float()
         prompts = [[tok.eot] * (width - len(r)) + r for r in rows]
     elif done < len(prompts[0]):
-        rest = torch.tensor([p[done:] for p in prompts], device=encoded.device)
+        rest = torch.tensor([p[done:] for p in prompts], device=device)
         logits, state = dec(rest, state)
         first = logits[:, 0].float() if done == 0 else first
     no_speech = torch.softmax(first, dim=-1)[:, tok.no_speech]
-    step_logits = logits[:, -1].float()
-    prompt = torch.tensor(prompts)
+    width = torch.tensor(prompts).shape[1]
+    return _Prompted(state, logits[:, -1].float(), no_speech, langs, width)
 
-    suppress = sorted(set(model.config.suppress_ids) | set(tok.special_ids()))
-    max_tokens = min(max_tokens, dec.max_positions - prompt.shape[1])
-    run = _Sampler(model, timestamps, max_tokens, suppress)
+
+def _schedules(b: int, temperatures: Sequence[float] | None, fallback: bool) -> list[list[float]]:
+    """The temperatures each row may be decoded at, in order (one: no fallback)."""
     if temperatures is None:
-        schedules = [[0.0]] * b
-    else:
-        schedules = [temperature_schedule(t) if fallback else [t] for t in temperatures]
+        return [[0.0]] * b
+    return [temperature_schedule(t) if fallback else [t] for t in temperatures]
+
+
+def _decode_with_fallback(
+    run: _Sampler, prompted: _Prompted, schedules: list[list[float]]
+) -> list[Transcript]:
+    """Every row at its first temperature; then, attempt by attempt, the rows that need
+    it again at their next one, together; a row none of whose attempts passes keeps
+    best_attempt (module docstring)."""
+    tok = run.model.tokenizer
+    state, step_logits, no_speech = prompted.state, prompted.step_logits, prompted.no_speech
+    b = len(schedules)
     emitted, sums = run(state, step_logits, [s[0] for s in schedules], attempt=0)
     kept = [0] * b  # the last attempt of each row
     out = [
@@ -214,7 +263,7 @@ def decode(
         ]
         if not again:
             break
-        rows = torch.tensor(again, device=encoded.device)
+        rows = torch.tensor(again, device=step_logits.device)
         temps = [schedules[r][attempt] for r in again]
         emitted, sums = run(state.select(rows), step_logits[rows], temps, attempt)
         for j, r in enumerate(again):
@@ -226,28 +275,34 @@ def decode(
             out[r].text, out[r].avg_logprob, out[r].no_speech_prob
         ):
             out[r] = best_attempt(tried[r])
-    for row in range(b):
-        duration = durations[row] if durations is not None else None
-        out[row].language = langs[row] if tok.multilingual else None
-        if timestamps:
-            out[row].segments = segments_of(out[row].tokens, tok, duration)
-    wanted = [r for r in range(b) if words is not None and words[r] and durations is not None]
-    if wanted:
-        requests = [
-            AlignRequest(
-                r,
-                [t for t in tok.prompt(timestamps, langs[r]) if t != tok.no_timestamps],
-                out[r].tokens,
-                float(durations[r]),
-                out[r].segments,
-                langs[r] or "en",
-            )
-            for r in wanted
-        ]
-        timed = align_words(dec, tok, model.config.alignment_heads, start, requests)
-        for r, found in zip(wanted, timed):
-            out[r].words = found
     return out
+
+
+def _add_word_times(
+    model: WhisperModel,
+    start: DecoderState,
+    out: list[Transcript],
+    wanted: list[int],
+    langs: list[str | None],
+    timestamps: bool,
+    durations: Sequence[float],
+) -> None:
+    """Word times (alignment.py) for the rows in `wanted`, set on their transcripts."""
+    tok = model.tokenizer
+    requests = [
+        AlignRequest(
+            r,
+            [t for t in tok.prompt(timestamps, langs[r]) if t != tok.no_timestamps],
+            out[r].tokens,
+            float(durations[r]),
+            out[r].segments,
+            langs[r] or "en",
+        )
+        for r in wanted
+    ]
+    timed = align_words(model.decoder, tok, model.config.alignment_heads, start, requests)
+    for r, found in zip(wanted, timed):
+        out[r].words = found
 
 
 def _transcript(tok, emitted: list[int], logprob_sum: float, no_speech: float, t: float):

@@ -25,8 +25,8 @@ import torch
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
 from server.models.adapters import HeadBatch
-from server.models.ctc.greedy import Decoded, DecodeOptions, SegmentTiming, WordTiming
 from server.models.hra import HRAModel
+from server.models.transcript import Decoded, DecodeOptions, SegmentTiming, WordTiming
 from server.models.whisper import frontend
 from server.models.whisper.decoding import Transcript, decode
 from server.models.whisper.model import WhisperModel

@@ -67,16 +67,14 @@ def batch_loss(
     batch: WhisperBatch,
     heads: HeadBatch | None,
     step: int,
-    adapt=None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of the scored tokens, encoder run with `heads`, decoder with
-    `adapt` (decoder_hra.py; None: Whisper's own decoder)."""
+    """Mean cross-entropy of the scored tokens, encoder run with `heads`."""
     encoded, lengths = hra(batch.inputs, batch.lengths, heads)
     pad = padding_mask(lengths, encoded.shape[1])
     memory_mask = additive_mask(pad, encoded.dtype) if bool(pad.any()) else None
     timestamps = [(step + b) % 2 == 1 for b in range(len(batch.tokens))]
     x, y = teacher_forcing(whisper, batch, timestamps)
-    logits, _ = whisper.decoder(x, whisper.decoder.start(encoded, memory_mask), adapt=adapt)
+    logits, _ = whisper.decoder(x, whisper.decoder.start(encoded, memory_mask))
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
 
@@ -91,10 +89,8 @@ def train(
     checkpoint: Path | None = None,
     desc: str = "train",
     on_step: Callable[[int, float], None] | None = None,
-    adapt_for: Callable[[WhisperBatch], Callable | None] | None = None,
 ) -> dict:
-    """Train `params` only (everything else frozen); returns a summary. `adapt_for`: the
-    decoder hook per batch (decoder_hra.py), for the decoder-heads experiment.
+    """Train `params` only (everything else frozen); returns a summary.
 
     `on_step(steps done, loss)` runs after every step, as in the CTC trainer (progress,
     cancel and time checks: it may raise to stop the run; params are then left trainable
@@ -113,8 +109,7 @@ def train(
     bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps)
     for step in bar:
         batch = sample_batch(data, step, config.seed, rows)
-        adapt = adapt_for(batch) if adapt_for is not None else None
-        loss = batch_loss(whisper, hra, batch, heads_for(batch), step, adapt)
+        loss = batch_loss(whisper, hra, batch, heads_for(batch), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), 5.0)

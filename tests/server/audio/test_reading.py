@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from server.audio.reading import BLOCK_FRAMES, MAX_RATE, MIN_RATE, read_audio
+from server.audio.resample import resample_ratio
 from server.config import AudioSettings
 from server.errors import (
     AudioDecodeError,
@@ -22,7 +23,6 @@ from server.errors import (
     TooManySamples,
     UnsupportedSampleRate,
 )
-from server.models.ctc.features import resample_ratio
 
 LIMITS = AudioSettings(max_duration_s=5.0)
 

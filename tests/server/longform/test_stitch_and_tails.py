@@ -11,7 +11,7 @@ from server.longform.policy import tails, window_plan
 from server.longform.stitch import Stitcher
 from server.longform.tails import Tails
 from server.longform.windows import Window, WindowPlan
-from server.models.ctc.greedy import Decoded, WordTiming
+from server.models.transcript import Decoded, WordTiming
 
 RATE = 16_000
 

@@ -9,7 +9,7 @@ import torch
 
 from server.longform.stitch import Stitcher
 from server.longform.windows import Window, WindowPlan
-from server.models.ctc.greedy import Decoded, FramePosteriors, WordTiming
+from server.models.transcript import Decoded, FramePosteriors, WordTiming
 
 RATE = 8_000
 

@@ -13,6 +13,7 @@ from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
 from server.config import BatchSettings
 from server.errors import BatchFailed, DeadlineExceeded, HeadRejected, Overloaded
+from server.models.ctc.recognizer import CtcRecognizer
 from server.serving.batcher import Batcher, Work
 from server.serving.engine import Engine
 
@@ -49,7 +50,7 @@ def make_batcher(tiny_model):
             tiny_model.controller.dim,
             tiny_model.backbone.num_layers,
         )
-        engine = Engine(tiny_model, DeviceSlotPool(spec, 8, torch.device("cpu")))
+        engine = Engine(CtcRecognizer(tiny_model), DeviceSlotPool(spec, 8, torch.device("cpu")))
         observer = Observer()
         batcher = Batcher(engine, BatchSettings(**settings), 8, observer)
         batcher.start()

@@ -12,6 +12,7 @@ from server.errors import HeadRejected, InferenceFailed
 from server.models.checkpoint import head_spec
 from server.models.ctc.features import SAMPLE_RATE
 from server.models.ctc.inference import decode, forward_features
+from server.models.ctc.recognizer import CtcRecognizer
 from server.serving.engine import Engine, EngineInput
 from server.serving.length_buckets import NEVER_SPLIT
 
@@ -19,7 +20,8 @@ from server.serving.length_buckets import NEVER_SPLIT
 def _engine(default_model, overhead_frames, device: str = "cpu"):
     model, fp = default_model
     slots = DeviceSlotPool(head_spec(model, fp), 16, torch.device(device))
-    return Engine(copy.deepcopy(model).to(device), slots, forward_overhead_frames=overhead_frames)
+    recognizer = CtcRecognizer(copy.deepcopy(model).to(device))
+    return Engine(recognizer, slots, forward_overhead_frames=overhead_frames)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

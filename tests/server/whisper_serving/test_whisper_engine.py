@@ -10,11 +10,11 @@ from adapters_store.disk_store import DiskStore
 from adapters_store.head_format import HeadRecord, HeadType
 from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
+from server.audio.resample import resample
 from server.config import Settings
 from server.data.synthetic import speak
 from server.errors import HeadRejected, ServingError
 from server.models.checkpoint import head_spec
-from server.models.ctc.features import resample
 from server.models.registry import load_recognizer
 from server.serving.engine import Engine, EngineInput
 from tests.server.models.whisper.conftest import SENTENCES

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from server.audio.resample import resample
 from server.config import REPO_ROOT
 from server.data.synthetic import speak
-from server.models.ctc.features import resample
 from server.models.whisper.model import load_whisper
 from server.models.whisper.weights import WeightsManifest, locate
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from server.models.registry import write_seeded_controller
-from server.models.whisper.model_bin import write_model_bin
 from server.models.whisper.weights import WeightsManifest, locate
+from tests.server.models.whisper.model_bin_files import write_model_bin
 
 D, HEADS, FFN, LAYERS, VOCAB = 16, 2, 32, 2, 51865
 MODULES = ("hra_test_whisper_ml_1", "hra_test_whisper_ml_2")

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from server.models.ctc.features import resample
+from server.audio.resample import resample
 from server.models.whisper.decoding import (
     Transcript,
     best_attempt,

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from server.models.whisper.errors import ModelFileError
-from server.models.whisper.model_bin import read_model_bin, write_model_bin
+from server.models.whisper.model_bin import read_model_bin
+from tests.server.models.whisper.model_bin_files import write_model_bin
 
 
 def small_tensors() -> dict[str, torch.Tensor]:
