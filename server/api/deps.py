@@ -8,7 +8,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from server.api.auth_gate import PRINCIPAL_KEY
-from server.auth import Principal, Unauthorized
+from server.auth import Principal
+from server.errors import Unauthorized
 from server.serving.service import AsrService
 
 # Declared for the OpenAPI schema ("Authorize" in /docs); the key itself is checked by
