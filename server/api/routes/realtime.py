@@ -63,9 +63,9 @@ async def realtime(websocket: WebSocket) -> None:
         reason = await stream.run(receive)
     except (WebSocketDisconnect, RuntimeError) as exc:  # the socket went away mid-send
         reason = type(exc).__name__
-    except Exception as exc:  # a bug ends this stream only, with an error event and 1011
+    except Exception as exc:  # typed: its code and close code; a bug: internal_error, 1011
         error = shown(exc, "the stream failed")
-        if error is not exc:
+        if error is not exc:  # a bug ends this stream only
             logger.exception("stream %s failed", stream.id)
         reason = error.code
         if not isinstance(error, SlowConsumer):  # a client that does not read gets no event
