@@ -20,13 +20,9 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 
 from adapters_store.base import TaskAccess
-from server.errors import ServingError, UnknownTask
+from server.errors import Unauthorized, UnknownTask  # Unauthorized: re-exported
 
 logger = logging.getLogger(__name__)
-
-
-class Unauthorized(ServingError):
-    code = "unauthorized"
 
 
 class ApiKey(BaseModel):

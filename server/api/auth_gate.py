@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.api.limits import send_error
-from server.auth import OPEN, Principal, Unauthorized
+from server.api.errors import send_error
+from server.auth import OPEN, Principal
+from server.errors import Unauthorized
 
 PRINCIPAL_KEY = "hra.principal"  # where the authenticated caller lives in the ASGI scope
 OPEN_PATHS = frozenset(
@@ -83,13 +84,13 @@ class AuthGate:
                 scope[PRINCIPAL_KEY] = self.authenticate(scope, key)
         except Unauthorized as exc:
             # The body stays unread: `receive` is never called for a refused request.
-            return await send_error(send, 401, exc.code, "authentication", str(exc))
+            return await send_error(send, exc)
         await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake is judged like a request: its key from the headers or the
         OpenAI browser subprotocol `openai-insecure-api-key.<key>`; refused with the JSON 401
-        body where the server can answer the handshake with HTTP, else close code 1008."""
+        body where the server can answer the handshake with HTTP, else its close code (1008)."""
         if self.open_access:
             scope[PRINCIPAL_KEY] = OPEN
             return await self.app(scope, receive, send)
@@ -99,8 +100,8 @@ class AuthGate:
         except Unauthorized as exc:
             if "websocket.http.response" in scope.get("extensions", {}):
                 reply = _as_websocket(send)
-                return await send_error(reply, 401, exc.code, "authentication", str(exc))
-            return await send({"type": "websocket.close", "code": 1008})
+                return await send_error(reply, exc)
+            return await send({"type": "websocket.close", "code": exc.close_code})
         await self.app(scope, receive, send)
 
     def _check_metrics_reader(self, scope: Scope, key: str | None) -> None:

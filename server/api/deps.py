@@ -8,7 +8,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from server.api.auth_gate import PRINCIPAL_KEY
-from server.auth import Principal, Unauthorized
+from server.auth import Principal
+from server.errors import Unauthorized
 from server.jobs.service import JobService
 from server.runtime import Runtime
 from server.serving.heads import HeadRegistry

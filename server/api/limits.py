@@ -18,18 +18,12 @@ the limit's own answer, so the client always gets 413 / 408 with its code.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import PayloadTooLarge, ServingError
-
-
-class RequestTimeout(ServingError):
-    """The request body did not arrive in time (HttpSettings.body_read_timeout_s)."""
-
-    code = "request_timeout"
+from server.api.errors import send_error
+from server.errors import HraError, PayloadTooLarge, RequestTimeout
 
 
 class BodySizeLimit:
@@ -56,7 +50,7 @@ class BodySizeLimit:
         message = f"request body exceeds {limit} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await send_error(send, 413, "payload_too_large", "too_large", message)
+            return await send_error(send, PayloadTooLarge(message))
         seen = 0
         guard = _Guard(send)
 
@@ -66,8 +60,7 @@ class BodySizeLimit:
             if message_in["type"] == "http.request":
                 seen += len(message_in.get("body", b""))
                 if seen > limit:
-                    guard.trip(413, "payload_too_large", "too_large", message)
-                    raise _TooLarge(message)
+                    raise guard.trip(_TooLarge(message))
             return message_in
 
         await guard.run(self.app, scope, limited_receive)
@@ -94,8 +87,7 @@ class BodyReadTimeout:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     message = await receive()
             except TimeoutError:
-                guard.trip(408, "request_timeout", "timeout", message_text)
-                raise RequestTimeout(message_text) from None
+                raise guard.trip(RequestTimeout(message_text)) from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -108,12 +100,14 @@ class _Guard:
     def __init__(self, send: Send) -> None:
         self._send = send
         self._started = False
-        self._refusal: tuple[int, str, str, str] | None = None
+        self._refusal: HraError | None = None
         self._replaced = False
 
-    def trip(self, status: int, code: str, kind: str, message: str) -> None:
+    def trip(self, refusal: HraError) -> HraError:
+        """Record the first refusal (the one answered); returns `refusal`, to raise."""
         if self._refusal is None:
-            self._refusal = (status, code, kind, message)
+            self._refusal = refusal
+        return refusal
 
     async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> None:
         try:
@@ -122,33 +116,17 @@ class _Guard:
             pass  # answered below
         if self._refusal is not None and not self._started:
             self._started = True
-            await send_error(self._send, *self._refusal)
+            await send_error(self._send, self._refusal)
 
     async def send(self, message: Message) -> None:
         if self._replaced:
             return  # the rest of the app's answer to a refused request
         if self._refusal is not None and not self._started:
             self._started = self._replaced = True
-            await send_error(self._send, *self._refusal)
+            await send_error(self._send, self._refusal)
             return
         self._started = self._started or message["type"] == "http.response.start"
         await self._send(message)
-
-
-async def send_error(send: Send, status: int, code: str, kind: str, message: str) -> None:
-    """The JSON error body of server/api/errors.py, sent by raw ASGI (no app needed)."""
-    body = json.dumps({"error": {"code": code, "message": message, "type": kind}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(PayloadTooLarge):

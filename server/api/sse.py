@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi.responses import StreamingResponse
 
-from server.api.errors import KIND, status_for
-from server.errors import ServingError
+from server.api.errors import error_body
+from server.errors import HraError
 from server.serving.request import Transcription
 from server.serving.run import TranscriptionRun
 
@@ -41,13 +41,11 @@ async def transcript_events(
                 if delta:
                     yield event({"type": "transcript.text.delta", "delta": delta})
         yield event({"type": "transcript.text.done", "text": finish(run).text})
-    except ServingError as exc:
-        status = status_for(exc)
-        kind = KIND.get(status, "server_error")
+    except HraError as exc:
+        if not exc.public:
+            raise
         logger.warning("stream %s ended early: %s", run.request_id, exc.code)
-        yield event(
-            {"type": "error", "error": {"code": exc.code, "message": str(exc), "type": kind}}
-        )
+        yield event({"type": "error", "error": error_body(exc)})
     finally:
         run.close()  # never read (the response was dropped before its body): release anyway
 

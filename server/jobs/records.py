@@ -35,7 +35,10 @@ PROMOTE_POLICIES = ("always", "if_better", "never")
 
 
 class JobStopped(Exception):
-    """A running job ends early in `status` (failed, cancelled) with error `code`."""
+    """A running job ends early in `status` (failed, cancelled) with error `code`.
+
+    A job's outcome, recorded in its record's `error`, not an error any boundary maps:
+    so not an HraError (server/errors.py)."""
 
     def __init__(self, status: str, code: str, message: str) -> None:
         super().__init__(message)

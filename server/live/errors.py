@@ -1,7 +1,8 @@
 """What can go wrong on a live stream, each kind with its stable `code`.
 
 They travel as `error` events on the socket (protocol.error_event); `fatal` ones
-close the stream after the event, the others only refuse the one client event.
+close the stream after the event (with StreamError's close code, 1008), the others only
+refuse the one client event.
 """
 
 from __future__ import annotations

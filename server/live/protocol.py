@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.errors import HraError
 from server.live.errors import InvalidAudioChunk, InvalidEvent
 
 SAMPLE_RATES = (8_000, 16_000, 24_000, 48_000)
@@ -97,8 +98,10 @@ def session_update(event: dict) -> SessionUpdate:
     )
 
 
-def error_event(code: str, message: str, event_id: str | None = None) -> dict:
-    error = {"type": "invalid_request_error", "code": code, "message": message}
+def error_event(exc: HraError, event_id: str | None = None) -> dict:
+    """The `error` event of `exc` (its stable code and message); whether the stream goes on
+    after it is the error's `fatal` flag, its close code the error's `close_code`."""
+    error = {"type": "invalid_request_error", "code": exc.code, "message": str(exc)}
     if event_id is not None:
         error["event_id"] = event_id
     return {"type": "error", "error": error}

@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from adapters_store.errors import StoreError
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
 from server.auth import Principal
 from server.config import StreamingSettings
-from server.errors import AudioTooShort, ServingError, StreamError
+from server.errors import AudioTooShort, HraError
 from server.live import protocol
 from server.live.errors import (
     InvalidEvent,
@@ -125,8 +124,8 @@ class LiveStream:
                     return "disconnect"
                 try:
                     await self._handle(message)
-                except (ServingError, StoreError) as exc:  # refuses this one event
-                    if isinstance(exc, StreamError) and exc.fatal:
+                except HraError as exc:  # refuses this one event, unless it ends the stream
+                    if exc.fatal or not exc.public:
                         raise
                     await self._error(exc)
         finally:
@@ -337,16 +336,18 @@ class LiveStream:
             return None
         except asyncio.CancelledError:
             raise
-        except (ServingError, StoreError) as exc:  # this utterance alone fails
+        except HraError as exc:  # this utterance alone fails
+            if not exc.public:
+                raise
             await self._error(exc, utterance.item_id)
             return None
         return decoded
 
     # --- helpers ---
 
-    async def _error(self, exc: ServingError | StoreError, item_id: str | None = None) -> None:
+    async def _error(self, exc: HraError, item_id: str | None = None) -> None:
         self.hub.events.labels("error").inc()
-        event = protocol.error_event(exc.code, str(exc))
+        event = protocol.error_event(exc)
         if item_id is not None:
             event["error"]["item_id"] = item_id
         await self._send(event)

@@ -24,7 +24,7 @@ from typing import Protocol
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
 from server.config import BatchSettings
-from server.errors import BatchFailed, DeadlineExceeded, Overloaded, ServingError
+from server.errors import BatchFailed, DeadlineExceeded, HraError, Overloaded
 from server.models.transcript import Decoded, DecodeOptions
 from server.serving.engine import Engine, EngineInput, Outcome
 
@@ -118,7 +118,7 @@ class Batcher:
                 pass
         for p in self._pending:
             if not p.done.done():
-                p.done.set_exception(ServingError("server shutting down"))
+                p.done.set_exception(HraError("server shutting down"))
         self._pending.clear()
         self._thread.shutdown(wait=True)
         self.engine.close()

@@ -35,7 +35,7 @@ import kernels
 from adapters_store.head_format import HeadRecord
 from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
-from server.errors import InferenceFailed, ServingError, StoreError
+from server.errors import HraError, InferenceFailed
 from server.models.ctc.features import SAMPLE_RATE
 from server.models.recognizer import Deferred, Recognizer
 from server.models.transcript import Decoded, DecodeOptions
@@ -43,7 +43,7 @@ from server.serving.length_buckets import plan_buckets
 
 logger = logging.getLogger(__name__)
 
-Outcome = Decoded | ServingError  # a transcript, or this item's own error
+Outcome = Decoded | HraError  # a transcript, or this item's own error
 ItemResult = Outcome | Future  # Future[Outcome]: a vocabulary decode still running
 
 
@@ -198,8 +198,8 @@ def _decode_deferred(deferred: Deferred, item: EngineInput) -> Outcome:
         return _culprit(item, "decode", exc)
 
 
-def _culprit(item: EngineInput, stage: str, exc: Exception) -> ServingError:
-    if isinstance(exc, ServingError | StoreError):  # a typed refusal (e.g. a head no slot holds)
+def _culprit(item: EngineInput, stage: str, exc: Exception) -> HraError:
+    if isinstance(exc, HraError) and exc.public:  # a typed refusal (e.g. a head no slot holds)
         return exc
     logger.error(
         "request %s failed alone in %s (%s: %s)", item.request_id, stage, type(exc).__name__, exc

@@ -15,9 +15,8 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from adapters_store.errors import StoreError
 from server.api.auth_gate import PRINCIPAL_KEY
-from server.errors import ServingError, StreamError
+from server.errors import HraError, shown
 from server.live import protocol
 from server.live.errors import SlowConsumer
 from server.live.session import LiveStream
@@ -27,9 +26,8 @@ from server.serving.request import BASE_TASK
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
 
-# RFC 6455 close codes: 1000 normal, 1008 policy violation, 1011 server error, 1013 try later.
+# An error's close code is its class's (server/errors.py); 1000 is a normal close.
 CLOSE_TIMEOUT_S = 2.0
-CLOSE_CODES = {"too_many_streams": 1013, "overloaded": 1013, "unknown_task": 1008}
 
 
 @router.websocket("/v1/realtime")
@@ -58,22 +56,21 @@ async def realtime(websocket: WebSocket) -> None:
     code, reason = 1000, "disconnect"
     try:
         lease = hub.open(caller)
-    except ServingError as exc:
-        return await _close_with(websocket, send, exc)
+    except HraError as exc:
+        return await _close_with(websocket, send, shown(exc, "the stream failed"))
     stream = LiveStream(runtime.transcription, hub, caller, send, task_id)
     try:
         reason = await stream.run(receive)
     except (WebSocketDisconnect, RuntimeError) as exc:  # the socket went away mid-send
         reason = type(exc).__name__
-    except (ServingError, StoreError) as exc:
-        reason = exc.code
-        if not isinstance(exc, SlowConsumer):  # a client that does not read gets no event
-            return await _close_with(websocket, send, exc)
-        code = 1008
-    except Exception:  # a bug ends this stream only, with an error event and 1011
-        logger.exception("stream %s failed", stream.id)
-        reason = "internal_error"
-        return await _close_with(websocket, send, ServingError("the stream failed"))
+    except Exception as exc:  # typed: its code and close code; a bug: internal_error, 1011
+        error = shown(exc, "the stream failed")
+        if error is not exc:  # a bug ends this stream only
+            logger.exception("stream %s failed", stream.id)
+        reason = error.code
+        if not isinstance(error, SlowConsumer):  # a client that does not read gets no event
+            return await _close_with(websocket, send, error)
+        code = error.close_code
     finally:
         lease.release()
         logger.info("stream %s closed: %s", stream.id, printable(reason))
@@ -81,15 +78,13 @@ async def realtime(websocket: WebSocket) -> None:
         await _close(websocket, code)
 
 
-async def _close_with(websocket: WebSocket, send, exc: Exception) -> None:
-    """An `error` event with the stable code, then the close."""
-    code = getattr(exc, "code", "internal_error")
+async def _close_with(websocket: WebSocket, send, exc: HraError) -> None:
+    """An `error` event with the stable code, then the close with the error's close code."""
     try:
-        await send(protocol.error_event(code, str(exc)))
-    except (ServingError, WebSocketDisconnect, RuntimeError):
+        await send(protocol.error_event(exc))
+    except (HraError, WebSocketDisconnect, RuntimeError):
         pass
-    fatal = isinstance(exc, StreamError) or code in CLOSE_CODES
-    await _close(websocket, CLOSE_CODES.get(code, 1008 if fatal else 1011))
+    await _close(websocket, exc.close_code)
 
 
 async def _close(websocket: WebSocket, code: int) -> None:

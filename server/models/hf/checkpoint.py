@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from server.models.errors import HfCheckpointError  # re-exported: callers import it here
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED = {  # class -> weight prefix
@@ -49,12 +51,6 @@ MAX_RECEPTIVE_FIELD = 10 * 16_000  # samples one output frame may need (wav2vec2
 MAX_JSON_BYTES = 4 << 20  # config / vocab / preprocessor files are a few KiB in practice
 SAMPLE_RATE = 16_000
 LAYER_NORM_EPS = 1e-5  # torchaudio's fixed epsilon
-
-
-class HfCheckpointError(ValueError):
-    """A Hugging Face checkpoint folder we cannot load; the message says which file and why."""
-
-    code = "hf_checkpoint_invalid"
 
 
 @dataclass(frozen=True)

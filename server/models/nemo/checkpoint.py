@@ -32,6 +32,8 @@ from typing import Any
 import torch
 import yaml
 
+from server.models.errors import NemoCheckpointError  # re-exported: callers import it here
+
 logger = logging.getLogger(__name__)
 
 CONFIG_MEMBER = "model_config.yaml"
@@ -40,12 +42,6 @@ MAX_CONFIG_BYTES = 4 << 20
 MAX_WEIGHTS_BYTES = 8 << 30  # Conformer-CTC XL (600 M parameters) is ~2.4 GB
 MAX_MEMBERS = 10_000
 SAMPLE_RATE = 16_000
-
-
-class NemoCheckpointError(ValueError):
-    """A .nemo archive we cannot load; the message says which member or field and why."""
-
-    code = "nemo_checkpoint_invalid"
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,10 @@
-"""Errors of the Whisper backbone's loading path (start-up, never a request's fault)."""
+"""Errors of the Whisper backbone's loading path: defined in server/models/errors.py."""
 
-from __future__ import annotations
+from server.models.errors import (
+    ModelFileError,
+    WeightsHashMismatch,
+    WeightsPackageMissing,
+    WhisperLoadError,
+)
 
-
-class WhisperLoadError(RuntimeError):
-    """The Whisper weights could not be loaded; the message says what to do."""
-
-    code = "whisper_load_failed"
-
-
-class WeightsPackageMissing(WhisperLoadError):
-    """The pinned weights package is not installed."""
-
-    code = "whisper_weights_missing"
-
-
-class WeightsHashMismatch(WhisperLoadError):
-    """The installed weights file is not the one the manifest pins."""
-
-    code = "whisper_weights_hash_mismatch"
-
-
-class ModelFileError(WhisperLoadError):
-    """model.bin is malformed, truncated, or beyond the reader's bounds."""
-
-    code = "whisper_model_file_invalid"
+__all__ = ["ModelFileError", "WeightsHashMismatch", "WeightsPackageMissing", "WhisperLoadError"]
