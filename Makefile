@@ -12,7 +12,7 @@ model: export MALLOC_TRIM_THRESHOLD_ = 1073741824
 whisper-model: export MALLOC_MMAP_THRESHOLD_ = 33554432
 whisper-model: export MALLOC_TRIM_THRESHOLD_ = 1073741824
 
-.PHONY: run test test-fast model whisper-model eval lint format stack bench-quick bench memory soak plots \
+.PHONY: run test test-fast docs model whisper-model eval lint format stack bench-quick bench memory soak plots \
 	load-steady load-cold-start load-hot-swap load-batching load-zipf-scale
 
 $(VENV_OK): pyproject.toml
@@ -31,13 +31,16 @@ test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
 test-fast: $(VENV_OK)
 	$(PY) -m pytest -q -m "not slow"
 
+docs: $(VENV_OK)  ## the documentation site into site/ (strict: a broken link or anchor fails); generated pages: python docs/generate.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all), keyless
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) docker/local_stack.py
 
 model: $(VENV_OK)  ## rebuild models/default from scratch (data, pretrain, heads, refine): ~39 min
 	$(PY) -m server.cli build-default
 
-eval: $(VENV_OK)  ## WER tables of the README; writes results/evaluation.json and evaluation-whisper.json
+eval: $(VENV_OK)  ## WER tables of docs/results.md; writes results/evaluation.json and evaluation-whisper.json
 	$(PY) -m server.cli evaluate
 	$(PY) -m server.cli --model-dir models/whisper-tiny-en evaluate --json results/evaluation-whisper.json
 
@@ -65,8 +68,8 @@ plots: $(VENV_OK)
 	$(PY) -m load_tests.plots
 
 lint: $(VENV_OK)
-	$(PY) -m ruff check server adapters_store kernels tests load_tests docker
-	$(PY) -m ruff format --check server adapters_store kernels tests load_tests docker
+	$(PY) -m ruff check server adapters_store kernels tests load_tests docker docs
+	$(PY) -m ruff format --check server adapters_store kernels tests load_tests docker docs
 
 format: $(VENV_OK)
 	$(PY) -m ruff format server adapters_store kernels tests load_tests docker

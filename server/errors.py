@@ -375,27 +375,3 @@ def taxonomy() -> list[ErrorKind]:
             k = ErrorKind(cls, cls.code, cls.status, cls.close_code, cls.fatal, cls.public, doc)
             kinds.append(k)
     return sorted(kinds, key=lambda k: (k.status, k.code))
-
-
-def render_errors_markdown() -> str:
-    """docs/errors.md: one table row per error code."""
-    lines = [
-        "# Error codes",
-        "",
-        "Generated from `server/errors.py` (`render_errors_markdown()`): do not edit by hand.",
-        'HTTP errors answer `{"error": {"code", "message", "type"}}`; a live stream sends',
-        "an `error` event with the code, and one that ends the stream closes it with the close",
-        "code. Errors marked start-up are raised before any request; a client that met one",
-        "would see `internal_error`.",
-        "",
-        "| code | HTTP status | close code | meaning |",
-        "|---|---|---|---|",
-    ]
-    for kind in taxonomy():
-        meaning = kind.doc.replace("|", "\\|")
-        if kind.fatal:
-            meaning += " Ends the stream."
-        if not kind.public:
-            meaning += " (start-up)"
-        lines.append(f"| `{kind.code}` | {kind.status} | {kind.close_code} | {meaning} |")
-    return "\n".join(lines) + "\n"

@@ -1,9 +1,9 @@
-"""The README's examples run as written, and its error-code list is complete.
+"""The examples of README.md and of every page under docs/ run as written.
 
 Which blocks run: every ```bash block with a `curl` command and every ```python block
-that makes an `OpenAI(` client, unless the line just before its fence is
-`<!-- readme-test: skip (why) -->` (e.g. the Whisper example needs another model dir).
-There must be at least one of each.
+that makes an `OpenAI(` client, in README.md and in every markdown file under docs/,
+unless the line just before its fence is `<!-- readme-test: skip (why) -->` (e.g. an
+example that needs another model dir). The README must hold at least one of each.
 
 The one substitution: `localhost:8000` (the address `make run` serves) becomes the live
 test server's `127.0.0.1:<free port>`. Nothing else in a block is changed. Blocks run with
@@ -32,14 +32,20 @@ from server.config import REPO_ROOT
 from tests.conftest import live_server, make_settings
 
 README = (REPO_ROOT / "README.md").read_text()
+# README.md and every docs page, by path relative to the repository root.
+PAGES = {"README.md": README} | {
+    str(path.relative_to(REPO_ROOT)): path.read_text()
+    for path in sorted((REPO_ROOT / "docs").rglob("*.md"))
+}
 FENCE = re.compile(r"(?P<before>[^\n]*)\n```(?P<lang>\w*)\n(?P<body>.*?)\n```", re.S)
 SKIP = "<!-- readme-test: skip"
 
 
-def _blocks(lang: str, marker: str) -> list[str]:
+def _blocks(lang: str, marker: str, pages: dict[str, str] = PAGES) -> list[str]:
     return [
         m["body"]
-        for m in FENCE.finditer(README)
+        for text in pages.values()
+        for m in FENCE.finditer(text)
         if m["lang"] == lang and marker in m["body"] and not m["before"].startswith(SKIP)
     ]
 
@@ -72,7 +78,9 @@ def server_url(tmp_path_factory):
 
 
 def test_readme_has_runnable_curl_and_python_examples():
-    assert len(CURL_BLOCKS) >= 1 and len(PYTHON_BLOCKS) >= 1
+    readme = {"README.md": README}
+    assert len(_blocks("bash", "curl ", readme)) >= 1
+    assert len(_blocks("python", "OpenAI(", readme)) >= 1
 
 
 @pytest.mark.parametrize("block", CURL_BLOCKS, ids=lambda b: b.splitlines()[-1][:40])
@@ -97,24 +105,3 @@ def test_readme_python_example_prints_what_it_promises(block, server_url, fsdd_r
     code, expected = _trailing_comments(block)
     out = _run([sys.executable, "-c", code], server_url, fsdd_root).stdout
     assert out.splitlines() == expected
-
-
-def _defined_codes() -> set[str]:
-    codes = set()
-    for folder in ("server", "adapters_store"):
-        for path in (REPO_ROOT / folder).rglob("*.py"):
-            codes |= set(re.findall(r'\bcode = "([a-z_]+)"', path.read_text()))
-    errors = (REPO_ROOT / "server" / "api" / "errors.py").read_text()
-    codes |= set(re.findall(r'error_response\(\s*\d+,\s*"([a-z_]+)"', errors))
-    http_codes = re.search(r"HTTP_CODES = (\{.*?\})", errors).group(1)
-    codes |= set(re.findall(r':\s*"([a-z_]+)"', http_codes))
-    fallback = re.search(r'HTTP_CODES\.get\(status, "(\w+)" if status < 500 else "(\w+)"\)', errors)
-    codes |= set(fallback.groups())
-    return codes
-
-
-def test_every_error_code_in_the_code_base_is_listed_in_the_readme():
-    codes = _defined_codes()
-    assert {"unknown_task", "method_not_allowed", "validation_error", "store_error"} <= codes
-    missing = sorted(c for c in codes if f"`{c}`" not in README)
-    assert not missing, f"error codes missing from README.md: {missing}"

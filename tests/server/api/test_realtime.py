@@ -160,15 +160,20 @@ def _wav(clip: np.ndarray) -> bytes:
 
 
 def test_readme_live_client_example_prints_what_it_promises(url, fsdd_root):
-    """The README's realtime client (marked `readme-test: realtime`) run as written."""
+    """The docs' realtime client (marked `readme-test: realtime`) run as written."""
     import os
     import subprocess
     import sys
 
     from server.config import REPO_ROOT
-    from tests.test_readme import FENCE, README, _trailing_comments
+    from tests.test_readme import FENCE, PAGES, _trailing_comments
 
-    (block,) = [m["body"] for m in FENCE.finditer(README) if "readme-test: realtime" in m["before"]]
+    (block,) = [
+        m["body"]
+        for text in PAGES.values()
+        for m in FENCE.finditer(text)
+        if "readme-test: realtime" in m["before"]
+    ]
     code, expected = _trailing_comments(block)
     code = code.replace("localhost:8000", url.removeprefix("http://"))
     env = dict(os.environ, HRA_FSDD_ROOT=str(fsdd_root))
