@@ -25,10 +25,10 @@ import torch
 
 from adapters_store.errors import HeadRejected
 from adapters_store.families import FAMILIES, FamilyBatch, HeadFamily, dims_of
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord, HeadSpec, HeadType
 from kernels import REFERENCE, HeadKernel
 from server.errors import SlotPoolExhausted
-from server.models.adapters import HeadBatch
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from server.config import REPO_ROOT, get_settings
 from server.models.checkpoint import head_spec, load_model
 from server.models.ctc.features import SAMPLE_RATE
 from server.models.ctc.recognizer import CtcRecognizer
+from server.models.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 from server.serving.engine import Engine, EngineInput
-from server.serving.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 
 
 def mixed_batch(model, fp, size: int, seed: int = 0) -> list[EngineInput]:

@@ -30,11 +30,11 @@ import torch
 from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.head_batch import HeadBatch
 from load_tests.bench_fused import make_clips
 from load_tests.bench_stats import interleaved, pin_threads
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import load_model
 from server.models.ctc.features import pad_features
 from server.models.hra import HRAModel

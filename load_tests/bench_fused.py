@@ -39,13 +39,13 @@ import torch
 from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadMetadata, HeadRecord
 from adapters_store.slot_pool import DeviceSlotPool
 from load_tests.bench_stats import interleaved, pin_threads
 from server.config import REPO_ROOT, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import load_audio
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import head_spec, load_model
 from server.models.ctc.features import SAMPLE_RATE, pad_features
 from server.models.hra import HRAModel

@@ -17,18 +17,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr
-
 from adapters_store.base import TaskAccess
+from server.config import ApiKey
 from server.errors import Unauthorized, UnknownTask  # Unauthorized: re-exported
 
 logger = logging.getLogger(__name__)
-
-
-class ApiKey(BaseModel):
-    key: SecretStr
-    tenant: str | None = None  # None with admin=True: an operator key
-    admin: bool = False
 
 
 @dataclass(frozen=True)

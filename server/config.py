@@ -15,9 +15,15 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server.auth import ApiKey
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ApiKey(BaseModel):
+    """One API key (HRA_API_KEYS / HRA_KEYS_FILE): server/auth.py judges callers by them."""
+
+    key: SecretStr
+    tenant: str | None = None  # None with admin=True: an operator key
+    admin: bool = False
 
 
 class StoreKind(StrEnum):

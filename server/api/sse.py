@@ -8,7 +8,7 @@ unknown task) happens before the first event, as an ordinary JSON error with its
 an error after the stream has started (a window's deadline, an engine failure) ends it
 with `data: {"type": "error", "error": {"code", "message", "type"}}`, which the official
 `openai` client raises as an APIError. A client that disconnects closes the stream: the
-windows not yet submitted never are (server/longform/runner.py).
+windows not yet submitted never are (server/serving/window_runner.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What a fine-tuning job does differently per served model kind: one small class each,
-given by the kind itself (ModelKind.heads_trainer, server/models/registry.py).
+keyed by the registry's kind objects (TRAINERS; server/models/registry.py).
 
     hra_ctc  CtcHeads      server/training/new_head.py (CTC loss); greedy CTC WER
     whisper  WhisperHeads  server/training/whisper/ (teacher-forced decoder cross-entropy,
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 from server.config import Settings
 from server.errors import InvalidRequest, UnsupportedHyperparameter
 from server.jobs.records import Hyperparameters, JobRecord, JobStopped
-from server.models.registry import KINDS, ModelKind, model_kind_of
+from server.models.registry import HRA_CTC, KINDS, WHISPER, ModelKind, model_kind_of
 from server.models.whisper.frontend import SAMPLE_RATE, WINDOW_SAMPLES
 
 if TYPE_CHECKING:
@@ -77,9 +77,9 @@ class JobModel(Protocol):
 def refuse_unsupported(kind: ModelKind, hp: Hyperparameters) -> None:
     """At job creation: 400 for a model kind jobs cannot train, or a hyperparameter that
     does not apply to it."""
-    trainer = kind.heads_trainer()
+    trainer = TRAINERS.get(kind)
     if trainer is None:
-        trained = [k.name for k in KINDS.values() if k.heads_trainer() is not None]
+        trained = [k.name for k in KINDS.values() if k in TRAINERS]
         raise InvalidRequest(
             f"fine-tuning jobs train heads for {' and '.join(trained)} model directories; "
             f"this server serves a {kind.name!r} one"
@@ -92,7 +92,7 @@ def refuse_unsupported(kind: ModelKind, hp: Hyperparameters) -> None:
 
 def load_job_model(settings: Settings) -> JobModel:
     kind = model_kind_of(settings.model_dir)
-    trainer = kind.heads_trainer()
+    trainer = TRAINERS.get(kind)
     if trainer is None:  # refused at job creation; a model dir swapped since then
         raise InvalidRequest(f"fine-tuning jobs do not train heads for {kind.label} models")
     logger.info("training a head on %s (%s)", settings.model_dir.name, kind.name)
@@ -239,3 +239,7 @@ def _window_samples(path: str, speed: float) -> int:
     if speed == 1.0:
         return frames
     return math.ceil(frames * SAMPLE_RATE / int(SAMPLE_RATE * speed))
+
+
+# What a fine-tuning job trains heads with, per model kind (a kind not here: refused).
+TRAINERS: dict[ModelKind, type[JobModel]] = {HRA_CTC: CtcHeads, WHISPER: WhisperHeads}

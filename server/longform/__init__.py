@@ -6,8 +6,8 @@
                 own core region holds its centre (no dropped or doubled words at cuts)
     tails.py    a window the model stopped early in (Whisper) is followed by one over the rest
     policy.py   which plan a model gets: CTC short windows, Whisper up to its 30 s pass
-    runner.py   windows through the batcher in order, a few in flight per request
     budget.py   a global cap on decoded samples held by requests in progress
-A request's lifecycle (one pass, or windows) is server/serving/run.py; the transcription
+A request's lifecycle (one pass, or windows) is server/serving/run.py, its windows go
+through the batcher in server/serving/window_runner.py; the transcription
 service (server/serving/transcription.py) wires both. Nothing here knows HTTP.
 """

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from server.models.adapters import Controller, HeadBatch, controller_head_delta, residual_delta
+from adapters_store.head_batch import HeadBatch, controller_head_delta, residual_delta
+from server.models.adapters import Controller
 from server.models.backbone import Backbone, padding_mask
 
 

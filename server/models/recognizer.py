@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import torch
 
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
-from server.models.adapters import HeadBatch
 from server.models.hra import HRAModel
 from server.models.transcript import Decoded, DecodeOptions
 

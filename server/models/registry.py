@@ -21,13 +21,13 @@ Each kind is one ModelKind object (KINDS, by manifest name); `model_kind_of(mode
 gives a directory's. Serving, the CLI, evaluation and fine-tuning jobs ask it, instead of
 comparing kind names:
     load_recognizer(settings, device)  the recognizer as served, and its fingerprint
-    heads_trainer()                    the fine-tuning jobs' class for this kind
-                                       (server/jobs/model_kinds.py), None: jobs refused
+Fine-tuning jobs key their trainers by these objects (server/jobs/model_kinds.py:
+TRAINERS), so this layer imports nothing above it.
 The languages a request may name are the loaded recognizer's (`Recognizer.languages`,
 checked by server/serving/request.py check_language): a multilingual Whisper and an
 English one are the same kind.
 Kind-specific modules are imported when a kind is used, so a CTC server never imports
-Whisper's (nor the jobs' modules at load time).
+Whisper's.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -46,9 +45,6 @@ from server.models.checkpoint import fingerprint, load_model
 from server.models.hra import HRAModel
 from server.models.precision import apply_backbone_precision
 from server.models.recognizer import Recognizer
-
-if TYPE_CHECKING:
-    from server.jobs.model_kinds import JobModel
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +62,6 @@ class ModelKind:
         """settings.model_dir's model on `device`, in eval mode, and its fingerprint."""
         raise NotImplementedError
 
-    def heads_trainer(self) -> type[JobModel] | None:
-        """What a fine-tuning job trains heads with on this kind (None: jobs are refused)."""
-        return None
-
     def __repr__(self) -> str:
         return f"ModelKind({self.name!r})"
 
@@ -86,11 +78,6 @@ class HraCtcKind(ModelKind):
         model, fp = load_model(settings.model_dir / "model.safetensors", device)
         apply_backbone_precision(model, settings.backbone_precision, device)
         return CtcRecognizer(model), fp
-
-    def heads_trainer(self) -> type[JobModel]:
-        from server.jobs.model_kinds import CtcHeads
-
-        return CtcHeads
 
 
 class HfCtcKind(ModelKind):
@@ -138,11 +125,6 @@ class WhisperKind(ModelKind):
             fallback=settings.whisper.temperature_fallback,
         )
         return recognizer, fp
-
-    def heads_trainer(self) -> type[JobModel]:
-        from server.jobs.model_kinds import WhisperHeads
-
-        return WhisperHeads
 
 
 HRA_CTC = HraCtcKind()

@@ -7,7 +7,7 @@ What is model-specific (features, the fused pass, decoding a row) is its Recogni
 
 Failure model (a property of the interface, not a retry around it):
     featurize        per item; an item whose audio cannot be featurized fails alone
-    fused forward    per length bucket (server/serving/length_buckets.py); if a bucket raises,
+    fused forward    per length bucket (server/models/length_buckets.py); if a bucket raises,
                      its members run again in halves until only the culprits fail
                      (at most 2 log2(B) extra passes for one culprit), each culprit
                      logged with its request id and counted in `isolated_failures`
@@ -37,9 +37,9 @@ from adapters_store.slot_pool import DeviceSlotPool
 from server.audio.reading import Audio
 from server.errors import HraError, InferenceFailed
 from server.models.ctc.features import SAMPLE_RATE
+from server.models.length_buckets import plan_buckets
 from server.models.recognizer import Deferred, Recognizer
 from server.models.transcript import Decoded, DecodeOptions
-from server.serving.length_buckets import plan_buckets
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
 from server.config import LongformSettings
-from server.longform.runner import Gone, run_windows
 from server.longform.stitch import Stitcher
 from server.longform.tails import Tails
 from server.longform.windows import Window
 from server.models.transcript import Decoded
 from server.serving.batcher import Batcher, Result, Work
+from server.serving.window_runner import Gone, run_windows
 
 logger = logging.getLogger(__name__)
 

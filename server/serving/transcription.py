@@ -22,7 +22,6 @@ from server.auth import OPEN, Principal
 from server.config import Settings
 from server.longform.budget import SampleBudget
 from server.longform.policy import tails, window_plan
-from server.longform.runner import Gone
 from server.models.transcript import Decoded
 from server.observability.metrics import Metrics
 from server.serving.admission import Admission
@@ -30,6 +29,7 @@ from server.serving.batcher import Batcher, Work
 from server.serving.heads import HeadRegistry
 from server.serving.request import Transcription, TranscriptionRequest
 from server.serving.run import TranscriptionRun
+from server.serving.window_runner import Gone
 
 
 class TranscriptionService:

@@ -22,11 +22,11 @@ from torch import nn
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.families import family, head_shapes
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType
 from server.data import synthetic
 from server.data.fsdd import DIGIT_WORDS, FSDD_PREFIX, TRAIN_TAKES, load_fsdd
 from server.data.manifest import Utterance, read_manifest
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import fingerprint, save_model
 from server.models.ctc.conformer import ConformerConfig, ConformerCTC
 from server.models.hra import HRAModel

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torchaudio.transforms import FrequencyMasking, TimeMasking
 from tqdm import tqdm
 
-from server.models.adapters import HeadBatch
+from adapters_store.head_batch import HeadBatch
 from server.models.hra import HRAModel
 from server.training.data import Batch, FeatureSet, sample_batch
 

@@ -7,9 +7,9 @@ import torch
 
 from adapters_store.errors import HeadRejected
 from adapters_store.families import make_head_spec
+from adapters_store.head_batch import HeadBatch, controller_head_delta
 from adapters_store.head_format import HeadMetadata, HeadRecord, HeadType
 from adapters_store.slot_pool import DeviceSlotPool, SlotPoolExhausted
-from server.models.adapters import HeadBatch, controller_head_delta
 
 SPEC = make_head_spec("fp", hidden_dim=6, controller_dim=4, num_layers=2, max_ranks={"ffn": 8})
 CPU = torch.device("cpu")

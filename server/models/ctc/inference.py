@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord, HeadType
-from server.models.adapters import HeadBatch
 from server.models.ctc.features import pad_features
 from server.models.ctc.greedy import greedy_decode
 from server.models.ctc.tokenizer import CharTokenizer

@@ -7,15 +7,15 @@ from functools import partial
 
 import torch
 
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
-from server.models.adapters import HeadBatch
 from server.models.ctc.inference import decode_one, decode_within, forward_padded, log_probs_of
 from server.models.ctc.tokenizer import BLANK
 from server.models.hra import HRAModel
+from server.models.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 from server.models.recognizer import Deferred, RowResult
 from server.models.transcript import Decoded, DecodeOptions, FramePosteriors
-from server.serving.length_buckets import CPU_FORWARD_OVERHEAD_FRAMES, NEVER_SPLIT
 
 
 class CtcRecognizer:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from server.models.adapters import HeadBatch
+from adapters_store.head_batch import HeadBatch
 from server.models.backbone import padding_mask
 from server.models.hra import HRAModel
 from server.models.transcript import compression_ratio

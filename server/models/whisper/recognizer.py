@@ -22,15 +22,15 @@ import math
 
 import torch
 
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
-from server.models.adapters import HeadBatch
 from server.models.hra import HRAModel
+from server.models.length_buckets import NEVER_SPLIT
 from server.models.transcript import Decoded, DecodeOptions, SegmentTiming, WordTiming
 from server.models.whisper import frontend
 from server.models.whisper.decoding import Transcript, decode
 from server.models.whisper.model import WhisperModel
-from server.serving.length_buckets import NEVER_SPLIT
 
 MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one pass; longer: server/longform/
 

@@ -24,13 +24,13 @@ import torch
 from tqdm import tqdm
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord
 from server.config import Settings
 from server.data import sentences
 from server.data.fsdd import FSDD_PREFIX, TEST_TAKES, load_fsdd
 from server.data.manifest import Utterance, load_audio, read_manifest
 from server.data.synthetic import ADAPTATION_DOMAINS
-from server.models.adapters import HeadBatch
 from server.models.registry import load_recognizer
 from server.models.whisper.recognizer import WhisperRecognizer
 from server.training.whisper.text import normalize

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from server.models.adapters import HeadBatch
+from adapters_store.head_batch import HeadBatch
 from server.models.backbone import padding_mask
 from server.models.hra import HRAModel
 from server.models.whisper.encoder import additive_mask

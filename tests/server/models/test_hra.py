@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from adapters_store.families import FAMILIES, ModelDims, head_shapes
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadType
 from server.data.manifest import load_audio
-from server.models.adapters import HeadBatch
 from server.models.ctc.features import pad_features
 
 

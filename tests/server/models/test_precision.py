@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from adapters_store.disk_store import DiskStore
+from adapters_store.head_batch import HeadBatch
 from server.config import Settings, get_settings
 from server.data.fsdd import TEST_TAKES, load_fsdd
 from server.data.manifest import load_audio
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import fingerprint, load_model
 from server.models.ctc.features import pad_features
 from server.models.ctc.inference import decode

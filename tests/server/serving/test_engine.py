@@ -13,8 +13,8 @@ from server.models.checkpoint import head_spec
 from server.models.ctc.features import SAMPLE_RATE
 from server.models.ctc.inference import decode, forward_features
 from server.models.ctc.recognizer import CtcRecognizer
+from server.models.length_buckets import NEVER_SPLIT
 from server.serving.engine import Engine, EngineInput
-from server.serving.length_buckets import NEVER_SPLIT
 
 
 def _engine(default_model, overhead_frames, device: str = "cpu"):

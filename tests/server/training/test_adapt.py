@@ -22,12 +22,12 @@ import torch
 
 from adapters_store.disk_store import DiskStore
 from adapters_store.errors import InvalidTaskId
+from adapters_store.head_batch import HeadBatch
 from server.cli import main
 from server.config import Settings
 from server.data.manifest import Utterance, load_audio, save_audio, write_manifest
 from server.data.synthetic import speak
 from server.errors import AudioDecodeError
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import load_model
 from server.models.ctc.features import pad_features
 from server.models.hf.ctc import HfCtcBackbone

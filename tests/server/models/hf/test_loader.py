@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from adapters_store.families import head_shapes
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadType
 from server.config import Settings
 from server.data.manifest import load_audio
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import load_model, save_model
 from server.models.ctc.features import pad_features
 from server.models.ctc.inference import decode_one

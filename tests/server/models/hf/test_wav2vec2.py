@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import save_file
 
 from adapters_store.families import head_shapes
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadType
-from server.models.adapters import HeadBatch
 from server.models.checkpoint import load_model, save_model
 from server.models.hf.wav2vec2 import Wav2Vec2Backbone
 from server.models.hra import HRAModel

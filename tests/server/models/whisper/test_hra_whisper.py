@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from adapters_store.families import ModelDims, head_shapes, init_head
+from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadType
-from server.models.adapters import HeadBatch
 from server.models.hra import HRAModel
 from server.models.whisper.decoding import batch_features, transcribe
 

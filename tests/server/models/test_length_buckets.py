@@ -1,7 +1,7 @@
 import itertools
 import random
 
-from server.serving.length_buckets import NEVER_SPLIT, plan_buckets
+from server.models.length_buckets import NEVER_SPLIT, plan_buckets
 
 
 def _cost(lengths, buckets, overhead):
