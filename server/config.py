@@ -62,6 +62,25 @@ class QueueShareSettings(BaseModel):
         return max(1, math.ceil(self.tenant_fraction * max_queue))
 
 
+class FairShareSettings(BaseModel):
+    """Each tenant's share of the engine's time (HRA_FAIR_SHARE__...): batches are filled
+    from the tenant that has used the least engine time, weighted, first."""
+
+    weights: dict[str, float] = {}
+    """Tenant -> weight (JSON, e.g. `{"acme": 2}`): a tenant of weight 2 gets twice the
+    engine time of a tenant of weight 1 when both want more. Unlisted tenants, and admin
+    or open-access work, get `default_weight`."""
+    default_weight: float = Field(default=1.0, gt=0, le=1000)
+    """The weight of every tenant not listed in `weights`."""
+    decode_step_cost_s: float = Field(default=0.05, ge=0, le=10)
+    """What one decoder step (Whisper: a token of one row, every fallback attempt counted)
+    weighs against one second of encoded audio when a batch's engine time is split among
+    its items."""
+    max_accounts: int = Field(default=10_000, ge=1)
+    """Tenants whose accounts are kept; past it, tenants with nothing waiting are dropped
+    (a returning tenant starts at the current virtual time either way)."""
+
+
 class CacheSettings(BaseModel):
     device_slots: int = Field(default=64, ge=1)
     """Heads resident in the device slot pool (per head type)."""
@@ -339,6 +358,7 @@ class Settings(BaseSettings):
 
     batch: BatchSettings = BatchSettings()
     queue_share: QueueShareSettings = QueueShareSettings()
+    fair_share: FairShareSettings = FairShareSettings()
     cache: CacheSettings = CacheSettings()
     audio: AudioSettings = AudioSettings()
     http: HttpSettings = HttpSettings()

@@ -27,6 +27,7 @@ from server.observability.metrics import Metrics
 from server.serving.admission import Admission
 from server.serving.batcher import Batcher
 from server.serving.engine import Engine, pick_device
+from server.serving.fair_share import FairShare
 from server.serving.heads import HeadRegistry
 from server.serving.transcription import TranscriptionService
 
@@ -114,6 +115,12 @@ def build_runtime(settings: Settings) -> Runtime:
         observer=metrics,
         max_per_tenant=settings.queue_share.per_tenant(settings.batch.max_queue),
         max_windows_per_request=settings.longform.windows_in_flight,
+        fair=FairShare(
+            settings.fair_share.weights,
+            settings.fair_share.default_weight,
+            settings.fair_share.decode_step_cost_s,
+        ),
+        max_accounts=settings.fair_share.max_accounts,
     )
     heads = HeadRegistry(store, cache, spec, vocabularies=bool(recognizer.vocabularies))
     transcription = TranscriptionService(

@@ -3,8 +3,10 @@
 Contract:
     submit(work) -> result      admit (or raise Overloaded), wait for the result
     the loop forms a batch      up to max_batch_size utterances or max_wait_ms (waited
-                                only while requests come at least that often),
-                                neighbours in length, any mix of tasks
+                                only while requests come at least that often), any mix
+                                of tasks; filled from the tenant that has used the
+                                least engine time first (server/serving/fair_share.py),
+                                each tenant's items nearest in length to the batch's
     the engine runs it          in its own thread; each request gets its own result
                                 or its own error (the engine isolates failures)
 Work arrives with its head already resolved and authorized by the service, so a
@@ -27,6 +29,7 @@ from server.config import BatchSettings
 from server.errors import BatchFailed, DeadlineExceeded, HraError, Overloaded
 from server.models.transcript import Decoded, DecodeOptions
 from server.serving.engine import Engine, EngineInput, Outcome
+from server.serving.fair_share import ADMIN, FairShare
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class Batcher:
         observer: BatchObserver | None = None,
         max_per_tenant: int | None = None,
         max_windows_per_request: int = 2,
+        fair: FairShare | None = None,
+        max_accounts: int = 10_000,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -94,7 +99,10 @@ class Batcher:
         self.max_distinct_heads = max_distinct_heads
         self.max_windows_per_request = max_windows_per_request
         self.observer = observer
+        self.fair = fair or FairShare()
+        self.max_accounts = max_accounts
         self._pending: list[_Pending] = []
+        self._running: list[_Pending] = []  # the batch on the engine now
         self._decoding: set[_Pending] = set()  # vocabulary decodes queued or running
         self._arrival_gap = float("inf")  # seconds between the last two admissions
         self._last_arrival = float("-inf")
@@ -136,6 +144,9 @@ class Batcher:
                 raise Overloaded(f"this tenant has {mine} requests waiting, its share of the queue")
         now = time.monotonic()
         self._arrival_gap, self._last_arrival = now - self._last_arrival, now
+        busy = [p.work.tenant for p in (*self._pending, *self._running)]
+        if work.tenant not in busy:  # back from idle: starts at the virtual time
+            self.fair.arrive(work.tenant, busy)
         pending = _Pending(work, now)
         self._pending.append(pending)
         self._report_depth()
@@ -198,47 +209,46 @@ class Batcher:
         self._report_depth()
 
     def _form_batch(self) -> list[_Pending]:
-        """The oldest request and its nearest neighbours in length, of its own kind.
+        """The next batch: the least-served tenant's oldest item, then items of its own
+        kind taken turn by turn from the tenant whose counter (with what this batch
+        already gives it) is least, each tenant's nearest in length to the first.
 
         Long files' windows and whole requests never share a batch: a short request
         would wait for its batch-mate windows' forward passes (engine.run answers when
-        all its buckets are done). A short request that arrives while windows run is
-        older than the windows submitted after them, so it anchors the next batch. At
-        most `max_windows_per_request` windows of one long request go in one batch.
+        all its buckets are done). At most `max_windows_per_request` windows of one long
+        request go in one batch.
         """
         waiting = [p for p in self._pending if not p.done.done()]
         if not waiting:
             return []
-        anchor = min(waiting, key=lambda p: p.admitted)
+        fair = self.fair
+        anchor = min(waiting, key=lambda p: (fair.counter(p.work.tenant), p.admitted))
         windows = anchor.work.window_of is not None
-        waiting = [p for p in waiting if (p.work.window_of is not None) == windows]
-        per_request: dict[str, int] = {}
         length = anchor.work.audio.seconds
-        waiting.sort(key=lambda p: abs(p.work.audio.seconds - length))
-        budget = self.settings.max_batch_audio_s  # padded seconds: batch size x longest
-        batch, heads, longest = [], set(), 0.0
-        for p in waiting:
-            key = p.work.head_key
-            new_longest = max(longest, p.work.audio.seconds)
-            if batch and new_longest * (len(batch) + 1) > budget:
+        queues: dict[str, list[_Pending]] = {}
+        for p in sorted(waiting, key=lambda p: abs(p.work.audio.seconds - length)):
+            if p is not anchor and (p.work.window_of is not None) == windows:
+                queues.setdefault(p.work.tenant or ADMIN, []).append(p)
+        tentative = {t: fair.counter(t) for t in queues}
+        form = _Forming(self.settings, self.max_distinct_heads, self.max_windows_per_request)
+        form.add(anchor)
+        key = anchor.work.tenant or ADMIN
+        tentative[key] = fair.counter(key) + fair.estimate(key, anchor.work.audio.seconds)
+        while queues and len(form.batch) < self.settings.max_batch_size:
+            tenant = min(queues, key=lambda t: tentative[t])
+            fitting = next((p for p in queues[tenant] if form.fits(p)), None)
+            if fitting is None:
+                del queues[tenant]
                 continue
-            if key is not None and key not in heads and len(heads) >= self.max_distinct_heads:
-                continue
-            if windows:
-                taken = per_request.get(p.work.window_of, 0)  # type: ignore[arg-type]
-                if taken >= self.max_windows_per_request:
-                    continue
-                per_request[p.work.window_of] = taken + 1  # type: ignore[index]
-            batch.append(p)
-            if key is not None:
-                heads.add(key)
-            longest = new_longest
-            if len(batch) >= self.settings.max_batch_size:
-                break
-        for p in batch:
+            form.add(fitting)
+            queues[tenant].remove(fitting)
+            if not queues[tenant]:
+                del queues[tenant]
+            tentative[tenant] += fair.estimate(tenant, fitting.work.audio.seconds)
+        for p in form.batch:
             self._pending.remove(p)
         self._report_depth()
-        return batch
+        return form.batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
         inputs = [
@@ -248,6 +258,7 @@ class Batcher:
         started = time.monotonic()
         for p in batch:
             p.started = started
+        self._running = batch
         try:
             output = await asyncio.get_running_loop().run_in_executor(
                 self._thread, self.engine.run, inputs
@@ -258,7 +269,10 @@ class Batcher:
                 if not p.done.done():
                     p.done.set_exception(BatchFailed(f"the batch failed: {type(exc).__name__}"))
             return
+        finally:
+            self._running = []
         compute = time.monotonic() - started
+        self._charge(batch, output.results, compute)
         if self.observer:
             tasks = {i.head.meta.task_id if i.head else "base" for i in inputs}
             self.observer.batch_done(
@@ -275,6 +289,16 @@ class Batcher:
                 )
             else:
                 _settle(p, result, compute)
+
+    def _charge(self, batch: list[_Pending], results: list, engine_s: float) -> None:
+        """The batch's engine time, to its items' tenants (server/serving/fair_share.py)."""
+        items = [
+            (p.work.tenant, p.work.audio.seconds, getattr(result, "steps", 0))
+            for p, result in zip(batch, results)
+        ]
+        self.fair.charge(items, engine_s)
+        waiting = [p.work.tenant for p in self._pending]
+        self.fair.forget_idle(waiting, self.max_accounts)
 
     def _decoded(self, p: _Pending, f: asyncio.Future, compute_s: float) -> None:
         self._decoding.discard(p)
@@ -293,3 +317,32 @@ def _settle(p: _Pending, outcome: Outcome, compute_s: float) -> None:
         p.done.set_exception(outcome)
     else:
         p.done.set_result(Result(outcome, p.started - p.admitted, compute_s))
+
+
+class _Forming:
+    """A batch being filled: its padded-seconds budget, distinct heads and windows."""
+
+    def __init__(self, settings: BatchSettings, max_heads: int, max_windows: int) -> None:
+        self.settings, self.max_heads, self.max_windows = settings, max_heads, max_windows
+        self.batch: list[_Pending] = []
+        self.heads: set[tuple[str, int]] = set()
+        self.windows: dict[str, int] = {}
+        self.longest = 0.0
+
+    def fits(self, p: _Pending) -> bool:
+        longest = max(self.longest, p.work.audio.seconds)
+        if longest * (len(self.batch) + 1) > self.settings.max_batch_audio_s:
+            return False
+        key = p.work.head_key
+        if key is not None and key not in self.heads and len(self.heads) >= self.max_heads:
+            return False
+        window_of = p.work.window_of
+        return window_of is None or self.windows.get(window_of, 0) < self.max_windows
+
+    def add(self, p: _Pending) -> None:
+        self.batch.append(p)
+        self.longest = max(self.longest, p.work.audio.seconds)
+        if p.work.head_key is not None:
+            self.heads.add(p.work.head_key)
+        if p.work.window_of is not None:
+            self.windows[p.work.window_of] = self.windows.get(p.work.window_of, 0) + 1
