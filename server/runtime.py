@@ -122,6 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         max_accounts=settings.fair_share.max_accounts,
     )
+    metrics.watch_engine_shares(lambda: batcher.fair.used)
     heads = HeadRegistry(store, cache, spec, vocabularies=bool(recognizer.vocabularies))
     transcription = TranscriptionService(
         settings,

@@ -18,8 +18,10 @@ real ids to act on a busy or failing task. Enforced by server/api/auth_gate.py.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from server.observability.busiest_tasks import BusiestTasks
 
@@ -156,5 +158,29 @@ class Metrics:
     def head_loaded(self, source: str, seconds: float) -> None:
         self.head_load.labels(source).observe(seconds)
 
+    def watch_engine_shares(self, used: Callable[[], dict[str, float]], top: int = 20) -> None:
+        """hra_tenant_engine_seconds_total{tenant}: engine time charged to each of the `top`
+        heaviest tenants (the rest as "other", admin and open-access work as "admin"),
+        read from the fair-share accounts at scrape time (server/serving/fair_share.py)."""
+        self.registry.register(_EngineShares(used, top))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _EngineShares:
+    def __init__(self, used: Callable[[], dict[str, float]], top: int) -> None:
+        self.used, self.top = used, top
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "hra_tenant_engine_seconds",
+            "Engine time charged to each tenant (heaviest; rest as other)",
+            labels=["tenant"],
+        )
+        ranked = sorted(dict(self.used()).items(), key=lambda kv: -kv[1])
+        for tenant, seconds in ranked[: self.top]:
+            family.add_metric([tenant or "admin"], seconds)
+        rest = sum(seconds for _, seconds in ranked[self.top :])
+        family.add_metric([OTHER], rest)
+        yield family

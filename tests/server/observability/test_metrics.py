@@ -127,3 +127,17 @@ def test_batch_observations_feed_the_batch_histograms():
     text = metrics.render().decode()
     assert "hra_forward_passes_total 1.0" in text
     assert "hra_batch_size_sum 12.0" in text and "hra_batch_distinct_tasks_sum 7.0" in text
+
+
+def test_engine_time_per_tenant_is_exported_for_the_heaviest_only_and_the_rest_summed():
+    used = {f"t{i}": float(i) for i in range(30)} | {"": 100.0}
+    metrics = Metrics()
+    metrics.watch_engine_shares(lambda: used, top=3)
+    text = metrics.render().decode()
+    rows = dict(re.findall(r'hra_tenant_engine_seconds_total\{tenant="([^"]+)"\} (\S+)', text))
+    assert rows == {
+        "admin": "100.0",
+        "t29": "29.0",
+        "t28": "28.0",
+        "other": str(sum(range(28))) + ".0",
+    }
