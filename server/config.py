@@ -45,6 +45,10 @@ class BatchSettings(BaseModel):
     is bounded in bytes, not only in count: 15 s at 384 kHz is 23 MB)."""
     max_batch_audio_s: float = Field(default=240.0, gt=0)
     """Padded audio seconds per batch, bounding memory for long utterances."""
+    max_window_batch_audio_s: float = Field(default=30.0, gt=0)
+    """Padded audio seconds per batch of long files' windows (a window longer than this
+    still runs, alone). A short request that arrives while windows run waits for at most
+    one such batch, so long files cannot hold the engine in long stretches."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline from admission to result; past it the request fails with 504."""
 

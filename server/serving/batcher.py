@@ -230,7 +230,10 @@ class Batcher:
             if p is not anchor and (p.work.window_of is not None) == windows:
                 queues.setdefault(p.work.tenant or ADMIN, []).append(p)
         tentative = {t: fair.counter(t) for t in queues}
-        form = _Forming(self.settings, self.max_distinct_heads, self.max_windows_per_request)
+        budget = self.settings.max_batch_audio_s
+        if windows:
+            budget = min(budget, self.settings.max_window_batch_audio_s)
+        form = _Forming(budget, self.max_distinct_heads, self.max_windows_per_request)
         form.add(anchor)
         key = anchor.work.tenant or ADMIN
         tentative[key] = fair.counter(key) + fair.estimate(key, anchor.work.audio.seconds)
@@ -320,10 +323,11 @@ def _settle(p: _Pending, outcome: Outcome, compute_s: float) -> None:
 
 
 class _Forming:
-    """A batch being filled: its padded-seconds budget, distinct heads and windows."""
+    """A batch being filled: its padded-seconds budget (the first item always fits),
+    distinct heads and windows of one request."""
 
-    def __init__(self, settings: BatchSettings, max_heads: int, max_windows: int) -> None:
-        self.settings, self.max_heads, self.max_windows = settings, max_heads, max_windows
+    def __init__(self, budget_s: float, max_heads: int, max_windows: int) -> None:
+        self.budget_s, self.max_heads, self.max_windows = budget_s, max_heads, max_windows
         self.batch: list[_Pending] = []
         self.heads: set[tuple[str, int]] = set()
         self.windows: dict[str, int] = {}
@@ -331,7 +335,7 @@ class _Forming:
 
     def fits(self, p: _Pending) -> bool:
         longest = max(self.longest, p.work.audio.seconds)
-        if longest * (len(self.batch) + 1) > self.settings.max_batch_audio_s:
+        if self.batch and longest * (len(self.batch) + 1) > self.budget_s:
             return False
         key = p.work.head_key
         if key is not None and key not in self.heads and len(self.heads) >= self.max_heads:
