@@ -165,42 +165,31 @@ async def live_in_speech(url: str, speech: Speech, stop) -> None:
     await asyncio.gather(*(one(i) for i in range(8)))
 
 
+async def _attacker_posts(url: str, stop, audio: bytes, form: dict) -> None:
+    """One attacker client: the same transcription request again and again."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        while not stop.is_set():
+            try:
+                await client.post(
+                    "/v1/audio/transcriptions",
+                    headers=_auth("attacker"),
+                    files={"file": ("a", audio, "application/octet-stream")},
+                    data=form,
+                )
+            except httpx.HTTPError:
+                await asyncio.sleep(0.5)
+
+
 async def long_noise(url: str, speech: Speech, stop) -> None:
     files = [noise_with_clicks(600, seed) for seed in range(4)]
-
-    async def one(data: bytes) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-            while not stop.is_set():
-                try:
-                    await client.post(
-                        "/v1/audio/transcriptions",
-                        headers=_auth("attacker"),
-                        files={"file": ("n.flac", data, "audio/flac")},
-                        data={"model": "base"},
-                    )
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.5)
-
-    await asyncio.gather(*(one(f) for f in files))
+    await asyncio.gather(*(_attacker_posts(url, stop, f, {"model": "base"}) for f in files))
 
 
 async def whisper_cost(url: str, speech: Speech, stop) -> None:
     prompt = ("the quick brown fox jumps over the lazy dog " * 200)[:4000]
-
-    async def one(seed: int) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=600) as client:
-            while not stop.is_set():
-                try:
-                    await client.post(
-                        "/v1/audio/transcriptions",
-                        headers=_auth("attacker"),
-                        files={"file": ("l.wav", looping_clip(seed), "audio/wav")},
-                        data={"model": "base", "prompt": prompt, "temperature": "0"},
-                    )
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.5)
-
-    await asyncio.gather(*(one(s) for s in range(4)))
+    form = {"model": "base", "prompt": prompt, "temperature": "0"}
+    clips = [looping_clip(seed) for seed in range(4)]
+    await asyncio.gather(*(_attacker_posts(url, stop, c, form) for c in clips))
 
 
 async def dataset_and_job(url: str, speech: Speech, stop) -> None:
