@@ -217,6 +217,25 @@ class WhisperSettings(BaseModel):
     unlikely (avg_logprob < -1, not silence) is redone at temperature +0.2, ... 1.0 (at
     most 6 decodes of a row, each bounded by max_tokens). False: one decode per request,
     at its temperature."""
+    tokens_per_s: float = Field(default=12.0, gt=0, le=100)
+    """Most tokens one decode of a clip may emit per second of its audio (at least
+    `min_tokens`, at most `max_tokens`): speech takes 2.5-6/s, timestamps included
+    (measured on JFK and FSDD digits); a decode that loops stops here."""
+    min_tokens: int = Field(default=32, ge=1, le=446)
+    """Tokens one decode may emit whatever the clip's length (a short clip's floor)."""
+    max_attempts: int = Field(default=6, ge=1, le=6)
+    """Most decodes of one clip with the temperature fallback (6: openai-whisper's whole
+    schedule 0, 0.2, ... 1.0; 1: no fallback)."""
+    decode_budget_per_s: float = Field(default=40.0, gt=0, le=1000)
+    """Tokens all decodes of one clip (every fallback attempt; each window of a long file
+    has its own) may emit together, per second of its audio (at least `min_budget`); a
+    clip that needs more fails alone with 422 `decode_budget_exceeded`."""
+    min_budget: int = Field(default=192, ge=1, le=100_000)
+    """The decode budget of a clip whatever its length (a short clip's floor; 192 =
+    max_attempts x min_tokens: a clip under 4.8 s is bounded by those alone)."""
+    max_prompt_tokens: int = Field(default=223, ge=0, le=223)
+    """A prompt's last this many tokens are kept, the rest dropped, as openai-whisper does
+    with its 223 (0: prompts are ignored). Prompts are also at most 4,000 characters (400)."""
     cache_dir: Path | None = None
     """Where converted weights are cached as safetensors keyed by model.bin's sha256;
     default <work_dir>/whisper."""

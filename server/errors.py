@@ -236,6 +236,13 @@ class InferenceFailed(HraError):
         self.stage = stage  # features | forward | decode
 
 
+class DecodeBudgetExceeded(Unprocessable):
+    """Decoding this audio needed more tokens than its budget allows (Whisper looping on
+    it through every fallback temperature); the request stopped there, alone."""
+
+    code = "decode_budget_exceeded"
+
+
 # --- live streams (the kinds a stream sends as `error` events: server/live/errors.py) ---
 
 
