@@ -230,9 +230,9 @@ class WhisperSettings(BaseModel):
     """Tokens all decodes of one clip (every fallback attempt; each window of a long file
     has its own) may emit together, per second of its audio (at least `min_budget`); a
     clip that needs more fails alone with 422 `decode_budget_exceeded`."""
-    min_budget: int = Field(default=192, ge=1, le=100_000)
-    """The decode budget of a clip whatever its length (a short clip's floor; 192 =
-    max_attempts x min_tokens: a clip under 4.8 s is bounded by those alone)."""
+    min_budget: int = Field(default=384, ge=1, le=100_000)
+    """The decode budget of a clip whatever its length (a short clip's floor: under 5.3 s,
+    6 attempts of at most 12 tokens/s fit in 384, so only longer clips can exceed it)."""
     max_prompt_tokens: int = Field(default=223, ge=0, le=223)
     """A prompt's last this many tokens are kept, the rest dropped, as openai-whisper does
     with its 223 (0: prompts are ignored). Prompts are also at most 4,000 characters (400)."""

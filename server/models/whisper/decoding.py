@@ -80,7 +80,7 @@ class DecodeLimits:
     min_tokens: int = 32
     max_attempts: int = 6
     budget_per_s: float = 40.0
-    min_budget: int = 192
+    min_budget: int = 384
     max_prompt_tokens: int = 223
 
     def tokens(self, seconds: float) -> int:
