@@ -130,6 +130,21 @@ class LongformSettings(BaseModel):
     """A stretch this long without speech is a cut point (at its centre)."""
     speech_db: float = Field(default=15.0, ge=1, le=60)
     """A 10 ms hop is speech when its energy is this far above the file's noise floor."""
+    min_speech_s: float = Field(default=0.1, ge=0.03, le=10)
+    """A stretch between pauses gets a window only if it holds this much sustained speech
+    (10 ms hops in runs of at least 30 ms): periodic clicks hold none."""
+    min_speech_fraction: float = Field(default=0.2, ge=0, le=1)
+    """... and that speech is at least this fraction of the stretch."""
+    min_contrast_db: float = Field(default=6.0, ge=0, le=60)
+    """... and its hops' levels spread at least this much (10th to 90th percentile, dB):
+    steady noise, a hum or a tone does not rise and fall as speech does (0: any)."""
+    max_windows_per_s: float = Field(default=2.0, gt=0, le=100)
+    """Most windows a long file may be cut into per second of its audio (a pause is
+    0.25 s, a word longer: speech makes fewer); past it the request gets 413
+    `too_many_windows` before any window runs."""
+    max_windows: int = Field(default=8192, ge=1, le=1_000_000)
+    """Most windows one long file may be cut into, whatever its length (413 past it);
+    2 h of Whisper takes at most ~520 (28 s cores), of CTC digits ~1 per second."""
     join_s: float = Field(default=0.0, ge=0, le=600)
     """Stretches between pauses are joined into one window while they fit in this many
     seconds; 0 = each its own window (the embedded digit model was trained on short

@@ -196,6 +196,13 @@ class VocabularyTooCostly(AudioTooLong):
 # --- serving ---
 
 
+class TooManyWindows(AudioTooLong):
+    """A long file would be cut into more windows than its length allows (clicks or
+    bursts where a pause follows every few hops); refused before any window runs."""
+
+    code = "too_many_windows"
+
+
 class Overloaded(Unavailable):
     """The queue, a tenant's share of it, or the audio waiting in it is full (Retry-After)."""
 
