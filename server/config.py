@@ -277,6 +277,17 @@ class StreamingSettings(BaseModel):
     """Energy VAD: a 20 ms frame is speech only if louder than this (dBFS RMS) ..."""
     margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
     """... and this many dB above the background (the quietest recent frames, tracked)."""
+    partial_audio_per_s: float = Field(default=4.0, ge=0.5, le=100.0)
+    """Most seconds of audio partial hypotheses re-decode per second of stream: past
+    `partial_hop_ms` x this of utterance, the hop grows with it (one partial per quarter
+    of the utterance so far, by default), so a long utterance costs what a short one does
+    per second; finals are unaffected."""
+    steady_noise_s: float = Field(default=4.0, ge=0.5, le=60.0)
+    """Energy VAD: a level that holds steady this long (within `steady_noise_db`, 10th to
+    90th percentile) is background, however low the tracked background was: constant
+    noise that starts after silence is not heard as endless speech."""
+    steady_noise_db: float = Field(default=6.0, ge=0.0, le=60.0)
+    """... the spread under which a level is steady (speech rises and falls by more)."""
     max_utterance_s: float = Field(default=12.0, ge=1.0, le=60.0)
     """Longest utterance: at this length it is ended (forced endpoint), bounding the cost of
     every partial and final."""

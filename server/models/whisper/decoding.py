@@ -40,10 +40,9 @@ its batch):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import math
 
 import torch
 
