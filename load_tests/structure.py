@@ -21,7 +21,6 @@ from pathlib import Path
 # before and after a regrouping is measured by one rule.
 LAYERS = {
     "cli": 0,
-    "runtime": 0,
     "api": 1,
     "runtime": 1,
     "live": 2,
