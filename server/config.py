@@ -153,6 +153,21 @@ class LongformSettings(BaseModel):
     """A stretch this long without speech is a cut point (at its centre)."""
     speech_db: float = Field(default=15.0, ge=1, le=60)
     """A 10 ms hop is speech when its energy is this far above the file's noise floor."""
+    min_speech_s: float = Field(default=0.1, ge=0.03, le=10)
+    """A stretch between pauses gets a window only if it holds this much sustained speech
+    (10 ms hops in runs of at least 30 ms): periodic clicks hold none."""
+    min_speech_fraction: float = Field(default=0.2, ge=0, le=1)
+    """... and that speech is at least this fraction of the stretch."""
+    min_contrast_db: float = Field(default=6.0, ge=0, le=60)
+    """... and its hops' levels spread at least this much (10th to 90th percentile, dB):
+    steady noise, a hum or a tone does not rise and fall as speech does (0: any)."""
+    max_windows_per_s: float = Field(default=2.0, gt=0, le=100)
+    """Most windows a long file may be cut into per second of its audio (a pause is
+    0.25 s, a word longer: speech makes fewer); past it the request gets 413
+    `too_many_windows` before any window runs."""
+    max_windows: int = Field(default=8192, ge=1, le=1_000_000)
+    """Most windows one long file may be cut into, whatever its length (413 past it);
+    2 h of Whisper takes at most ~520 (28 s cores), of CTC digits ~1 per second."""
     join_s: float = Field(default=0.0, ge=0, le=600)
     """Stretches between pauses are joined into one window while they fit in this many
     seconds; 0 = each its own window (the embedded digit model was trained on short
@@ -240,6 +255,25 @@ class WhisperSettings(BaseModel):
     unlikely (avg_logprob < -1, not silence) is redone at temperature +0.2, ... 1.0 (at
     most 6 decodes of a row, each bounded by max_tokens). False: one decode per request,
     at its temperature."""
+    tokens_per_s: float = Field(default=12.0, gt=0, le=100)
+    """Most tokens one decode of a clip may emit per second of its audio (at least
+    `min_tokens`, at most `max_tokens`): speech takes 2.5-6/s, timestamps included
+    (measured on JFK and FSDD digits); a decode that loops stops here."""
+    min_tokens: int = Field(default=32, ge=1, le=446)
+    """Tokens one decode may emit whatever the clip's length (a short clip's floor)."""
+    max_attempts: int = Field(default=6, ge=1, le=6)
+    """Most decodes of one clip with the temperature fallback (6: openai-whisper's whole
+    schedule 0, 0.2, ... 1.0; 1: no fallback)."""
+    decode_budget_per_s: float = Field(default=40.0, gt=0, le=1000)
+    """Tokens all decodes of one clip (every fallback attempt; each window of a long file
+    has its own) may emit together, per second of its audio (at least `min_budget`); a
+    clip that needs more fails alone with 422 `decode_budget_exceeded`."""
+    min_budget: int = Field(default=384, ge=1, le=100_000)
+    """The decode budget of a clip whatever its length (a short clip's floor: under 5.3 s,
+    6 attempts of at most 12 tokens/s fit in 384, so only longer clips can exceed it)."""
+    max_prompt_tokens: int = Field(default=223, ge=0, le=223)
+    """A prompt's last this many tokens are kept, the rest dropped, as openai-whisper does
+    with its 223 (0: prompts are ignored). Prompts are also at most 4,000 characters (400)."""
     cache_dir: Path | None = None
     """Where converted weights are cached as safetensors keyed by model.bin's sha256;
     default <work_dir>/whisper."""
@@ -266,6 +300,17 @@ class StreamingSettings(BaseModel):
     """Energy VAD: a 20 ms frame is speech only if louder than this (dBFS RMS) ..."""
     margin_db: float = Field(default=10.0, ge=0.0, le=60.0)
     """... and this many dB above the background (the quietest recent frames, tracked)."""
+    partial_audio_per_s: float = Field(default=4.0, ge=0.5, le=100.0)
+    """Most seconds of audio partial hypotheses re-decode per second of stream: past
+    `partial_hop_ms` x this of utterance, the hop grows with it (one partial per quarter
+    of the utterance so far, by default), so a long utterance costs what a short one does
+    per second; finals are unaffected."""
+    steady_noise_s: float = Field(default=4.0, ge=0.5, le=60.0)
+    """Energy VAD: a level that holds steady this long (within `steady_noise_db`, 10th to
+    90th percentile) is background, however low the tracked background was: constant
+    noise that starts after silence is not heard as endless speech."""
+    steady_noise_db: float = Field(default=6.0, ge=0.0, le=60.0)
+    """... the spread under which a level is steady (speech rises and falls by more)."""
     max_utterance_s: float = Field(default=12.0, ge=1.0, le=60.0)
     """Longest utterance: at this length it is ended (forced endpoint), bounding the cost of
     every partial and final."""

@@ -196,6 +196,13 @@ class VocabularyTooCostly(AudioTooLong):
 # --- serving ---
 
 
+class TooManyWindows(AudioTooLong):
+    """A long file would be cut into more windows than its length allows (clicks or
+    bursts where a pause follows every few hops); refused before any window runs."""
+
+    code = "too_many_windows"
+
+
 class Overloaded(Unavailable):
     """The queue, a tenant's share of it, or the audio waiting in it is full (Retry-After)."""
 
@@ -234,6 +241,13 @@ class InferenceFailed(HraError):
     def __init__(self, message: str, stage: str = "") -> None:
         super().__init__(message)
         self.stage = stage  # features | forward | decode
+
+
+class DecodeBudgetExceeded(Unprocessable):
+    """Decoding this audio needed more tokens than its budget allows (Whisper looping on
+    it through every fallback temperature); the request stopped there, alone."""
+
+    code = "decode_budget_exceeded"
 
 
 # --- live streams (the kinds a stream sends as `error` events: server/live/errors.py) ---

@@ -31,6 +31,13 @@ class StreamHub:
             ["kind"],
             registry=registry,
         )
+        self.decoded_audio = Counter(
+            "hra_stream_decoded_audio_seconds_total",
+            "Live-stream audio sent to the engine, by pass (partial, final): a stream's engine "
+            "work per second of its audio is this over the audio streamed",
+            ["kind"],
+            registry=registry,
+        )
         self.partial_latency = Histogram(
             "hra_stream_partial_seconds",
             "Live-stream partial: submit to hypothesis",

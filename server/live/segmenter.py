@@ -1,12 +1,20 @@
 """Energy VAD and endpointing: PCM samples in, utterance events out. No I/O, no torch.
 
 The audio is cut into 20 ms frames; a frame is speech when its level is above
-`threshold_db` dBFS and `margin_db` above the background (the quietest recent frames).
-Speech starts an utterance (with `prefix_ms` of the audio before it); every
-`hop_ms` of new utterance audio a partial is due; `silence_ms` of non-speech ends it
-("silence"), as does reaching `max_s` ("max_length", a forced endpoint that bounds what
-every partial and final costs) or a client's commit ("commit"). Positions are samples
-since the stream began, so events carry stream-relative times.
+`threshold_db` dBFS and `margin_db` above the background (the quietest recent frames;
+and any level that has held steady, within `steady_db` from its 10th to its 90th
+percentile over the last `steady_s`, is background too: speech rises and falls, constant
+noise does not, so noise that starts after silence is not speech for long, however
+far below it the floor had fallen).
+Speech starts an utterance (with `prefix_ms` of the audio before it); a partial is due
+every `hop_ms` of new utterance audio, or every 1 / `partial_ratio` of the utterance
+so far when that is longer: each partial re-decodes the whole utterance, so partials
+re-decode at most `partial_ratio` seconds of audio per second of stream, however long the
+utterance (a constant hop: length / (2 hop), 19 s per second at 12 s and 320 ms).
+`silence_ms` of non-speech ends it ("silence"), as does reaching `max_s` ("max_length",
+a forced endpoint that bounds what every partial and final costs) or a client's commit
+("commit"). Positions are samples since the stream began, so events carry
+stream-relative times.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ class VadConfig:
     suffix_ms: int = 100
     margin_db: float = 10.0
     floor_rise_db: float = 0.05  # per frame: 2.5 dB/s
+    partial_ratio: float = 4.0  # most audio seconds partials re-decode per stream second
+    steady_s: float = 4.0  # a level this steady this long is background
+    steady_db: float = 6.0
 
 
 class Segmenter:
@@ -62,6 +73,8 @@ class Segmenter:
         self.hop = max(1, round(c.hop_ms / 1000 / FRAME_S))
         self.max_frames = max(1, round(c.max_s / FRAME_S))
         self._floor: float | None = None  # the background's level, dBFS (adaptive)
+        steady = max(1, round(c.steady_s / FRAME_S))
+        self._levels: deque[float] = deque(maxlen=steady)  # the last steady_s of levels
         self._rest = np.zeros(0, np.float32)  # samples short of a frame
         self._prefix: deque[np.ndarray] = deque(maxlen=round(c.prefix_ms / 1000 / FRAME_S))
         self._utterance: list[np.ndarray] = []
@@ -111,7 +124,7 @@ class Segmenter:
             return [self._end("silence")]
         if len(self._utterance) >= self.max_frames:
             return [self._end("max_length")]
-        if self._since_partial >= self.hop:
+        if self._since_partial >= max(self.hop, len(self._utterance) / self.config.partial_ratio):
             self._since_partial = 0
             return [PartialDue()]
         return []
@@ -122,6 +135,11 @@ class Segmenter:
         stream's first frame seeds it: a stream is expected to open on its background."""
         c = self.config
         floor = level if self._floor is None else min(level, self._floor + c.floor_rise_db)
+        self._levels.append(level)
+        if len(self._levels) == self._levels.maxlen and self._levels.maxlen > 1:
+            low, high = np.percentile(self._levels, [10, 90])
+            if high - low < c.steady_db:  # steady: background, whatever the floor was
+                floor = max(floor, float(low))
         self._floor = floor
         return level > max(c.threshold_db, floor + c.margin_db)
 

@@ -1,8 +1,11 @@
 """One live stream: client events in, VAD utterances through the shared batcher, events out.
 
 How the model streams: the CTC model re-runs over the utterance so far every
-`partial_hop_ms` of new speech (full left context, bounded by `max_utterance_s`, a
-forced endpoint), and once more over the whole utterance when it ends: that last pass
+`partial_hop_ms` of new speech, or every 1 / `partial_audio_per_s` of the utterance when
+that is longer (full left context, bounded by `max_utterance_s`, a forced endpoint; so
+partials re-decode at most `partial_audio_per_s` seconds of audio per second of stream,
+`hra_stream_decoded_audio_seconds_total` counts it), and once more over the whole
+utterance when it ends: that last pass
 is the final transcript, so a final equals the offline decode of the same utterance
 (README: streaming vs offline WER). Every pass is an ordinary batcher Work item, so a
 live stream's next chunk joins the same fused mixed-task batches as file requests.
@@ -327,6 +330,8 @@ class LiveStream:
             # lookup that the final awaits too
             head: HeadRecord | None = await asyncio.shield(utterance.head)
             audio = Audio(torch.from_numpy(samples), self.rate)
+            kind = "final" if final else "partial"
+            self.hub.decoded_audio.labels(kind).inc(samples.size / self.rate)
             decoded = await self.transcription.live_pass(
                 audio, head, self.caller, utterance.item_id
             )
@@ -364,6 +369,9 @@ class LiveStream:
                 margin_db=s.margin_db,
                 hop_ms=s.partial_hop_ms,
                 max_s=s.max_utterance_s,
+                partial_ratio=s.partial_audio_per_s,
+                steady_s=s.steady_noise_s,
+                steady_db=s.steady_noise_db,
             )
         )
 

@@ -21,6 +21,14 @@
    `margin_s` past the cut; stitching keeps each word once (stitch.py). Windows shorter
    than MIN_WINDOW_S are widened to it.
 Every window is at most `window_s` long.
+
+A `SpeechGate`, when given, decides which stretches between pauses are worth a pass
+(before they are joined): energy above a floor is not speech by itself, a click is. A
+stretch is kept when it holds at least `min_speech_s` of speech hops in runs of at least
+MIN_RUN_S (a click lights one or two 10 ms hops; a syllable many), those are at least
+`min_fraction` of it, and its hops' levels spread at least `min_contrast_db` (10th to 90th
+percentile): speech rises and falls, steady noise or a hum does not. Measured: 10 min of
+2 ms clicks every 0.5 s planned 1,200 windows without it, none with it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,33 @@ HOP_S = 0.010
 BLOCK = 1 << 20  # samples per block of the energy pass
 SILENCE_DB = -80.0  # dBFS: the lowest noise floor; speech is speech_db above it at least
 MIN_WINDOW_S = 0.1  # above every backbone's shortest clip (admission: audio_too_short)
+MIN_RUN_S = 0.03  # speech hops in shorter runs than this are not sustained (a click)
+
+
+@dataclass(frozen=True)
+class SpeechGate:
+    """Which stretches between pauses hold speech worth a pass (module docstring)."""
+
+    min_speech_s: float = 0.1
+    min_fraction: float = 0.2
+    min_contrast_db: float = 6.0
+
+    def holds_speech(self, speech: np.ndarray, db: np.ndarray) -> bool:
+        """speech [H] bool, db [H]: one stretch's hops."""
+        runs = _runs(speech)
+        sustained = int(sum(b - a for a, b in runs if b - a >= round(MIN_RUN_S / HOP_S)))
+        if sustained < round(self.min_speech_s / HOP_S) or sustained == 0:
+            return False
+        if sustained < self.min_fraction * speech.shape[0]:
+            return False
+        low, high = np.percentile(db, [10, 90])
+        return bool(high - low >= self.min_contrast_db)
+
+
+def _runs(speech: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) ranges of consecutive True."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], speech.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in edges.reshape(-1, 2)]
 
 
 @dataclass(frozen=True)
@@ -69,11 +104,15 @@ class WindowPlan:
     def needs_cutting(self, samples: int, rate: int) -> bool:
         return samples > self.window_s * rate
 
-    def plan(self, samples: torch.Tensor, rate: int) -> list[Window]:
-        """samples [N] mono -> windows in order (none for a file that is all silence)."""
+    def plan(
+        self, samples: torch.Tensor, rate: int, gate: SpeechGate | None = None
+    ) -> list[Window]:
+        """samples [N] mono -> windows in order (none for a file that is all silence);
+        `gate`: which stretches hold speech (None: any speech hop)."""
         n = int(samples.shape[0])
         hop = max(1, int(HOP_S * rate))
-        speech, floor = speech_hops(samples, hop, self.speech_db)
+        db = hop_levels(samples, hop)
+        speech, floor = speech_of(db, self.speech_db)
         pauses = pause_runs(speech, max(1, round(self.min_pause_s / HOP_S)))
         half = max(1, round(self.min_pause_s / HOP_S)) // 2
         cuts = [0]
@@ -86,8 +125,11 @@ class WindowPlan:
         join = min(int(self.join_s * rate), core_max)
         cores: list[tuple[int, int]] = []
         for left, right in zip(cuts, cuts[1:]):
-            if not speech[left // hop : max(left // hop + 1, -(-right // hop))].any():
+            span = slice(left // hop, max(left // hop + 1, -(-right // hop)))
+            if not speech[span].any():
                 continue  # silence only
+            if gate is not None and not gate.holds_speech(speech[span], db[span]):
+                continue  # clicks, steady noise
             if cores and cores[-1][0] + join >= right:
                 cores[-1] = (cores[-1][0], right)  # join with the previous stretch
             else:
@@ -144,6 +186,11 @@ def _widen(start: int, end: int, n: int, rate: int) -> tuple[int, int]:
 def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> tuple[np.ndarray, float]:
     """[ceil(N / hop)] bool: hops `speech_db` above the noise floor (blockwise, O(N)), and
     the amplitude a sample of the floor stays under (2 x its RMS)."""
+    return speech_of(hop_levels(samples, hop), speech_db)
+
+
+def hop_levels(samples: torch.Tensor, hop: int) -> np.ndarray:
+    """[ceil(N / hop)] float64: each hop's energy in dB (blockwise, O(N))."""
     n = int(samples.shape[0])
     hops = -(-n // hop)
     energy = np.empty(hops, np.float32)
@@ -158,7 +205,11 @@ def speech_hops(samples: torch.Tensor, hop: int, speech_db: float) -> tuple[np.n
         if block.shape[0] % hop:
             tail = block[whole * hop :]
             energy[k + whole] = float(np.dot(tail, tail)) / tail.shape[0]
-    db = 10 * np.log10(energy.astype(np.float64) + 1e-12)
+    return 10 * np.log10(energy.astype(np.float64) + 1e-12)
+
+
+def speech_of(db: np.ndarray, speech_db: float) -> tuple[np.ndarray, float]:
+    """Hop levels -> speech_hops' answer (the speech hops and the floor's amplitude)."""
     quiet = float(np.percentile(db, 10))
     floor = max(quiet, SILENCE_DB)
     loud = float(db.max())

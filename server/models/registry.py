@@ -109,7 +109,7 @@ class WhisperKind(ModelKind):
 
     def load_recognizer(self, settings: Settings, device: torch.device) -> tuple[Recognizer, str]:
         from server.models.whisper.model import load_whisper_from_settings
-        from server.models.whisper.recognizer import WhisperRecognizer
+        from server.models.whisper.recognizer import WhisperRecognizer, decode_limits
 
         model_dir = settings.model_dir
         manifest = read_manifest(model_dir)
@@ -123,6 +123,7 @@ class WhisperKind(ModelKind):
             hra,
             settings.whisper.max_tokens,
             fallback=settings.whisper.temperature_fallback,
+            limits=decode_limits(settings.whisper),
         )
         return recognizer, fp
 

@@ -21,7 +21,7 @@ from server.audio.reading import Audio, frames_to_hold, read_audio
 from server.auth import OPEN, Principal
 from server.config import Settings
 from server.longform.budget import SampleBudget
-from server.longform.policy import tails, window_plan
+from server.longform.policy import check_windows, speech_gate, tails, window_plan
 from server.models.transcript import Decoded
 from server.observability.metrics import Metrics
 from server.serving.admission import Admission
@@ -51,6 +51,7 @@ class TranscriptionService:
         # long audio is cut into windows that fit one pass (Whisper: 30 s) and stitched by
         # word times (every window asks for them: see open)
         self.window_plan = window_plan(settings.longform, max_seconds)
+        self.speech_gate = speech_gate(settings.longform)  # clicks and steady noise: no window
         self.tails = tails(settings.longform, max_seconds)
 
     async def transcribe(
@@ -83,7 +84,10 @@ class TranscriptionService:
             windows = None
             if plan.needs_cutting(got, decoded.rate):
                 # one pass over the file's energy: off the event loop (2 h: ~0.1-0.2 s)
-                windows = await asyncio.to_thread(plan.plan, decoded.samples, decoded.rate)
+                windows = await asyncio.to_thread(
+                    plan.plan, decoded.samples, decoded.rate, self.speech_gate
+                )
+                check_windows(self.settings.longform, windows, got / decoded.rate)
                 for longest in sorted(windows, key=lambda w: w.start - w.end)[:1]:
                     clip = Audio(decoded.samples[longest.start : longest.end], decoded.rate)
                     self.admission.check(clip, head)  # what each window costs, not the file

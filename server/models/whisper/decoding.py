@@ -23,10 +23,24 @@ not loop (faster-whisper's rule; openai-whisper keeps the last, a temperature-1.
 sample, which on our short clips was measured worse). The rows that fall back are
 decoded together, each with its own temperature. Sampling draws from a generator per
 row seeded by the attempt number only, so a row's draws never depend on its batch.
+
+Bounded cost (`DecodeLimits`, every bound per row, so a row's result never depends on
+its batch):
+    one attempt     at most max(min_tokens, ceil(tokens_per_s x seconds)) tokens (and
+                    max_tokens): Whisper emits 2.5 tokens/s on JFK's speech and 4-6 for
+                    one FSDD digit, timestamps included (measured), so 12/s is a loop
+    attempts        at most max_attempts decodes of a row (the schedule cut there)
+    budget          tokens summed over a row's attempts, at most max(min_budget,
+                    ceil(budget_per_s x seconds)); an attempt gets what is left of it,
+                    and a row that needs more (an attempt cut by the budget, or a fallback
+                    attempt with nothing left) stops and is marked `over_budget`: its
+                    request fails alone with `decode_budget_exceeded`
+    prompt          its last max_prompt_tokens tokens (Whisper keeps 223)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -53,6 +67,31 @@ class Transcript:
     language: str | None = None  # the prompt's language (None: an English-only model)
     words: list[WordTime] = field(default_factory=list)  # when asked (alignment.py)
     temperature: float = 0.0  # the attempt kept (fallback: the first that passed, or the last)
+    spent: int = 0  # tokens decoded over every attempt, <|endoftext|> included
+    over_budget: bool = False  # stopped by its DecodeLimits budget (module docstring)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one row may cost, by its audio's length (module docstring)."""
+
+    tokens_per_s: float = 12.0
+    min_tokens: int = 32
+    max_attempts: int = 6
+    budget_per_s: float = 40.0
+    min_budget: int = 384
+    max_prompt_tokens: int = 223
+
+    def tokens(self, seconds: float) -> int:
+        """Most tokens one attempt of a row this long may emit."""
+        return max(self.min_tokens, math.ceil(self.tokens_per_s * seconds))
+
+    def budget(self, seconds: float) -> int:
+        """Most tokens all attempts of a row this long may emit together."""
+        return max(self.min_budget, math.ceil(self.budget_per_s * seconds))
+
+
+UNLIMITED = DecodeLimits(0.0, 1 << 30, 1 << 30, 0.0, 1 << 30)  # max_tokens alone bounds a row
 
 
 FALLBACK_STEP = 0.2  # openai-whisper's temperature_increment_on_fallback
@@ -105,6 +144,7 @@ def transcribe(
     previous: Sequence[str | None] | None = None,
     temperatures: Sequence[float] | None = None,
     fallback: bool = True,
+    limits: DecodeLimits = UNLIMITED,
 ) -> list[Transcript]:
     """16 kHz clips (each at most 30 s) -> one Transcript per clip, in order.
 
@@ -130,6 +170,7 @@ def transcribe(
         previous,
         temperatures,
         fallback,
+        limits,
     )
 
 
@@ -146,31 +187,41 @@ def decode(
     previous: Sequence[str | None] | None = None,
     temperatures: Sequence[float] | None = None,
     fallback: bool = True,
+    limits: DecodeLimits = UNLIMITED,
 ) -> list[Transcript]:
     """`languages[i]`: row i's language code (None: detect it; English-only models take
     only None or "en"); `words[i]`: whether row i wants word times (needs durations);
     `previous[i]`: row i's prompt text (openai-whisper's initial_prompt: its last 223
     tokens after <|startofprev|>, before the prompt; None: none); `temperatures[i]`:
     row i's first temperature (None: 0 for every row), with the fallback (module
-    docstring) when `temperatures` is given and `fallback` is True."""
+    docstring) when `temperatures` is given and `fallback` is True; `limits`: each row's
+    bounds, by its duration (module docstring; UNLIMITED: max_tokens alone)."""
     tok, dec = model.tokenizer, model.decoder
     b, s, _ = encoded.shape
     pad = padding_mask(lengths, s)
     memory_mask = additive_mask(pad, encoded.dtype) if bool(pad.any()) else None
     start = dec.start(encoded, memory_mask)
     langs = list(languages) if languages is not None else [None] * b
-    prev = [tok.previous(p) for p in (previous or [None] * b)]
+    prev = [tok.previous(p, limits.max_prompt_tokens) for p in (previous or [None] * b)]
     prompted = _run_prompts(model, start, langs, prev, timestamps, encoded.device)
     suppress = sorted(set(model.config.suppress_ids) | set(tok.special_ids()))
     max_tokens = min(max_tokens, dec.max_positions - prompted.width)
-    run = _Sampler(model, timestamps, max_tokens, suppress)
-    out = _decode_with_fallback(run, prompted, _schedules(b, temperatures, fallback))
+    run = _Sampler(model, timestamps, suppress)
+    seconds = list(durations) if durations is not None else [30.0] * b
+    caps = [min(max_tokens, limits.tokens(d)) for d in seconds]
+    budgets = [limits.budget(d) for d in seconds]
+    schedules = [s[: limits.max_attempts] for s in _schedules(b, temperatures, fallback)]
+    out = _decode_with_fallback(run, prompted, schedules, caps, budgets)
     for row in range(b):
         out[row].language = prompted.languages[row] if tok.multilingual else None
         if timestamps:
             duration = durations[row] if durations is not None else None
             out[row].segments = segments_of(out[row].tokens, tok, duration)
-    wanted = [r for r in range(b) if words is not None and words[r] and durations is not None]
+    wanted = [
+        r
+        for r in range(b)
+        if words is not None and words[r] and durations is not None and not out[r].over_budget
+    ]
     if wanted:
         _add_word_times(model, start, out, wanted, prompted.languages, timestamps, durations)
     return out
@@ -236,46 +287,69 @@ def _schedules(b: int, temperatures: Sequence[float] | None, fallback: bool) -> 
 
 
 def _decode_with_fallback(
-    run: _Sampler, prompted: _Prompted, schedules: list[list[float]]
+    run: _Sampler,
+    prompted: _Prompted,
+    schedules: list[list[float]],
+    caps: list[int],
+    budgets: list[int],
 ) -> list[Transcript]:
     """Every row at its first temperature; then, attempt by attempt, the rows that need
     it again at their next one, together; a row none of whose attempts passes keeps
-    best_attempt (module docstring)."""
+    best_attempt; a row whose attempts would pass its budget stops, `over_budget`
+    (module docstring). `caps[r]`, `budgets[r]`: row r's tokens per attempt, in all."""
     tok = run.model.tokenizer
     state, step_logits, no_speech = prompted.state, prompted.step_logits, prompted.no_speech
     b = len(schedules)
-    emitted, sums = run(state, step_logits, [s[0] for s in schedules], attempt=0)
+    spent, over = [0] * b, [False] * b
+    limit = [min(caps[r], budgets[r]) for r in range(b)]
+    emitted, sums = run(state, step_logits, [s[0] for s in schedules], limit, attempt=0)
     kept = [0] * b  # the last attempt of each row
     out = [
         _transcript(tok, emitted[r], sums[r], float(no_speech[r]), schedules[r][0])
         for r in range(b)
     ]
     tried = [[t] for t in out]
+    for r in range(b):
+        spent[r] = len(emitted[r])
+        over[r] = _cut_by_budget(tok, emitted[r], limit[r], caps[r])
     attempt = 0
     while True:
         attempt += 1
-        again = [
+        wanting = [
             r
             for r in range(b)
             if kept[r] == attempt - 1
+            and not over[r]
             and attempt < len(schedules[r])
             and needs_fallback(out[r].text, out[r].avg_logprob, out[r].no_speech_prob)
         ]
+        for r in wanting:
+            over[r] = spent[r] >= budgets[r]  # another attempt, and nothing left to pay it
+        again = [r for r in wanting if not over[r]]
         if not again:
             break
         rows = torch.tensor(again, device=step_logits.device)
         temps = [schedules[r][attempt] for r in again]
-        emitted, sums = run(state.select(rows), step_logits[rows], temps, attempt)
+        limit = [min(caps[r], budgets[r] - spent[r]) for r in again]
+        emitted, sums = run(state.select(rows), step_logits[rows], temps, limit, attempt)
         for j, r in enumerate(again):
             kept[r] = attempt
             out[r] = _transcript(tok, emitted[j], sums[j], float(no_speech[r]), temps[j])
             tried[r].append(out[r])
+            spent[r] += len(emitted[j])
+            over[r] = _cut_by_budget(tok, emitted[j], limit[j], caps[r])
     for r in range(b):
         if len(tried[r]) > 1 and needs_fallback(
             out[r].text, out[r].avg_logprob, out[r].no_speech_prob
         ):
             out[r] = best_attempt(tried[r])
+        out[r].spent, out[r].over_budget = spent[r], over[r]
     return out
+
+
+def _cut_by_budget(tok, emitted: list[int], limit: int, cap: int) -> bool:
+    """An attempt the budget stopped (its limit under the row's own cap, and reached)."""
+    return limit < cap and len(emitted) >= limit and (not emitted or emitted[-1] != tok.eot)
 
 
 def _add_word_times(
@@ -321,13 +395,20 @@ class _Sampler:
     rows; a row at temperature 0 takes the argmax, above 0 a sample (Gumbel-max with the
     row's own generator). Returns each row's emitted tokens and logprob sum."""
 
-    def __init__(self, model: WhisperModel, timestamps: bool, max_tokens: int, suppress):
-        self.model, self.timestamps, self.max_tokens = model, timestamps, max_tokens
+    def __init__(self, model: WhisperModel, timestamps: bool, suppress):
+        self.model, self.timestamps = model, timestamps
         self.suppress = suppress
 
     def __call__(
-        self, state: DecoderState, step_logits: torch.Tensor, temps: list[float], attempt: int
+        self,
+        state: DecoderState,
+        step_logits: torch.Tensor,
+        temps: list[float],
+        caps: list[int],
+        attempt: int,
     ) -> tuple[list[list[int]], list[float]]:
+        """`caps[r]`: the most tokens row r may emit (a row reaching it stops, as at
+        <|endoftext|>; every row its own, so no row's tokens depend on its batch)."""
         model, tok = self.model, self.model.tokenizer
         b = len(temps)
         live = torch.arange(b)  # original row of each live utterance
@@ -336,7 +417,7 @@ class _Sampler:
         gens = [
             torch.Generator().manual_seed(SAMPLING_SEED + attempt) if t > 0 else None for t in temps
         ]
-        for step in range(self.max_tokens):
+        for step in range(max(caps, default=0)):
             masked = step_logits.clone()
             masked[:, self.suppress] = float("-inf")
             if step == 0:
@@ -349,8 +430,9 @@ class _Sampler:
             for j, row in enumerate(live.tolist()):
                 emitted[row].append(int(chosen[j]))
                 sums[row] += float(chosen_lp[j])
-            keep = chosen != tok.eot
-            if step == self.max_tokens - 1 or not bool(keep.any()):
+            room = torch.tensor([len(emitted[r]) < caps[r] for r in live.tolist()])
+            keep = (chosen != tok.eot) & room.to(chosen.device)
+            if not bool(keep.any()):
                 break
             if not bool(keep.all()):
                 rows = keep.nonzero()[:, 0]

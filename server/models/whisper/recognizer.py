@@ -14,6 +14,10 @@ for the rows whose request asks for them (one extra decoder pass over those rows
 
 Languages: a multilingual model takes each row's language (or detects it); an
 English-only model takes "en" only (the service refuses others before queueing).
+
+Cost: each row's decoding is bounded by its audio's length (decoding.py's DecodeLimits:
+tokens per attempt, attempts, a budget over them, prompt tokens); a row past its budget
+fails alone with 422 `decode_budget_exceeded`, its batch-mates unaffected.
 """
 
 from __future__ import annotations
@@ -25,14 +29,28 @@ import torch
 from adapters_store.head_batch import HeadBatch
 from adapters_store.head_format import HeadRecord
 from server.audio.reading import Audio
+from server.config import WhisperSettings
+from server.errors import DecodeBudgetExceeded
 from server.models.hra import HRAModel
 from server.models.length_buckets import NEVER_SPLIT
 from server.models.transcript import Decoded, DecodeOptions, SegmentTiming, WordTiming
 from server.models.whisper import frontend
-from server.models.whisper.decoding import Transcript, decode
+from server.models.whisper.decoding import UNLIMITED, DecodeLimits, Transcript, decode
 from server.models.whisper.model import WhisperModel
 
 MAX_SECONDS = frontend.WINDOW_SAMPLES / frontend.SAMPLE_RATE  # one pass; longer: server/longform/
+
+
+def decode_limits(settings: WhisperSettings) -> DecodeLimits:
+    """The settings' bounds on one row's decoding (HRA_WHISPER__...)."""
+    return DecodeLimits(
+        tokens_per_s=settings.tokens_per_s,
+        min_tokens=settings.min_tokens,
+        max_attempts=settings.max_attempts,
+        budget_per_s=settings.decode_budget_per_s,
+        min_budget=settings.min_budget,
+        max_prompt_tokens=settings.max_prompt_tokens,
+    )
 
 
 class WhisperRecognizer:
@@ -46,6 +64,7 @@ class WhisperRecognizer:
         max_tokens: int = 224,
         timestamps: bool = True,
         fallback: bool = True,
+        limits: DecodeLimits = UNLIMITED,
     ) -> None:
         if hra.backbone is not whisper.encoder:
             raise ValueError("hra must wrap this Whisper model's encoder")
@@ -54,6 +73,7 @@ class WhisperRecognizer:
         self.max_tokens = max_tokens
         self.timestamps = timestamps
         self.fallback = fallback  # temperature fallback (decoding.py); False: one attempt
+        self.limits = limits  # each row's decoding cost, by its length (decoding.py)
         self.frame_seconds = whisper.encoder.frame_seconds
         self.min_samples = whisper.encoder.min_samples
         self.languages = tuple(whisper.tokenizer.languages)
@@ -88,10 +108,16 @@ class WhisperRecognizer:
             [o.prompt for o in options],
             [o.temperature for o in options],
             self.fallback,
+            self.limits,
         )
 
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
         t = output[row]
+        if t.over_budget:
+            raise DecodeBudgetExceeded(
+                f"decoding this audio needed more than its budget of {t.spent} tokens (all "
+                "fallback attempts together; HRA_WHISPER__DECODE_BUDGET_PER_S per second)"
+            )
         kept = [i for i, s in enumerate(t.segments) if s.text.strip()]
         index = {i: k for k, i in enumerate(kept)}  # a word's segment among those kept
         segments = [

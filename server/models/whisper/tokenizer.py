@@ -68,13 +68,15 @@ class WhisperTokenizer:
             raise ValueError(f"an English-only model cannot transcribe {language!r}")
         return sequence if timestamps else [*sequence, self.no_timestamps]
 
-    def previous(self, text: str | None) -> list[int]:
-        """A prompt text -> <|startofprev|> + its last MAX_PREVIOUS_TOKENS tokens ([] for
-        none); openai-whisper's initial_prompt (tokenized with a leading space)."""
+    def previous(self, text: str | None, limit: int = MAX_PREVIOUS_TOKENS) -> list[int]:
+        """A prompt text -> <|startofprev|> + its last `limit` tokens (at most
+        MAX_PREVIOUS_TOKENS; [] for none); openai-whisper's initial_prompt (tokenized with
+        a leading space)."""
         if not text or not text.strip():
             return []
         tokens = [t for t in self.encode(" " + text.strip()) if t < self.eot]  # text only
-        return [self.sot_prev, *tokens[-MAX_PREVIOUS_TOKENS:]]
+        limit = max(0, min(limit, MAX_PREVIOUS_TOKENS))
+        return [self.sot_prev, *tokens[-limit:]] if limit else []
 
     def special_ids(self) -> list[int]:
         """Tokens greedy decoding never emits (Whisper's SuppressTokens' fixed part)."""

@@ -101,3 +101,46 @@ def test_commit_outside_speech_makes_the_audio_since_the_last_utterance_one():
     assert isinstance(started, SpeechStarted) and isinstance(ended, Ended)
     assert ended.reason == "commit" and ended.samples.size == 2 * RATE  # at most max_s
     assert ended.end == seg.position == 3 * RATE
+
+
+def syllables(seconds: float, seed: int = 0) -> np.ndarray:
+    """Speech-like sound that never pauses: noise rising and falling 20 dB at 4 Hz."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    envelope = 0.03 + 0.27 * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    noise = np.random.default_rng(seed).normal(0, 1, t.size)
+    return (envelope * noise).astype(np.float32)
+
+
+def test_partials_re_decode_at_most_partial_ratio_seconds_per_second_of_stream():
+    """Without the ratio a 12 s utterance with a 320 ms hop re-decodes ~19 s per second."""
+    config = VadConfig(RATE, max_s=12.0, hop_ms=320, partial_ratio=4.0)
+    seg = Segmenter(config)
+    decoded, stream = 0.0, 60.0
+    audio = syllables(stream)
+    for i in range(0, audio.size, 1600):  # 100 ms chunks, as a client sends them
+        for event in seg.feed(audio[i : i + 1600]):
+            if isinstance(event, PartialDue):
+                decoded += seg.snapshot().size / RATE
+    assert decoded <= 4.0 * stream + 2.0, decoded  # + the first hops, each under a second
+    assert decoded >= 2.0 * stream  # partials still come: the hop grew, they did not stop
+
+
+def test_an_utterance_that_never_pauses_ends_at_max_length_each_time():
+    events = Segmenter(VadConfig(RATE, max_s=2.0)).feed(syllables(9.0))
+    ended = [e for e in events if isinstance(e, Ended)]
+    assert [e.reason for e in ended] == ["max_length"] * 4
+    assert all(e.samples.size <= 2 * RATE for e in ended)
+
+
+def test_constant_noise_after_silence_is_background_within_steady_s():
+    """The floor fell to digital silence; noise at -40 dBFS starting after it was speech
+    until the floor crept up 2.5 dB/s (28 s). A steady level is background: one short
+    utterance, even with a frame of silence every 2 s pulling the floor down again."""
+    noise = np.random.default_rng(2).normal(0, 0.01, 60 * RATE).astype(np.float32)
+    for gap in range(0, noise.size, 2 * RATE):
+        noise[gap : gap + 320] = 0.0  # one silent 20 ms frame every 2 s
+    audio = np.concatenate([np.zeros(RATE, np.float32), noise])
+    events = Segmenter(VadConfig(RATE, steady_s=4.0)).feed(audio)
+    ended = [e for e in events if isinstance(e, Ended)]
+    assert sum(e.samples.size for e in ended) <= 5 * RATE, [e.samples.size for e in ended]
+    assert len(ended) <= 2

@@ -184,4 +184,5 @@ async def test_temperature_is_honoured_bounded_and_reported_per_segment(tmp_path
     async with running_client(off) as client:
         looped = (await post(client)).json()
         assert all(s["temperature"] == 0.0 for s in looped["segments"])
-        assert len(looped["text"]) > 60, looped["text"]  # "6, 6, 6, ..." to max_tokens
+        # "6, 6, 6, ..." to its bound: 32 tokens for this 0.4 s clip (HRA_WHISPER__MIN_TOKENS)
+        assert len(looped["text"]) > 40, looped["text"]
