@@ -114,6 +114,7 @@ class Decoded:
     temperature: float | None = None  # the decoding temperature kept (Whisper's fallback)
     language: str | None = None  # the language decoded (multilingual Whisper)
     frames: FramePosteriors | None = field(default=None, compare=False, repr=False)  # CTC
+    steps: int = field(default=0, compare=False)  # decoder steps run (Whisper, all attempts)
 
 
 def compression_ratio(text: str) -> float:

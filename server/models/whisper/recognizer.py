@@ -114,10 +114,12 @@ class WhisperRecognizer:
     def decode(self, output: list[Transcript], row: int, head: HeadRecord | None) -> Decoded:
         t = output[row]
         if t.over_budget:
-            raise DecodeBudgetExceeded(
+            exc = DecodeBudgetExceeded(
                 f"decoding this audio needed more than its budget of {t.spent} tokens (all "
                 "fallback attempts together; HRA_WHISPER__DECODE_BUDGET_PER_S per second)"
             )
+            exc.steps = t.spent  # what it cost all the same: charged to its tenant
+            raise exc
         kept = [i for i, s in enumerate(t.segments) if s.text.strip()]
         index = {i: k for k, i in enumerate(kept)}  # a word's segment among those kept
         segments = [
@@ -137,4 +139,5 @@ class WhisperRecognizer:
             no_speech_prob=t.no_speech_prob,
             language=t.language,
             temperature=t.temperature,
+            steps=t.spent,
         )

@@ -5,15 +5,19 @@ fails alone with 422 `decode_budget_exceeded`, and every bound is per row."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import soundfile as sf
 import torch
 
+from server.audio.reading import Audio
 from server.audio.resample import resample
 from server.config import REPO_ROOT
+from server.models.transcript import DecodeOptions
 from server.models.whisper.decoding import UNLIMITED, DecodeLimits, transcribe
 from server.models.whisper.model import load_whisper
+from server.serving.batcher import Work
 from tests.conftest import running_client
 from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
 from tests.server.whisper_serving.conftest import normalise, wav_bytes, whisper_settings
@@ -119,3 +123,21 @@ def test_the_budget_is_per_row_and_a_fused_batch_gives_each_row_its_result_alone
         cut_whisper, clips[:1], True, previous=prompts[:1], temperatures=[0.0], limits=UNLIMITED
     )
     assert unbounded.spent > 3 * together[0].spent  # what the budget saved
+
+
+async def test_a_looping_row_is_charged_its_decoder_steps_in_its_tenants_engine_share(tmp_path):
+    """Two digits for two tenants in one fused batch, one with a prompt that makes it loop:
+    the looping tenant is charged for the decoder steps it ran, not its audio alone."""
+    six, seven = Audio(_clip(SIX), 16_000), Audio(_clip(SEVEN), 16_000)
+    async with running_client(whisper_settings(tmp_path)) as client:
+        batcher = client.app.state.runtime.batcher
+        deadline = time.monotonic() + 60
+        looping = DecodeOptions(prompt=LOOPING_PROMPT)
+        results = await asyncio.gather(  # both queued before the batcher forms a batch
+            batcher.submit(Work(six, None, deadline, "l", "looper", looping)),
+            batcher.submit(Work(seven, None, deadline, "c", "calm")),
+        )
+        steps = [r.decoded.steps for r in results]
+        assert steps[0] > 4 * steps[1] > 0, steps
+        used = batcher.fair.used
+        assert used["looper"] > 3 * used["calm"] > 0, used
