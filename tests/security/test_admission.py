@@ -16,10 +16,17 @@ WORDS = [  # 1,000 distinct 7-letter words
 ]
 
 
-def _wav(seconds: float, rate: int = 16_000) -> bytes:
+def _speech(fsdd_test, seconds: float) -> bytes:
+    """Real speech with no pause, `seconds` long: FSDD recordings back to back."""
+    clips, total = [], 0
+    for u in fsdd_test:
+        data, rate = sf.read(u.audio, dtype="float32")
+        clips.append(data)
+        total += data.size
+        if total >= seconds * rate:
+            break
     out = io.BytesIO()
-    t = np.arange(int(seconds * rate)) / rate
-    sf.write(out, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format="WAV")
+    sf.write(out, np.concatenate(clips)[: int(seconds * rate)], rate, format="WAV")
     return out.getvalue()
 
 
@@ -33,12 +40,16 @@ async def _register(client, task: str, vocabulary) -> None:
     assert r.status_code == 200, r.text
 
 
-async def test_a_vocabulary_too_costly_for_the_audio_is_refused_and_short_audio_is_served(client):
+async def test_a_vocabulary_too_costly_for_the_audio_is_refused_and_short_audio_is_served(
+    client, fsdd_test
+):
     await _register(client, "big-vocabulary", WORDS)
     longest_s = MAX_VOCABULARY_COST / vocabulary_states(WORDS) * 0.04
-    r = await client.post("/v1/transcribe?task_id=big-vocabulary", content=_wav(longest_s * 2))
+    too_long = _speech(fsdd_test, longest_s * 2)
+    r = await client.post("/v1/transcribe?task_id=big-vocabulary", content=too_long)
     assert r.status_code == 413 and r.json()["error"]["code"] == "vocabulary_too_costly"
-    r = await client.post("/v1/transcribe?task_id=big-vocabulary", content=_wav(longest_s / 2))
+    short = _speech(fsdd_test, longest_s / 2)
+    r = await client.post("/v1/transcribe?task_id=big-vocabulary", content=short)
     assert r.status_code == 200, r.text
     assert set(r.json()["text"].split()) <= set(WORDS)
 
