@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from server.config import REPO_ROOT
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

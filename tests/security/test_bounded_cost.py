@@ -28,7 +28,7 @@ from server.errors import AudioDecodeError, AudioTooLong, TooManyChannels
 from server.model import features
 from server.model.features import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
 from server.model.inference import transcribe_features
-from tests.conftest import fsdd_bytes
+from tests.helpers import fsdd_bytes
 
 
 def _encode(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None):

@@ -20,8 +20,8 @@ import pytest
 
 from server.config import JobSettings
 from server.jobs.records import Hyperparameters, JobRecord, JobStore
-from tests.conftest import live_server, running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import live_server, running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
 

@@ -19,8 +19,8 @@ import uvicorn
 from server.api.app import create_app
 from server.cli import uvicorn_options
 from server.config import HttpSettings
-from tests.conftest import free_port, fsdd_bytes, live_server, make_settings, running_client
-from tests.security.conftest import ACME, ADMIN, GLOBEX, keyed_settings
+from tests.helpers import free_port, fsdd_bytes, live_server, make_settings, running_client
+from tests.security.helpers import ACME, ADMIN, GLOBEX, keyed_settings
 
 SCRAPER = "metrics-key-4"
 

@@ -7,8 +7,8 @@ import io
 import time
 import zipfile
 
-from tests.conftest import running_client
-from tests.security.conftest import auth
+from tests.helpers import running_client
+from tests.security.helpers import auth
 from tests.security.test_fine_tuning_tenancy import job_settings, wait_for
 from tests.server.jobs.archives import fsdd_zip, upload
 

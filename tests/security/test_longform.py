@@ -13,8 +13,8 @@ import pytest
 from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone, Overloaded
-from tests.conftest import live_server, make_settings, running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import live_server, make_settings, running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.test_audio import _flac_with_claimed_length, _tone
 
 SPEAKER = "jackson"

@@ -12,8 +12,8 @@ import numpy as np
 import soundfile as sf
 
 from server.config import BatchSettings
-from tests.conftest import fsdd_bytes, running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import fsdd_bytes, running_client
+from tests.security.helpers import auth, keyed_settings
 
 
 def _wav(seconds: float, rate: int = 16_000) -> bytes:

@@ -11,7 +11,7 @@ from adapters_store.disk_store import DiskStore
 from server.cli import main
 from server.data.fsdd import load_fsdd
 from server.data.manifest import Utterance, write_manifest
-from tests.conftest import DEFAULT_MODEL_DIR
+from tests.helpers import DEFAULT_MODEL_DIR
 
 
 def test_transcribe_cli_prints_each_file_with_its_text(capsys, fsdd_test):

@@ -16,7 +16,7 @@ from adapters_store.redis_store import RedisStore
 from server.cli import main
 from server.config import REPO_ROOT, Settings, StoreKind, get_settings
 from server.seeding import seed_store
-from tests.conftest import DEFAULT_MODEL_DIR, running_client
+from tests.helpers import DEFAULT_MODEL_DIR, running_client
 
 SHIPPED = DiskStore(DEFAULT_MODEL_DIR / "heads").task_ids()
 

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from server.config import JobSettings
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,10 @@ import torch
 
 from server.config import REPO_ROOT, JobSettings
 from server.data.manifest import load_audio
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
-from tests.server.whisper_serving.conftest import WHISPER_DIR, wav_bytes
+from tests.server.whisper_serving.helpers import WHISPER_DIR, wav_bytes
 
 pytestmark = pytest.mark.slow
 SPEAKER = "nicolas"

@@ -25,7 +25,7 @@ from server.model.hf_ctc import HfCtcBackbone
 from server.model.hra import HRAModel
 from server.model.inference import decode_one
 from server.model.loading import load_recognizer, write_seeded_controller
-from tests.conftest import running_client
+from tests.helpers import running_client
 
 transformers = pytest.importorskip("transformers")
 

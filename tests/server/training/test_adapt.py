@@ -33,7 +33,7 @@ from server.model.features import pad_features
 from server.model.hf_ctc import HfCtcBackbone
 from server.model.nemo_ctc import NemoCtcBackbone
 from server.training.adapt import AdaptConfig, adapt_backbone, controller_dim_for
-from tests.conftest import running_client
+from tests.helpers import running_client
 from tests.server.model.nemo_reference import DATA
 
 transformers = pytest.importorskip("transformers")

@@ -16,7 +16,7 @@ from server.model.whisper.decoding import (
     transcribe,
 )
 from server.model.whisper.model import load_whisper
-from tests.server.model.whisper.conftest import FSDD, FSDD_ALT
+from tests.server.model.whisper.helpers import FSDD, FSDD_ALT
 
 # Greedy plain Whisper tiny.en, `cut` window: "6, 6, 6, ..." to max_tokens (measured)
 LOOPING = "6_theo_35.wav"
