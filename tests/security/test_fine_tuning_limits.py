@@ -1,4 +1,5 @@
-"""Review findings on the fine-tuning surface: limits hold under concurrent requests."""
+"""Fine-tuning limits hold under concurrent requests: dataset count and parses per tenant,
+concurrent deletes, bounded job history, archives with huge central directories."""
 
 from __future__ import annotations
 
