@@ -49,7 +49,7 @@ async def wait_for(client, job_id, statuses, who="acme", timeout_s=120) -> dict:
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(who))).json()
         if job["status"] in statuses or (statuses == "stepping" and job["progress"]):
             return job
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"{job_id} never reached {statuses}")
 
 

@@ -13,7 +13,13 @@ import pytest
 from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone, Overloaded
-from tests.helpers import live_server, make_settings, running_client
+from tests.helpers import (
+    async_wait_until,
+    live_server,
+    make_settings,
+    running_client,
+    wait_until,
+)
 from tests.security.helpers import auth, keyed_settings
 from tests.server.test_audio import _flac_with_claimed_length, _tone
 
@@ -92,8 +98,9 @@ async def test_a_long_request_whose_client_has_gone_stops_submitting_windows(tmp
         # windows 0-1 went in at once, window 2 when 0 was done (if its task ran before the
         # client was found gone); none after
         assert 2 <= len(submitted) <= 3
-        await asyncio.sleep(0.5)
-        assert service.batcher.queue_depth == 0 and service.budget.held == 0
+        await async_wait_until(
+            lambda: service.batcher.queue_depth == 0 and service.budget.held == 0, timeout_s=10
+        )
 
 
 async def test_a_stream_closed_early_withdraws_its_windows(tmp_path, long_wav):
@@ -223,7 +230,7 @@ def test_a_streaming_client_that_disconnects_stops_its_windows_on_a_real_socket(
                 assert next(line for line in lines if line.startswith("data: "))
                 busy = depths(20)  # windows wait in the queue while the stream runs
             # the response is closed here: the client has gone
-        time.sleep(0.5)
+        wait_until(lambda: depths(1) == [0], timeout_s=10, what="the queue drains")
         idle = depths(20)
     assert max(busy) > 0
     assert idle == [0] * 20  # no window submitted for a client that is not there

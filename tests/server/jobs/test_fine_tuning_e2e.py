@@ -32,7 +32,7 @@ async def wait_for(client, job_id: str, who: str, statuses, timeout_s: float = 2
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(who))).json()
         if job["status"] in statuses:
             return job
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 

@@ -60,7 +60,7 @@ async def wait_for(client, job_id: str, statuses, timeout_s: float = 120) -> dic
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth("acme"))).json()
         if job["status"] in statuses or (statuses == "stepping" and job["progress"]):
             return job
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 
