@@ -29,7 +29,7 @@ import sys
 import pytest
 
 from server.config import REPO_ROOT
-from tests.conftest import live_server, make_settings
+from tests.helpers import live_server, make_settings
 
 README = (REPO_ROOT / "README.md").read_text()
 # README.md and every docs page, by path relative to the repository root.

@@ -5,6 +5,7 @@ The cross-replica hot-swap test runs against it, over real sockets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from server.config import REPO_ROOT
-from tests.conftest import free_port
+from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,11 @@ def stack(tmp_path_factory):
         cwd=REPO_ROOT,
         env={**os.environ, "HRA_OPEN_ACCESS": "true"},
     )
-    deadline = time.monotonic() + 180
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("local stack did not come up")
-        time.sleep(0.2)
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: ready.exists() or process.poll() is not None, timeout_s=180)
+    if not ready.exists():
+        process.kill()
+        pytest.fail("local stack did not come up")
     yield [f"http://127.0.0.1:{p}" for p in ports]
     process.terminate()
     process.wait(30)

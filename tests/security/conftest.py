@@ -5,31 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adapters_store.disk_store import DiskStore
-from server.auth import ApiKey
-from tests.conftest import DEFAULT_MODEL_DIR, make_settings, running_client
-
-ADMIN, ACME, GLOBEX = "admin-key-123", "acme-key-456", "globex-key-789"
-KEYS = {"admin": ADMIN, "acme": ACME, "globex": GLOBEX}
-
-
-def auth(who: str) -> dict:
-    return {"Authorization": f"Bearer {KEYS[who]}"}
-
-
-def keyed_settings(tmp_path, store: str, redis_server=None, **overrides):
-    values = dict(
-        open_access=False,
-        api_keys=[
-            ApiKey(key=ADMIN, admin=True),
-            ApiKey(key=ACME, tenant="acme"),
-            ApiKey(key=GLOBEX, tenant="globex"),
-        ],
-        store=store,
-    )
-    if store == "redis":
-        values["redis_url"] = redis_server.url
-    values.update(overrides)
-    return make_settings(tmp_path, **values)
+from tests.helpers import DEFAULT_MODEL_DIR, running_client
+from tests.security.helpers import keyed_settings
 
 
 @pytest.fixture(scope="session")

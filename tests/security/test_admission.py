@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from server.models.ctc.vocabulary import MAX_VOCABULARY_COST, vocabulary_states
-from tests.conftest import fsdd_bytes
+from tests.helpers import fsdd_bytes
 
 WORDS = [  # 1,000 distinct 7-letter words
     "".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "word" for i in range(1000)

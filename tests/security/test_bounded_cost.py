@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 
 from adapters_store.errors import InvalidVocabulary
 from adapters_store.head_format import MAX_VOCABULARY_CHARACTERS, validate_vocabulary
-from server.audio import resample as resampling
 from server.audio.reading import MAX_RATE, MIN_RATE
+from server.audio.reading import resample as resampling
 from server.audio.resample import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
 from server.config import AudioSettings
 from server.data.manifest import load_audio, read_manifest
 from server.errors import AudioDecodeError, AudioTooLong, TooManyChannels
 from server.models.ctc.inference import transcribe_features
-from tests.conftest import fsdd_bytes
+from tests.helpers import fsdd_bytes
 
 
 def _encode(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None):

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.auth import ApiKey
-from tests.conftest import fsdd_bytes, live_server, make_settings
+from tests.helpers import fsdd_bytes, live_server, make_settings
 
 ADMIN, VICTIM, MALLORY = "admin-key-iso", "victim-key-iso", "mallory-key-iso"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")

@@ -20,8 +20,8 @@ import pytest
 
 from server.config import JobSettings
 from server.jobs.records import Hyperparameters, JobRecord, JobStore
-from tests.conftest import live_server, running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import live_server, running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
 
@@ -49,7 +49,7 @@ async def wait_for(client, job_id, statuses, who="acme", timeout_s=120) -> dict:
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(who))).json()
         if job["status"] in statuses or (statuses == "stepping" and job["progress"]):
             return job
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"{job_id} never reached {statuses}")
 
 

@@ -6,8 +6,8 @@ import asyncio
 import json
 
 from adapters_store.head_format import decode_head, encode_head
-from tests.conftest import fsdd_bytes
-from tests.security.conftest import auth
+from tests.helpers import fsdd_bytes
+from tests.security.helpers import auth
 
 
 async def _put(client, task, who, data, metadata=None):

@@ -18,7 +18,7 @@ from adapters_store.disk_store import DiskStore
 from adapters_store.families import FAMILIES, ModelDims
 from adapters_store.head_format import HeadMetadata, HeadRecord, encode_head
 from server.config import HeadSettings
-from tests.conftest import fsdd_bytes, make_settings, running_client
+from tests.helpers import fsdd_bytes, make_settings, running_client
 
 
 def _head(fp: str, dims: ModelDims, kind: str, rank: int, task: str) -> HeadRecord:

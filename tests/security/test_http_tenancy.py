@@ -19,8 +19,8 @@ import uvicorn
 from server.api.app import create_app
 from server.cli import uvicorn_options
 from server.config import HttpSettings
-from tests.conftest import free_port, fsdd_bytes, live_server, make_settings, running_client
-from tests.security.conftest import ACME, ADMIN, GLOBEX, keyed_settings
+from tests.helpers import fsdd_bytes, live_server, make_settings, running_client, wait_until
+from tests.security.helpers import ACME, ADMIN, GLOBEX, keyed_settings
 
 SCRAPER = "metrics-key-4"
 
@@ -213,25 +213,28 @@ def test_a_body_that_arrives_in_time_is_served_normally(tmp_path, fsdd_test):
 
 def test_connections_beyond_the_limit_get_503_and_capacity_returns_when_they_close(tmp_path):
     settings = make_settings(tmp_path, http=HttpSettings(max_connections=3))
-    options = uvicorn_options(settings) | {"port": free_port(), "log_level": "warning"}
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # bound here: no other process can take the port
+    port = listener.getsockname()[1]
+    options = uvicorn_options(settings) | {"port": port, "log_level": "warning"}
     server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), timeout_s=60)
+    assert server.started, "uvicorn did not start"
     get = b"GET /healthz HTTP/1.1\r\nHost: hra\r\n\r\n"
+    connections = server.server_state.connections
     try:
-        idle = [socket.create_connection(("127.0.0.1", options["port"])) for _ in range(3)]
-        time.sleep(0.3)  # accepted: they hold connections without sending a byte
-        with socket.create_connection(("127.0.0.1", options["port"]), timeout=10) as extra:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        # accepted: they hold connections without sending a byte
+        wait_until(lambda: len(connections) == 3, timeout_s=10, what="3 connections held")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
             extra.sendall(get)
             assert extra.recv(4096).startswith(b"HTTP/1.1 503")
         for sock in idle:
             sock.close()
-        time.sleep(0.3)
-        with socket.create_connection(("127.0.0.1", options["port"]), timeout=10) as fresh:
+        wait_until(lambda: len(connections) == 0, timeout_s=10, what="connections closed")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as fresh:
             fresh.sendall(get)
             assert fresh.recv(4096).startswith(b"HTTP/1.1 200")
     finally:

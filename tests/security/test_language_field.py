@@ -7,7 +7,7 @@ import pytest
 
 from server.errors import UnsupportedLanguage
 from server.serving.request import check_language
-from tests.conftest import fsdd_bytes
+from tests.helpers import fsdd_bytes
 
 HOSTILE = [
     "fr",  # a real language the served (English) model does not have

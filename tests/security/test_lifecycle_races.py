@@ -14,8 +14,8 @@ import redis as redis_sync
 import torch
 
 from adapters_store.head_format import decode_head
-from tests.conftest import fsdd_bytes
-from tests.security.conftest import auth
+from tests.helpers import fsdd_bytes
+from tests.security.helpers import auth
 
 TENANTS = ("acme", "globex")
 OK = {200, 204, 404}  # 404: the task was gone or the other tenant's at that moment

@@ -14,8 +14,8 @@ from load_tests.long_audio import long_fsdd, wav
 from server.config import AudioSettings, BatchSettings, LongformSettings, QueueShareSettings
 from server.errors import ClientGone, Overloaded
 from server.serving.request import TranscriptionRequest
-from tests.conftest import live_server, make_settings, running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import live_server, make_settings, running_client, wait_until
+from tests.security.helpers import auth, keyed_settings
 from tests.server.audio.test_reading import _flac_with_claimed_length, _tone
 
 SPEAKER = "jackson"
@@ -232,7 +232,7 @@ def test_a_streaming_client_that_disconnects_stops_its_windows_on_a_real_socket(
                 assert next(line for line in lines if line.startswith("data: "))
                 busy = depths(20)  # windows wait in the queue while the stream runs
             # the response is closed here: the client has gone
-        time.sleep(0.5)
+        wait_until(lambda: depths(1) == [0], timeout_s=10, what="the queue drains")
         idle = depths(20)
     assert max(busy) > 0
     assert idle == [0] * 20  # no window submitted for a client that is not there

@@ -7,8 +7,8 @@ import openai
 import pytest
 
 from adapters_store.seeding import seed_store
-from tests.conftest import DEFAULT_MODEL_DIR, running_client
-from tests.security.conftest import KEYS, auth, keyed_settings
+from tests.helpers import DEFAULT_MODEL_DIR, running_client
+from tests.security.helpers import KEYS, auth, keyed_settings
 
 SHIPPED = sorted(p.name for p in (DEFAULT_MODEL_DIR / "heads").iterdir() if p.is_dir())
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.config import QuotaSettings
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 
 
 @pytest.fixture(params=["disk", "redis"])

@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from adapters_store.disk_store import DiskStore
 from server.config import StreamingSettings
 from server.data.manifest import load_audio
-from tests.conftest import DEFAULT_MODEL_DIR, live_server
-from tests.security.conftest import ACME, ADMIN, GLOBEX, keyed_settings
+from tests.helpers import DEFAULT_MODEL_DIR, live_server
+from tests.security.helpers import ACME, ADMIN, GLOBEX, keyed_settings
 
 RATE = 16_000
 

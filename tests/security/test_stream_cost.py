@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from server.config import StreamingSettings
-from tests.conftest import live_server, make_settings
+from tests.helpers import live_server, make_settings
 from tests.security.test_realtime_streams import append
 
 RATE = 16_000

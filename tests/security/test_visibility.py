@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from adapters_store.seeding import seed_store
-from tests.conftest import DEFAULT_MODEL_DIR, fsdd_bytes
-from tests.security.conftest import auth
+from tests.helpers import DEFAULT_MODEL_DIR, fsdd_bytes
+from tests.security.helpers import auth
 
 SHIPPED = sorted(p.name for p in (DEFAULT_MODEL_DIR / "heads").iterdir() if p.is_dir())
 

@@ -12,8 +12,8 @@ from server.cli import main
 from server.config import REPO_ROOT
 from server.data.fsdd import load_fsdd
 from server.data.manifest import Utterance, write_manifest
-from tests.conftest import DEFAULT_MODEL_DIR
-from tests.server.whisper_serving.conftest import WHISPER_DIR, normalise
+from tests.helpers import DEFAULT_MODEL_DIR
+from tests.server.whisper_serving.helpers import WHISPER_DIR, normalise
 
 JFK = REPO_ROOT / "tests" / "data" / "jfk.flac"  # 11 s, 44.1 kHz stereo FLAC
 

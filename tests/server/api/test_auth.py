@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from server.auth import ApiKey, KeyRing, Unauthorized
-from tests.conftest import fsdd_bytes, make_settings, running_client
+from tests.helpers import fsdd_bytes, make_settings, running_client
 
 ADMIN, ACME, GLOBEX = "admin-key-123", "acme-key-456", "globex-key-789"
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from server.config import AudioSettings
-from tests.conftest import make_settings, running_client
+from tests.helpers import make_settings, running_client
 
 
 def _wav(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:

@@ -10,7 +10,14 @@ import pytest
 from adapters_store.disk_store import DiskStore
 from adapters_store.redis_store import RedisStore
 from server.config import BatchSettings, StoreKind
-from tests.conftest import DEFAULT_MODEL_DIR, RedisServer, fsdd_bytes, make_settings, running_client
+from tests.helpers import (
+    DEFAULT_MODEL_DIR,
+    RedisServer,
+    async_wait_until,
+    fsdd_bytes,
+    make_settings,
+    running_client,
+)
 
 
 @pytest.mark.slow
@@ -102,6 +109,5 @@ async def test_clients_that_disconnect_mid_request_leave_nothing_behind(client, 
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0.3)
-    assert batcher.queue_depth == 0
+    await async_wait_until(lambda: batcher.queue_depth == 0, timeout_s=5)
     assert (await client.post("/v1/transcribe?task_id=fsdd-lucas", content=clip)).status_code == 200

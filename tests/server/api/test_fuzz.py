@@ -18,7 +18,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import live_server, make_settings
+from tests.helpers import live_server, make_settings
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 25

@@ -14,7 +14,7 @@ import websockets
 
 from server.config import BatchSettings, StreamingSettings
 from server.data.manifest import load_audio
-from tests.conftest import live_server, make_settings
+from tests.helpers import live_server, make_settings
 
 RATE = 16_000
 

@@ -10,7 +10,7 @@ import pytest
 from adapters_store.disk_store import DiskStore
 from adapters_store.redis_store import RedisStore
 from server.config import StoreKind
-from tests.conftest import DEFAULT_MODEL_DIR, fsdd_bytes, make_settings, running_client
+from tests.helpers import DEFAULT_MODEL_DIR, fsdd_bytes, make_settings, running_client
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pickle
 import torch
 
 from adapters_store.head_format import HeadMetadata, HeadRecord, encode_head
-from tests.conftest import fsdd_bytes
+from tests.helpers import fsdd_bytes
 
 
 async def _text(client, task, clip) -> str:

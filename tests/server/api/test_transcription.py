@@ -11,7 +11,7 @@ import soundfile as sf
 from server.data import synthetic
 from server.data.manifest import load_audio
 from server.models.ctc.inference import transcribe_features
-from tests.conftest import fsdd_bytes, live_server, make_settings
+from tests.helpers import fsdd_bytes, live_server, make_settings
 
 
 def _forward_passes(metrics_text: str) -> float:

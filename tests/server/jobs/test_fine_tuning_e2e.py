@@ -14,8 +14,8 @@ import time
 import pytest
 
 from server.config import JobSettings
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ async def wait_for(client, job_id: str, who: str, statuses, timeout_s: float = 2
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(who))).json()
         if job["status"] in statuses:
             return job
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from server.config import JobSettings
-from tests.conftest import live_server, make_settings
+from tests.helpers import live_server, make_settings
 from tests.server.jobs.archives import fsdd_zip
 
 pytestmark = pytest.mark.slow  # starts a worker (the forkserver imports torch once)

@@ -11,8 +11,8 @@ import pytest
 
 from server.config import REPO_ROOT, JobSettings
 from server.jobs.queue import queue_name
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 from tests.server.jobs.test_fine_tuning_e2e import wait_for
 

@@ -18,10 +18,10 @@ import torch
 
 from server.config import REPO_ROOT, JobSettings
 from server.data.manifest import load_audio
-from tests.conftest import running_client
-from tests.security.conftest import auth, keyed_settings
+from tests.helpers import running_client
+from tests.security.helpers import auth, keyed_settings
 from tests.server.jobs.archives import fsdd_zip, upload
-from tests.server.whisper_serving.conftest import WHISPER_DIR, wav_bytes
+from tests.server.whisper_serving.helpers import WHISPER_DIR, wav_bytes
 
 pytestmark = pytest.mark.slow
 SPEAKER = "nicolas"
@@ -60,7 +60,7 @@ async def wait_for(client, job_id: str, statuses, timeout_s: float = 120) -> dic
         job = (await client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth("acme"))).json()
         if job["status"] in statuses or (statuses == "stepping" and job["progress"]):
             return job
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 

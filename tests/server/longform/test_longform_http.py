@@ -10,7 +10,7 @@ import pytest
 
 from load_tests.long_audio import RATE, long_fsdd, wav
 from server.config import LongformSettings
-from tests.conftest import live_server, make_settings, running_client
+from tests.helpers import live_server, make_settings, running_client
 
 SPEAKER = "george"
 TASK = f"fsdd-{SPEAKER}"

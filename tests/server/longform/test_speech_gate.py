@@ -16,7 +16,7 @@ from load_tests.long_audio import RATE, long_fsdd, wav
 from server.config import LongformSettings
 from server.longform.policy import speech_gate, window_plan
 from server.longform.windows import WindowPlan
-from tests.conftest import make_settings, running_client
+from tests.helpers import make_settings, running_client
 
 
 def _clicks(minutes: float, period_s: float, width_s: float = 0.002) -> np.ndarray:

@@ -31,8 +31,8 @@ from load_tests.long_audio import (
     words_of,
 )
 from server.config import ApiKey, LongformSettings
-from tests.conftest import running_client
-from tests.server.whisper_serving.conftest import whisper_settings
+from tests.helpers import running_client
+from tests.server.whisper_serving.helpers import whisper_settings
 
 WORDS = {"timestamp_granularities[]": "word"}
 

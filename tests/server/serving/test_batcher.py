@@ -16,6 +16,7 @@ from server.errors import BatchFailed, DeadlineExceeded, HeadRejected, Overloade
 from server.models.ctc.recognizer import CtcRecognizer
 from server.serving.batcher import Batcher, Work
 from server.serving.engine import Engine
+from tests.helpers import async_wait_until
 
 
 class Observer:
@@ -137,8 +138,7 @@ async def test_a_cancelled_request_leaves_the_queue(make_batcher, heads):
     batcher, _ = make_batcher(max_batch_size=8, max_wait_ms=2000)
     first = asyncio.create_task(batcher.submit(_work(heads["a"])))
     second = asyncio.create_task(batcher.submit(_work(heads["b"])))  # now waiting for company
-    await asyncio.sleep(0.05)
-    assert batcher.queue_depth == 2
+    await async_wait_until(lambda: batcher.queue_depth == 2, timeout_s=5)
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
@@ -162,8 +162,7 @@ async def test_waiting_audio_is_bounded_in_samples_not_only_in_requests(make_bat
     batcher, _ = make_batcher(max_batch_size=8, max_wait_ms=2000, max_queued_samples=33_000)
     first = asyncio.create_task(batcher.submit(_work(heads["a"], frames=100)))  # 16,000
     second = asyncio.create_task(batcher.submit(_work(heads["b"], frames=100)))  # waits
-    await asyncio.sleep(0.05)
-    assert batcher.queue_depth == 2
+    await async_wait_until(lambda: batcher.queue_depth == 2, timeout_s=5)
     with pytest.raises(Overloaded, match="audio samples"):
         await batcher.submit(_work(heads["c"], frames=10))
     for task in (first, second):

@@ -16,7 +16,7 @@ from adapters_store.redis_store import RedisStore
 from adapters_store.seeding import seed_store
 from server.cli import main
 from server.config import REPO_ROOT, Settings, StoreKind, get_settings
-from tests.conftest import DEFAULT_MODEL_DIR, running_client
+from tests.helpers import DEFAULT_MODEL_DIR, running_client
 
 SHIPPED = DiskStore(DEFAULT_MODEL_DIR / "heads").task_ids()
 

@@ -33,7 +33,7 @@ from server.models.ctc.features import pad_features
 from server.models.hf.ctc import HfCtcBackbone
 from server.models.nemo.ctc import NemoCtcBackbone
 from server.training.adapt import AdaptConfig, adapt_backbone, controller_dim_for
-from tests.conftest import running_client
+from tests.helpers import running_client
 from tests.server.models.nemo.nemo_reference import DATA
 
 transformers = pytest.importorskip("transformers")

@@ -18,9 +18,9 @@ from server.models.transcript import DecodeOptions
 from server.models.whisper.decoding import UNLIMITED, DecodeLimits, transcribe
 from server.models.whisper.model import load_whisper
 from server.serving.batcher import Work
-from tests.conftest import running_client
-from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
-from tests.server.whisper_serving.conftest import normalise, wav_bytes, whisper_settings
+from tests.helpers import running_client
+from tests.server.models.whisper.helpers import FSDD, FSDD_ALT
+from tests.server.whisper_serving.helpers import normalise, wav_bytes, whisper_settings
 
 SIX, SEVEN = "6_theo_35.wav", "7_theo_35.wav"
 # A prompt that makes Whisper say "six six six ..." to its token limit on SIX (measured:

@@ -20,8 +20,8 @@ import string
 import pytest
 
 from server.config import REPO_ROOT
-from tests.conftest import running_client
-from tests.server.whisper_serving.conftest import normalise, whisper_settings
+from tests.helpers import running_client
+from tests.server.whisper_serving.helpers import normalise, whisper_settings
 
 JFK = REPO_ROOT / "tests" / "data" / "jfk.flac"
 EXPECTED = (
@@ -105,7 +105,7 @@ async def test_tiny_en_refuses_a_non_english_language_with_a_stable_code(tmp_pat
 @needs_base
 async def test_jfk_is_exact_on_whisper_base_and_german_speech_is_detected_as_german(tmp_path):
     from server.data.synthetic import speak
-    from tests.server.whisper_serving.conftest import wav_bytes
+    from tests.server.whisper_serving.helpers import wav_bytes
 
     german = "Guten Morgen, ich möchte heute mit dem Zug nach Berlin fahren."
     async with running_client(whisper_settings(tmp_path, model_dir=BASE_DIR)) as client:

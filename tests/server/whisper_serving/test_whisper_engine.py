@@ -17,8 +17,8 @@ from server.errors import HeadRejected, ServingError
 from server.models.checkpoint import head_spec
 from server.models.registry import load_recognizer
 from server.serving.engine import Engine, EngineInput
-from tests.server.models.whisper.conftest import SENTENCES
-from tests.server.whisper_serving.conftest import FINGERPRINT, WHISPER_DIR, head_record
+from tests.server.models.whisper.helpers import SENTENCES
+from tests.server.whisper_serving.helpers import FINGERPRINT, WHISPER_DIR, head_record
 
 CPU = torch.device("cpu")
 
@@ -123,7 +123,7 @@ def test_a_batch_of_32_different_tasks_gives_each_utterance_its_solo_transcript(
 
 
 def _fsdd_clips():
-    from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
+    from tests.server.models.whisper.helpers import FSDD, FSDD_ALT
 
     folder = FSDD if FSDD.is_dir() else FSDD_ALT
     if not folder.is_dir():

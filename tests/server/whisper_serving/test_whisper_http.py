@@ -10,8 +10,8 @@ import torch
 
 from adapters_store.head_format import HeadType
 from server.config import AudioSettings
-from tests.conftest import live_server, running_client
-from tests.server.whisper_serving.conftest import (
+from tests.helpers import live_server, running_client
+from tests.server.whisper_serving.helpers import (
     head_file,
     normalise,
     wav_bytes,
@@ -158,7 +158,7 @@ async def test_temperature_is_honoured_bounded_and_reported_per_segment(tmp_path
     """A greedy loop falls back hotter (verbose_json says at what temperature); the same
     clip with the fallback switched off loops to max_tokens; a temperature outside [0, 1]
     is refused with a stable code and the server goes on."""
-    from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
+    from tests.server.models.whisper.helpers import FSDD, FSDD_ALT
     from tests.server.models.whisper.test_fallback import LOOPING
 
     folder = FSDD if FSDD.is_dir() else FSDD_ALT

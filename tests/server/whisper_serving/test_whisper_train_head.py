@@ -11,9 +11,9 @@ import pytest
 from adapters_store.disk_store import DiskStore
 from server.cli import main
 from server.config import REPO_ROOT
-from tests.conftest import running_client
-from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
-from tests.server.whisper_serving.conftest import WHISPER_DIR, whisper_settings
+from tests.helpers import running_client
+from tests.server.models.whisper.helpers import FSDD, FSDD_ALT
+from tests.server.whisper_serving.helpers import WHISPER_DIR, whisper_settings
 
 
 def whisper_copy(tmp_path: Path) -> Path:

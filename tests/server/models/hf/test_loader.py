@@ -25,7 +25,7 @@ from server.models.hf.checkpoint import HfCheckpointError
 from server.models.hf.ctc import HfCtcBackbone
 from server.models.hra import HRAModel
 from server.models.registry import load_recognizer, write_seeded_controller
-from tests.conftest import running_client
+from tests.helpers import running_client
 
 transformers = pytest.importorskip("transformers")
 

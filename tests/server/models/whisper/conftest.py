@@ -7,26 +7,15 @@ tests/server/whisper_serving/test_jfk.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import soundfile as sf
 import torch
 
 from server.audio.resample import resample
-from server.config import REPO_ROOT
 from server.data.synthetic import speak
 from server.models.whisper.model import load_whisper
 from server.models.whisper.weights import WeightsManifest, locate
-
-SENTENCES = [
-    ("The quick brown fox jumps over the lazy dog.", "en-us", 150),
-    ("Please call Stella and ask her to bring these things.", "en-gb", 140),
-    ("Open the door and turn on the light.", "en-us", 170),
-    ("We will meet at the station tomorrow morning.", "en-gb", 160),
-]
-FSDD = Path("/work/shared/data/fsdd/recordings")
-FSDD_ALT = REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings"
+from tests.server.models.whisper.helpers import FSDD, FSDD_ALT, SENTENCES
 
 
 @pytest.fixture(scope="session")

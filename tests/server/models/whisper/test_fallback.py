@@ -16,7 +16,7 @@ from server.models.whisper.decoding import (
     transcribe,
 )
 from server.models.whisper.model import load_whisper
-from tests.server.models.whisper.conftest import FSDD, FSDD_ALT
+from tests.server.models.whisper.helpers import FSDD, FSDD_ALT
 
 # Greedy plain Whisper tiny.en, `cut` window: "6, 6, 6, ..." to max_tokens (measured)
 LOOPING = "6_theo_35.wav"

@@ -1,4 +1,5 @@
-"""Review findings on the fine-tuning surface: limits hold under concurrent requests."""
+"""Fine-tuning limits hold under concurrent requests: dataset count and parses per tenant,
+concurrent deletes, bounded job history, archives with huge central directories."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import io
 import time
 import zipfile
 
-from tests.conftest import running_client
-from tests.security.conftest import auth
+from tests.helpers import running_client
+from tests.security.helpers import auth
 from tests.security.test_fine_tuning_tenancy import job_settings, wait_for
 from tests.server.jobs.archives import fsdd_zip, upload
 
