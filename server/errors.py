@@ -51,31 +51,39 @@ def shown(exc: BaseException, message: str = "internal server error") -> HraErro
     return HraError(message)
 
 
-# --- bases by HTTP status: they declare no code of their own, so are never raised ---
+# --- bases by HTTP status: they declare no code of their own, so are never raised. A live
+# stream that ends on one closes with 1008 (policy) for the client's own errors, 1013 (try
+# again later) for load, 1011 (server error) for the server's ---
 
 
 class BadRequest(HraError):
     status = 400
+    close_code = CLOSE_POLICY
 
 
 class NotFound(HraError):
     status = 404
+    close_code = CLOSE_POLICY
 
 
 class TooLarge(HraError):
     status = 413
+    close_code = CLOSE_POLICY
 
 
 class Unprocessable(HraError):
     status = 422
+    close_code = CLOSE_POLICY
 
 
 class TooMany(HraError):
     status = 429
+    close_code = CLOSE_TRY_LATER
 
 
 class Unavailable(HraError):
     status = 503
+    close_code = CLOSE_TRY_LATER
 
 
 # --- the request itself ---
@@ -100,6 +108,7 @@ class MethodNotAllowed(HraError):
 
     code = "method_not_allowed"
     status = 405
+    close_code = CLOSE_POLICY
 
 
 class RequestTimeout(HraError):
@@ -107,6 +116,7 @@ class RequestTimeout(HraError):
 
     code = "request_timeout"
     status = 408
+    close_code = CLOSE_POLICY
 
 
 class PayloadTooLarge(TooLarge):
@@ -241,6 +251,13 @@ class InferenceFailed(HraError):
     def __init__(self, message: str, stage: str = "") -> None:
         super().__init__(message)
         self.stage = stage  # features | forward | decode
+
+
+class TranscriptTooLong(Unprocessable):
+    """A dataset item's transcript has more characters than its audio has CTC frames to
+    align them to (a head trained on it would learn nothing)."""
+
+    code = "transcript_too_long"
 
 
 class DecodeBudgetExceeded(Unprocessable):

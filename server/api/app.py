@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         app.state.runtime = runtime
         app.state.streams = StreamHub(settings.streaming, runtime.metrics.registry)
-        jobs = JobService(settings, runtime.heads)
+        jobs = JobService(settings, runtime.heads, runtime.engine.frame_seconds)
         await jobs.start()
         app.state.jobs = jobs
         logger.info("serving on %s:%d", settings.host, settings.port)

@@ -106,8 +106,9 @@ def read_audio_file(path: str | Path, limits: AudioSettings) -> Audio:
 def _decode(source: io.BytesIO | str, limits: AudioSettings) -> Audio:
     try:
         f = sf.SoundFile(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioDecodeError(f"not a readable WAV, FLAC or OGG file: {exc}") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        # libsndfile's text names the Python object it read (a heap address): not shown
+        raise AudioDecodeError("not a readable WAV, FLAC or OGG file") from None
     with f:
         rate, channels, claimed = f.samplerate, f.channels, f.frames
         check_sample_rate(rate)
@@ -137,10 +138,10 @@ def _read_mono(f: sf.SoundFile, channels: int, limit: int, claimed: int | None) 
         want = min(BLOCK_FRAMES, limit + 1 - n)
         try:
             got = block[: _read_frames(f, block[:want])]
-        except (sf.LibsndfileError, RuntimeError) as exc:
+        except (sf.LibsndfileError, RuntimeError):
             if claimed is None and n > 0:  # a stream of unknown length may end in an error
                 break
-            raise AudioDecodeError(f"audio data is corrupt or truncated: {exc}") from None
+            raise AudioDecodeError("audio data is corrupt or truncated") from None
         if got.shape[0] == 0:
             break
         if not np.isfinite(got).all():

@@ -24,13 +24,14 @@ import shutil
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import soundfile as sf
 
-from server.audio.reading import read_audio
+from server.audio.reading import Audio, frames_to_hold, read_audio
 from server.config import AudioSettings, JobSettings
 from server.errors import (
     AudioDecodeError,
@@ -98,8 +99,8 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
         raise InvalidDataset(f"the archive's central directory is too large (> {most} members)")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InvalidDataset(f"not a zip archive: {exc}") from None
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise InvalidDataset("not a zip archive (or a damaged one)") from None
     with archive:
         infos = archive.infolist()
         if len(infos) > most:
@@ -128,12 +129,8 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
                 # targets from it (CTC: letters only; Whisper: its BPE, server/jobs/model_kinds)
                 text = " ".join(text.split())
                 raw = _read(archive, members[name], audio.max_bytes, budget)
-                decoded = read_audio(raw, audio)
+                decoded = _decode_within(raw, audio, limits.max_dataset_audio_s - seconds)
                 seconds += decoded.seconds
-                if seconds > limits.max_dataset_audio_s:
-                    raise PayloadTooLarge(
-                        f"the dataset's audio passes {limits.max_dataset_audio_s:g} s"
-                    )
                 items.append((decoded.at_model_rate(), text))
             except PayloadTooLarge:
                 raise
@@ -144,6 +141,25 @@ def parse_archive(data: bytes, limits: JobSettings, audio: AudioSettings) -> lis
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 20 else ""
             raise InvalidDataset(f"{len(errors)} of {len(rows)} items refused: {shown}{more}")
         return items
+
+
+def _decode_within(raw: bytes, audio: AudioSettings, left_s: float) -> Audio:
+    """One item's audio, if it fits in what is left of the dataset's seconds: checked from
+    its header before anything is decoded (a few KB of FLAC can claim hours of silence),
+    and decoding stops there whatever the header claimed."""
+    too_long = PayloadTooLarge(f"the dataset's audio passes its limit ({left_s:.0f} s were left)")
+    held, rate = frames_to_hold(raw, audio)
+    if rate and held / rate > left_s and held / rate < audio.max_duration_s:
+        raise too_long  # its header claims more than is left
+    bounded = audio.model_copy(
+        update={"max_duration_s": max(min(audio.max_duration_s, left_s), 1e-3)}
+    )
+    try:
+        return read_audio(raw, bounded)
+    except AudioTooLong:
+        if left_s < audio.max_duration_s:
+            raise too_long from None
+        raise
 
 
 def _central_directory_bytes(data: bytes) -> int:
@@ -182,10 +198,14 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, budget: _
     try:
         with archive.open(info) as f:
             data = f.read(min(limit, max(0, budget.left)) + 1)  # never inflates past either
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
-        raise InvalidDataset(f"member {info.filename!r} cannot be read: {exc}") from None
-    except zipfile.LargeZipFile as exc:
-        raise InvalidDataset(f"member {info.filename!r}: {exc}") from None
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError):
+        # the library's own text is not for tenants (it may quote offsets or internals)
+        raise InvalidDataset(
+            f"member {info.filename!r} cannot be read: corrupt, encrypted or compressed with "
+            "an unsupported method (store or deflate it)"
+        ) from None
+    except zipfile.LargeZipFile:
+        raise InvalidDataset(f"member {info.filename!r} needs ZIP64, which is refused") from None
     if len(data) > limit:
         raise PayloadTooLarge(f"member {info.filename!r} inflates past {limit} bytes")
     budget.take(len(data))

@@ -188,6 +188,7 @@ async def _register(
         stored = await store.put(
             HeadRecord(meta, new.tensors),
             acting_tenant=record.owner,
+            keep_owner=record.owner is None,  # an admin's job keeps the task's owner
             make_current=keep or current is None,
         )
         return stored, keep or current is None

@@ -13,10 +13,12 @@ import time
 import weakref
 from dataclasses import replace
 
-from adapters_store.head_format import validate_task_id
+import soundfile as sf
+
+from adapters_store.head_format import validate_task_id, validate_vocabulary
 from server.auth import Principal
 from server.config import Settings
-from server.errors import InvalidRequest, TooManyJobs, UnknownJob
+from server.errors import InvalidRequest, TooManyJobs, TranscriptTooLong, UnknownJob
 from server.jobs.datasets import Dataset, DatasetStore
 from server.jobs.model_kinds import refuse_unsupported
 from server.jobs.queue import make_queue
@@ -28,17 +30,22 @@ from server.jobs.records import (
     JobRecord,
     JobStore,
 )
-from server.models.registry import model_kind_of
+from server.models.ctc.tokenizer import CharTokenizer
+from server.models.registry import HF_CTC, HRA_CTC, model_kind_of
 from server.serving.heads import HeadRegistry
 
 logger = logging.getLogger(__name__)
+CTC_KINDS = (HRA_CTC, HF_CTC)
 HEAD_TYPES = ("linear", "ffn")
 UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an hour of audio
 
 
 class JobService:
-    def __init__(self, settings: Settings, heads: HeadRegistry) -> None:
+    def __init__(
+        self, settings: Settings, heads: HeadRegistry, frame_seconds: float | None = None
+    ) -> None:
         self.settings = settings
+        self.frame_seconds = frame_seconds  # the served model's output frame (CTC alignment)
         self.heads = heads  # the serving heads: ownership, and invalidation after a job
         self.model_kind = model_kind_of(settings.model_dir)  # what jobs train: model_kinds.py
         self.datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
@@ -125,6 +132,10 @@ class JobService:
         await self.get_dataset(training_file, caller)
         if validation_file is not None:
             await self.get_dataset(validation_file, caller)
+        if hp.vocabulary_from_data:  # refused now, not after the job has trained
+            await asyncio.to_thread(self._check_vocabulary_from, training_file)
+        if self.model_kind in CTC_KINDS and self.frame_seconds:
+            await asyncio.to_thread(self._check_alignable, training_file, validation_file)
         exists = await self._check_task(task_id, caller)
         if promote == "never" and not exists:
             raise InvalidRequest(
@@ -156,6 +167,37 @@ class JobService:
         self.queue.submit(record.id)
         logger.info("job %s queued", record.id)
         return record
+
+    def _check_vocabulary_from(self, training_file: str) -> None:
+        """The vocabulary a job with vocabulary_from_data would give its head (the words of
+        the dataset's transcripts, as training spells them) is within the head format's
+        bounds, else InvalidVocabulary (422) before anything runs."""
+        tokenizer = CharTokenizer()
+        items = self.datasets.items(training_file)
+        validate_vocabulary(sorted({w for i in items for w in tokenizer.normalize(i.text).split()}))
+
+    def _check_alignable(self, *files: str | None) -> None:
+        """CTC aligns a transcript to the audio's frames only if it has at least one frame per
+        character, plus one between repeated ones: an item with more is refused here (422),
+        not trained on to a loss of 0."""
+        tokenizer, refused = CharTokenizer(), []
+        for file_id in (f for f in files if f is not None):
+            for line, item in enumerate(self.datasets.items(file_id), 1):
+                ids = tokenizer.encode(tokenizer.normalize(item.text))
+                needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+                info = sf.info(str(item.audio))
+                frames = int(info.frames / info.samplerate / self.frame_seconds)
+                if needed > frames:
+                    refused.append(
+                        f"{file_id} line {line}: {needed} frames needed, {frames} in audio"
+                    )
+        if refused:
+            shown = "; ".join(refused[:10]) + (
+                f" (and {len(refused) - 10} more)" if len(refused) > 10 else ""
+            )
+            raise TranscriptTooLong(
+                f"{len(refused)} transcripts are longer than their audio can align: {shown}"
+            )
 
     def _prune(self, mine: list[JobRecord]) -> None:
         """Room for one more record: the tenant's oldest finished jobs go (newest first)."""

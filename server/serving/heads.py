@@ -194,8 +194,11 @@ def check_may_set_visibility(caller: Principal, visibility: object) -> None:
 def check_head_metadata(meta: HeadMetadata) -> None:
     """Fields of a head file's own metadata that are stored and answered as typed JSON."""
     for name in ("owner", "description"):
-        if not isinstance(getattr(meta, name), str | None):
+        value = getattr(meta, name)
+        if not isinstance(value, str | None):
             raise HeadRejected(f"head metadata {name!r} must be a string")
+        if value is not None and not _encodable(value):
+            raise HeadRejected(f"head metadata {name!r} is not valid Unicode text")
     if not isinstance(meta.extra, dict):
         raise HeadRejected("head metadata 'extra' must be an object")
     if not isinstance(meta.rank, int) or isinstance(meta.rank, bool):
@@ -207,14 +210,27 @@ def check_head_metadata(meta: HeadMetadata) -> None:
 
 
 def check_metadata(value: object, depth: int = 0) -> None:
-    """Metadata is stored and echoed back as JSON: finite numbers, bounded nesting."""
+    """Metadata is stored and echoed back as JSON: finite numbers, bounded nesting, text
+    that is valid Unicode (JSON's "\ud800" escape decodes to a lone surrogate, which no
+    UTF-8 writer accepts)."""
     if depth > MAX_METADATA_DEPTH:
         raise InvalidRequest(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+    if isinstance(value, str) and not _encodable(value):
+        raise InvalidRequest("metadata text must be valid Unicode (no unpaired surrogates)")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRequest("metadata numbers must be finite (no NaN or Infinity)")
     if isinstance(value, dict):
-        for item in value.values():
+        for key, item in value.items():
+            check_metadata(key, depth + 1)
             check_metadata(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
             check_metadata(item, depth + 1)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

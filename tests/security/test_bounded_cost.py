@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from adapters_store.errors import InvalidVocabulary
 from adapters_store.head_format import MAX_VOCABULARY_CHARACTERS, validate_vocabulary
+from server.audio import resample as resampling
 from server.audio.reading import MAX_RATE, MIN_RATE
-from server.audio.reading import resample as resampling
 from server.audio.resample import MAX_PHASES, SAMPLE_RATE, resample, resample_plan
 from server.config import AudioSettings
 from server.data.manifest import load_audio, read_manifest

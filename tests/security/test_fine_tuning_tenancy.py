@@ -13,10 +13,13 @@ import asyncio
 import io
 import json
 import time
+import tracemalloc
 import zipfile
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 
 from server.config import JobSettings
 from server.jobs.records import Hyperparameters, JobRecord, JobStore
@@ -193,6 +196,72 @@ async def test_bad_items_refuse_the_upload_with_a_per_item_error_and_store_nothi
     assert not list((tmp_path / "state").rglob("*.wav"))
 
 
+async def test_items_claiming_hours_are_refused_from_their_headers_before_decoding(jobs_client):
+    """60 KB of FLAC can hold 40 minutes of silence: two of them pass the dataset's hour.
+    The second is refused from its header, so the upload never holds decoded hours."""
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(8000 * 2400, np.int16), 8000, format="FLAC")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name in ("a.flac", "b.flac"):
+            z.writestr(name, silence.getvalue())
+        rows = [{"audio": n, "text": "zero"} for n in ("a.flac", "b.flac")]
+        z.writestr("manifest.jsonl", "\n".join(json.dumps(r) for r in rows))
+    tracemalloc.start()
+    try:
+        r = await jobs_client.post("/v1/files", headers=auth("acme"), **upload(buffer.getvalue()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    assert "limit" in r.json()["error"]["message"]
+    # one item decoded (40 min at 16 kHz float32: 154 MB), never both (308 MB)
+    assert peak < 250 * 1024 * 1024, peak
+
+
+async def test_a_vocabulary_from_data_past_its_bound_is_refused_at_job_creation(
+    jobs_client, fsdd_root
+):
+    words = ["".join(chr(97 + (i // 26**k) % 26) for k in range(3)) + "x" for i in range(1200)]
+    clips = sorted(fsdd_root.glob("*_theo_0.wav"))[:6]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        rows = []
+        for i, clip in enumerate(clips):  # 6 x 200 distinct words: 1,200 in all
+            z.writestr(clip.name, clip.read_bytes())
+            rows.append({"audio": clip.name, "text": " ".join(words[i * 200 : (i + 1) * 200])})
+        z.writestr("manifest.jsonl", "\n".join(json.dumps(r) for r in rows))
+    made = await jobs_client.post("/v1/files", headers=auth("acme"), **upload(buffer.getvalue()))
+    assert made.status_code == 200, made.text
+    body = {"model": "acme-words", "training_file": made.json()["id"]}
+    body["hyperparameters"] = {"steps": 5, "vocabulary_from_data": True}
+    r = await jobs_client.post("/v1/fine_tuning/jobs", headers=auth("acme"), json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_vocabulary", r.text
+    listed = await jobs_client.get("/v1/fine_tuning/jobs", headers=auth("acme"))
+    assert listed.json()["data"] == []  # nothing queued
+
+
+async def test_transcripts_longer_than_their_audio_can_align_are_refused_at_job_creation(
+    jobs_client, fsdd_root
+):
+    clips = sorted(fsdd_root.glob("*_theo_0.wav"))[:3]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        rows = [{"audio": c.name, "text": "zero"} for c in clips[:2]]
+        rows.append({"audio": clips[2].name, "text": "seven " * 40})  # 240 letters, ~0.5 s
+        for c in clips:
+            z.writestr(c.name, c.read_bytes())
+        z.writestr("manifest.jsonl", "\n".join(json.dumps(r) for r in rows))
+    made = await jobs_client.post("/v1/files", headers=auth("acme"), **upload(buffer.getvalue()))
+    assert made.status_code == 200, made.text
+    body = {"model": "acme-long", "training_file": made.json()["id"]}
+    body["hyperparameters"] = {"steps": 5}
+    r = await jobs_client.post("/v1/fine_tuning/jobs", headers=auth("acme"), json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "transcript_too_long", r.text
+    assert "line 3:" in r.json()["error"]["message"]  # the manifest's line, alone
+    assert "line 1:" not in r.json()["error"]["message"]
+
+
 async def test_deleting_a_dataset_deletes_its_audio(jobs_client, fsdd_root, tmp_path):
     file_id = await make_dataset(jobs_client, fsdd_root)
     assert len(list((tmp_path / "state").rglob("*.wav"))) == 10
@@ -225,6 +294,25 @@ async def test_concurrent_jobs_are_limited_and_a_cancelled_job_writes_no_version
     again = await client.post("/v1/fine_tuning/jobs", headers=auth("acme"), json=body)
     assert again.status_code == 200
     await client.post(f"/v1/fine_tuning/jobs/{again.json()['id']}/cancel", headers=auth("acme"))
+
+
+async def test_an_admins_job_on_a_tenants_task_keeps_the_task_the_tenants(jobs_client, fsdd_root):
+    client = jobs_client
+    head = (await client.get("/v1/tasks/fsdd-theo/head", headers=auth("admin"))).content
+    r = await client.put(
+        "/v1/tasks/acme-owned", files={"file": ("h.safetensors", head)}, headers=auth("acme")
+    )
+    assert r.status_code == 200 and r.json()["owner"] == "acme", r.text
+    file_id = await make_dataset(client, fsdd_root, who="admin")
+    body = {"model": "acme-owned", "training_file": file_id, "hyperparameters": {"steps": 5}}
+    body["promote"] = "always"
+    made = await client.post("/v1/fine_tuning/jobs", headers=auth("admin"), json=body)
+    assert made.status_code == 200, made.text
+    job = await wait_for(client, made.json()["id"], ("succeeded", "failed"), who="admin")
+    assert job["status"] == "succeeded", job
+    r = await client.get("/v1/tasks/acme-owned", headers=auth("acme"))
+    assert r.status_code == 200, r.text  # the tenant keeps its own task
+    assert r.json()["owner"] == "acme" and r.json()["version"] == 2
 
 
 @pytest.mark.slow

@@ -96,6 +96,14 @@ async def test_the_openai_browser_subprotocol_carries_the_key(url):
         assert created["type"] == "transcription_session.created"
 
 
+@pytest.mark.parametrize("task", ["..%2Fetc", "-leading-dash", "bad%20id", "%E2%80%AEx"])
+async def test_an_invalid_task_id_in_the_url_closes_as_the_clients_error_not_the_servers(url, task):
+    async with ws(url, ACME, task) as conn:
+        events, code = await closed_with(conn)
+    assert events[-1]["error"]["code"] == "invalid_task_id"
+    assert code == 1008  # policy: the client's own error (1011 would say the server failed)
+
+
 async def test_another_tenants_private_task_is_unknown_at_open_and_at_update(url):
     async with httpx.AsyncClient(base_url=url) as client:  # acme's private task
         head = DiskStore(DEFAULT_MODEL_DIR / "heads").get_bytes("fsdd-george")

@@ -171,3 +171,11 @@ async def test_wrong_content_type_is_refused(client):
         "/v1/transcribe", content=b'{"audio": 1}', headers={"content-type": "application/json"}
     )
     await _assert_error(client, r, 400, "invalid_request")
+
+
+async def test_an_undecodable_upload_is_refused_without_library_text_or_heap_addresses(client):
+    for body in (b"RIFF\x00\x00\x00\x00WAVEjunk" * 4, b"fLaC" + bytes(64), b"\x00" * 300):
+        r = await client.post("/v1/transcribe", content=body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_audio", r.text
+        message = r.json()["error"]["message"]
+        assert "0x" not in message and "object at" not in message and "BytesIO" not in message
