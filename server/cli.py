@@ -1,6 +1,6 @@
 """`hra` command line: data, training, evaluation, transcription.
 
-hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings in README)
+hra serve              the HTTP server (HRA_HOST, HRA_PORT; settings: docs/configuration.md)
 hra data               generate the synthetic corpora
 hra build-default      the whole recipe behind models/default (one command)
 hra build-whisper      the recipe behind models/whisper-tiny-en (controller + heads on Whisper)

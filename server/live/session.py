@@ -4,7 +4,7 @@ How the model streams: the CTC model re-runs over the utterance so far every
 `partial_hop_ms` of new speech (full left context, bounded by `max_utterance_s`, a
 forced endpoint), and once more over the whole utterance when it ends: that last pass
 is the final transcript, so a final equals the offline decode of the same utterance
-(README: streaming vs offline WER). Every pass is an ordinary batcher Work item, so a
+(docs/results.md, Live streaming). Every pass is an ordinary batcher Work item, so a
 live stream's next chunk joins the same fused mixed-task batches as file requests.
 
 Per stream at most one pass is in flight: a partial due while one runs is merged into
