@@ -1,9 +1,9 @@
-"""The async interface every head store offers the cache and the service.
+"""The async interface every head store offers the cache and the head registry.
 
 Stores deal in bytes (the safetensors head file) and versions; decoding and
 validation against the loaded model happen once, in the cache.
 
-Lifecycle contract, shared by every store (issue 12):
+Lifecycle contract, shared by every store:
 - Versions of a task id are never reused, not even after DELETE: caches key
   heads by (task, version), so a reused pair would serve a deleted head.
 - Each write (put, set_current, delete) checks ownership and writes in ONE
@@ -15,10 +15,10 @@ Lifecycle contract, shared by every store (issue 12):
   an admin's are not.
 - A write that raises left nothing behind; a write that returned is durable
   (a failed change notification afterwards is logged, not raised).
-- A task's visibility ("private" or "public", issue 16) is task state beside
+- A task's visibility ("private" or "public") is task state beside
   its owner, written in the same atomic step as the write that sets it; it is
   not part of any version, so rollback and replace keep it. Only an admin sets
-  it (the service refuses a tenant's); a new task is private unless the admin
+  it (server/serving/heads.py refuses a tenant's); a new task is private unless the admin
   writing it says otherwise.
 """
 

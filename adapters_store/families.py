@@ -1,4 +1,4 @@
-"""Head families: one object per kind of task head (DESIGN.md section 1).
+"""Head families: one object per kind of task head (docs/architecture.md).
 
 Each family knows, in one place:
     tensors   their names and shapes for a model's dims and a head's rank

@@ -22,7 +22,7 @@ def gather_matmul(x: torch.Tensor, pool: torch.Tensor, slots: torch.Tensor) -> t
     """
     assert x.shape[0] == slots.shape[0] and x.shape[-1] == pool.shape[-1]
     # Gathered from the transposed pool: [B, K, N] in a layout BLAS multiplies faster
-    # than bmm(x, W^T) on CPU (1.1-2.1x at the wav2vec2/Whisper sizes; docs/benchmarks.md).
+    # than bmm(x, W^T) on CPU (at the wav2vec2/Whisper sizes; docs/benchmarks.md).
     weights = pool.transpose(1, 2)[slots.clamp(min=0)]  # [B, K, N]
     out = torch.bmm(x, weights)
     if slots.device.type == "cpu" and not bool((slots < 0).any()):

@@ -1,7 +1,7 @@
 """All configuration, read once from environment variables prefixed `HRA_`.
 
 Nested groups use a double underscore: `HRA_BATCH__MAX_BATCH_SIZE=16`.
-Every knob has a default that serves the embedded model on this machine.
+Every knob has a default that serves the embedded model on a CPU.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class AudioSettings(BaseModel):
     of 16 kHz stereo or 32 kHz mono; 921 MB as mono float32 at most)."""
     max_vocabulary_cost: int = Field(default=3_000_000, ge=10_000, le=1_000_000_000)
     """Most vocabulary-decoding work per utterance, in word-loop states x model frames
-    (43-57 ns and one byte each on this machine's CPU: 0.13-0.17 s at the default, measured with
-    load_tests/bench_vocabulary.py). Audio too long for its task's vocabulary gets 413."""
+    (one byte each; the cost per state-frame: load_tests/bench_vocabulary.py, docs/api.md).
+    Audio too long for its task's vocabulary gets 413."""
 
     @property
     def decoded_samples_limit(self) -> int:
@@ -171,7 +171,7 @@ class LongformSettings(BaseModel):
     join_s: float = Field(default=0.0, ge=0, le=600)
     """Stretches between pauses are joined into one window while they fit in this many
     seconds; 0 = each its own window (the embedded digit model was trained on short
-    utterances and loses words given several at once: measured, README)."""
+    utterances and loses words given several at once: docs/long-audio.md)."""
     whisper_window_s: float = Field(default=30.0, gt=6, le=30)
     """Whisper model directories: longest window, overlap included (one 30 s pass each);
     longer audio is cut into windows of this (the CTC knobs above are for CTC models)."""
@@ -247,7 +247,7 @@ class WhisperSettings(BaseModel):
     on); "cut" cuts the batch to its longest clip plus `cut_margin_s` of silence per clip."""
     cut_margin_s: float = Field(default=8.0, ge=0.0, le=30.0)
     """Seconds of silence after each clip in the "cut" window; below ~8 s greedy Whisper
-    loops on short clips (measured, README)."""
+    loops on short clips (docs/models.md)."""
     max_tokens: int = Field(default=224, ge=1, le=446)
     """Most tokens decoded per utterance (Whisper's own limit: half its 448-token context)."""
     temperature_fallback: bool = True
@@ -295,7 +295,7 @@ class StreamingSettings(BaseModel):
     """Audio kept from before the detected start of speech, in ms."""
     suffix_padding_ms: int = Field(default=100, ge=0, le=2_000)
     """Audio kept past the last speech frame, in ms: the rest of the endpointing silence is
-    not decoded (the shipped backbone misreads long silences around a clip: README)."""
+    not decoded (the shipped backbone misreads long silences around a clip: docs/realtime.md)."""
     threshold_db: float = Field(default=-50.0, ge=-120.0, le=0.0)
     """Energy VAD: a 20 ms frame is speech only if louder than this (dBFS RMS) ..."""
     margin_db: float = Field(default=10.0, ge=0.0, le=60.0)

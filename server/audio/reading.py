@@ -50,8 +50,8 @@ class Audio:
 
     Kept at their own rate so that request threads do no torch work: torch ops
     from many threads at once oversubscribe the cores the engine's forward
-    pass is using (measured: resampling and features in request threads were
-    21% of a loaded server's CPU samples).
+    pass is using (resampling and features in request threads were a large share of
+    a loaded server's CPU samples: docs/benchmarks.md, Profile).
     """
 
     samples: torch.Tensor  # [N] float32

@@ -1,4 +1,4 @@
-"""How many live streams may be open, and what they report (on the service's registry).
+"""How many live streams may be open, and what they report (on the runtime's metrics registry).
 
 A tenant holds at most `max_streams_per_tenant` streams, everyone together at most
 `max_streams`; admin and open-access callers count only toward the total. A stream's

@@ -7,7 +7,7 @@ partials re-decode at most `partial_audio_per_s` seconds of audio per second of 
 `hra_stream_decoded_audio_seconds_total` counts it), and once more over the whole
 utterance when it ends: that last pass
 is the final transcript, so a final equals the offline decode of the same utterance
-(README: streaming vs offline WER). Every pass is an ordinary batcher Work item, so a
+(docs/results.md, Live streaming). Every pass is an ordinary batcher Work item, so a
 live stream's next chunk joins the same fused mixed-task batches as file requests.
 
 Per stream at most one pass is in flight: a partial due while one runs is merged into

@@ -2,7 +2,7 @@
 
     CTC models (no bound per pass)   window_s, margin_s, join_s: short windows cut at
                                      every pause (the digit model was trained on short
-                                     utterances; measured, README)
+                                     utterances: docs/long-audio.md)
     Whisper (one 30 s pass each)     whisper_window_s (<= the bound), whisper_margin_s,
                                      whisper_join_s: stretches joined up to a 28 s core,
                                      so each pass is as full as the pauses allow (every

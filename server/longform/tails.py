@@ -2,7 +2,7 @@
 
 Whisper decodes a window until it emits end-of-text, and in a window full of speech it
 sometimes ends early: after the JFK clip, tiny.en ended a 26 s window at 10.9 s and lost
-the three sentences after it (measured, README). openai-whisper's transcribe answers this
+the three sentences after it (docs/long-audio.md). openai-whisper's transcribe answers this
 by seeking: its next window starts where the text stopped. Windows here are planned
 before any is decoded and run a few at a time, so the same answer comes as a tail: when
 a window's words end more than `min_gap_s` before the end of what it answers for, a

@@ -16,7 +16,7 @@
    the last `search_s` of the room it has (a forced cut, in speech if it must).
 4. The window the model sees is, at a pause, its speech from the first to the last sample
    above the noise floor (the models normalise features per clip: silence they were not
-   trained with shifts them; measured, README); at a forced cut, `margin_s` of overlap:
+   trained with shifts them: docs/long-audio.md); at a forced cut, `margin_s` of overlap:
    a word cut by a forced cut is whole in at least one window when it reaches less than
    `margin_s` past the cut; stitching keeps each word once (stitch.py). Windows shorter
    than MIN_WINDOW_S are widened to it.

@@ -1,6 +1,6 @@
 """The HRA controller, shared by every task and layer (heads: adapters_store/).
 
-Equations (DESIGN.md section 1), per frame, after backbone layer l:
+Equations (docs/architecture.md), per frame, after backbone layer l:
     h_l = ReLU(W_c y_l + u * h_{l-1} + b_c)      shared controller, h_0 = 0
     x_l = y_l + Head_task(h_l)                    same head at every layer
 Head families:

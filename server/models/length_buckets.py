@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 CPU_FORWARD_OVERHEAD_FRAMES = 500
 """One extra forward costs about as much as 500 padded feature frames (5 s of audio) on
-the 2-core CPU: fitted from equal-length batches of 32 run as 1, 2 and 4 forwards."""
+CPU: fitted from equal-length batches of 32 run as 1, 2 and 4 forwards
+(load_tests/bench_buckets.py, docs/benchmarks.md)."""
 
 NEVER_SPLIT = 10**9  # an overhead no padding can outweigh: one pass per batch
 

@@ -8,9 +8,9 @@ taken from the checkpoint's float32 tensors, still names the model heads bind to
               weights int8, activations quantized per batch at run time (CPU only)
     bfloat16  the backbone's layers under CPU autocast to bfloat16, outputs cast back
 Measured on the default model (docs/benchmarks.md, load_tests/bench_cpu_speedups.py):
-int8 1.31x at B=32, 1.00x at B=1, FSDD WER 8.83% -> 9.00%; bfloat16 1.09x at B=32 but
-0.67x at B=1, WER equal. Neither is equal-WER and faster at every batch size, so the
-default stays float32.
+int8 speeds up large batches only and costs some WER; bfloat16 keeps the WER but slows
+small batches. Neither is equal-WER and faster at every batch size, so the default stays
+float32.
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ class FramePosteriors:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """What one request asks of decoding, beyond its head (validated by the service)."""
+    """What one request asks of decoding, beyond its head (validated by
+    server/serving/request.py)."""
 
     language: str | None = None  # a language code the model knows; None: the model decides
     words: bool = False  # word times wanted (models that compute them only on request)

@@ -10,7 +10,7 @@ line, for what nobody foresaw):
                 longer audio is cut into windows that fit it: server/longform/)
     vocabulary  a task's word-loop decoding costs states x frames on the engine
                 thread: at most `max_vocabulary_cost` for this audio's length
-    head        resolved and authorized by the service; a head the device pool
+    head        resolved and authorized by server/serving/heads.py; a head the device pool
                 cannot hold is refused at upload and when the cache decodes it
 What the audio itself may cost (rate, channels, decoded samples) is bounded while it
 is read, before it is decoded in full (server/audio/reading.py).

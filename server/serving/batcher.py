@@ -9,7 +9,7 @@ Contract:
                                 each tenant's items nearest in length to the batch's
     the engine runs it          in its own thread; each request gets its own result
                                 or its own error (the engine isolates failures)
-Work arrives with its head already resolved and authorized by the service, so a
+Work arrives with its head already resolved and authorized (server/serving/heads.py), so a
 cold head delays only its own request (it is not queued until its head is ready).
 The batcher knows nothing of HTTP or stores; the engine nothing of queues.
 """

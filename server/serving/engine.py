@@ -13,7 +13,7 @@ Failure model (a property of the interface, not a retry around it):
                      logged with its request id and counted in `isolated_failures`
     decode           per item (Recognizer.decode); greedy on this thread; a deferred decode
                      (CTC: within a task's vocabulary, up to `max_vocabulary_cost`
-                     state-frames, ~0.15 s) is handed to a
+                     state-frames) is handed to a
                      decoder thread, so it delays only its own request, never its
                      batch-mates or the next batch; one that raises fails only its item;
                      the decoder takes tenants in turn and skips cancelled decodes

@@ -83,7 +83,7 @@ class TranscriptionService:
             reservation.shrink(got)
             windows = None
             if plan.needs_cutting(got, decoded.rate):
-                # one pass over the file's energy: off the event loop (2 h: ~0.1-0.2 s)
+                # one pass over the file's energy: off the event loop
                 windows = await asyncio.to_thread(
                     plan.plan, decoded.samples, decoded.rate, self.speech_gate
                 )

@@ -1,8 +1,8 @@
 """WER per task for backbone-only, HRA linear, HRA FFN and the residual adapter.
 
 Test sets: each synthetic domain's held-out split (regenerated from its seed
-if absent) and FSDD takes 30-39 per speaker. The table this prints is the
-README's; the JSON it writes is the record. Tasks whose linear head names a
+if absent) and FSDD takes 30-39 per speaker. The table this prints is the one in
+docs/results.md; the JSON it writes is the record. Tasks whose linear head names a
 vocabulary are scored twice: greedy (the main table) and restricted to that
 vocabulary, for every variant alike, backbone included (a second table).
 """

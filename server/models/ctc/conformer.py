@@ -36,8 +36,8 @@ class ConvSubsampling(nn.Module):
 
     Runs a batch in chunks of about CHUNK_FRAMES input frames: its 32-channel
     maps are memory-bound, and a whole batch's no longer fits in cache. Each
-    utterance is computed alone either way, so the result is the same; at
-    B=32 x 3 s this halves the subsampling time on a 2-core CPU.
+    utterance is computed alone either way, so the result is the same, and large
+    batches subsample faster on CPU (docs/benchmarks.md, Profile).
     """
 
     CHUNK_FRAMES = 2048
@@ -139,8 +139,8 @@ class ConformerCTC(nn.Module):
 def depthwise_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """conv(x) for a depthwise, "same"-padded Conv1d, as K shifted multiply-adds on CPU.
 
-    oneDNN's depthwise path is 3-4x slower than this at our sizes (B=16-32,
-    144 channels, K=15: measured 3.3 vs 1.1 ms per layer). GPUs keep conv1d.
+    oneDNN's depthwise path is slower than this at our sizes (B=16-32, 144 channels,
+    K=15: docs/benchmarks.md, Profile). GPUs keep conv1d.
     """
     if x.is_cuda:
         return conv(x)

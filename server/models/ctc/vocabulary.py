@@ -10,8 +10,8 @@ Between words the loop takes a space token or only blanks; a word may follow
 another word's last character directly only through a blank or a space, which
 costs nothing in practice (the model emits one there anyway).
 
-Cost: Viterbi touches every state on every frame, 43-57 ns per state-frame on this
-machine's CPU (load_tests/bench_vocabulary.py), and keeps one byte of backpointer per
+Cost: Viterbi touches every state on every frame (the time per state-frame:
+load_tests/bench_vocabulary.py, docs/api.md), and keeps one byte of backpointer per
 state-frame. `check_vocabulary_cost` bounds states x frames per utterance at admission;
 compiled loops are cached within a byte budget (WORD_LOOP_CACHE_BYTES).
 """
@@ -32,8 +32,8 @@ SPACE = CharTokenizer.symbols.index(" ")
 NEG = -1e30
 SILENCE, SPACE_STATE = 0, 1  # flat state ids; word states follow
 MAX_VOCABULARY_COST = 3_000_000
-"""Default bound on states x frames per utterance: 0.13-0.17 s of Viterbi here (43-57 ns per
-state-frame, load_tests/bench_vocabulary.py)."""
+"""Default bound on states x frames per utterance (what it costs in time:
+load_tests/bench_vocabulary.py, docs/api.md)."""
 DEFAULT_FRAME_SECONDS = 0.04  # the embedded Conformer: 10 ms features subsampled 4x
 WORD_LOOP_CACHE_BYTES = 32 * 1024 * 1024
 """Compiled word loops kept across calls: ~56 bytes per state, so a vocabulary at the
@@ -133,8 +133,8 @@ _loops: ByteBoundedLRU[tuple[str, ...], WordLoop] = ByteBoundedLRU(
 
 
 def word_loop(words: tuple[str, ...]) -> WordLoop:
-    """Compiled once per distinct vocabulary (hashing 1,000 words takes ~10 us), kept in
-    an LRU of at most WORD_LOOP_CACHE_BYTES."""
+    """Compiled once per distinct vocabulary (hashing the words is cheap next to compiling
+    them), kept in an LRU of at most WORD_LOOP_CACHE_BYTES."""
     return _loops.get_or_build(words)
 
 

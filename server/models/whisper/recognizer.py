@@ -13,7 +13,7 @@ times come from the alignment heads' cross-attention + DTW (alignment.py), compu
 for the rows whose request asks for them (one extra decoder pass over those rows).
 
 Languages: a multilingual model takes each row's language (or detects it); an
-English-only model takes "en" only (the service refuses others before queueing).
+English-only model takes "en" only (server/serving/request.py refuses others before queueing).
 
 Cost: each row's decoding is bounded by its audio's length (decoding.py's DecodeLimits:
 tokens per attempt, attempts, a budget over them, prompt tokens); a row past its budget

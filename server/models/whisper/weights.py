@@ -7,7 +7,7 @@ what is missing). A model directory's manifest.json names the package, its versi
 and the sha256 of each file; every load checks the hashes. A file too large for one
 package is split ("parts": pieces in several packages, joined by concatenation); its
 pinned hash is the joined file's, computed over the pieces in order. Parsing
-model.bin takes about 1.5 s on our 2-core CPU (tiny.en), so the parsed tensors are
+model.bin is slow next to reading safetensors, so the parsed tensors are
 cached as safetensors under the work dir, keyed by model.bin's hash (a different
 file can never hit the cache).
 """

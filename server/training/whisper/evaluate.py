@@ -162,7 +162,7 @@ def best_zero_shot(r: WhisperTaskResult) -> float:
 
 def format_table(results: list[WhisperTaskResult]) -> str:
     """WER per task and variant, and each head's relative reduction against the better
-    zero-shot window (the issue's bar: at least 30% on every synthetic domain)."""
+    zero-shot window (the bar the heads are held to: at least 30% on every synthetic domain)."""
     cols = [c for c in VARIANTS if all(c in r.wer for r in results)]
     heads = [c for c in cols if c not in ZERO_SHOT]
     lines = [

@@ -6,8 +6,8 @@
     stage (c)  FFN heads per task against the frozen trained controller (baseline column)
     write      controller.safetensors, manifest.json (fingerprint, window), heads/ and
                baselines/ffn/ (public), build.json (the summary, s/step included)
-The encoder runs in the `cut` window (clip + 8 s of silence): 5x cheaper per step than
-the 30 s `pad` window on CPU (measured, README), and the manifest makes it the window
+The encoder runs in the `cut` window (clip + 8 s of silence): cheaper per step than the
+30 s `pad` window (docs/models.md, Training HRA on Whisper), and the manifest makes it the window
 this model directory serves with, so heads are served as they were trained.
 """
 
@@ -62,9 +62,8 @@ class WhisperRecipe:
 
     @classmethod
     def slice(cls) -> WhisperRecipe:
-        """What was built on the shared 2-core machine (models/whisper-tiny-en as committed):
-        2 domains + 2 speakers, 4 rows a step, fewer steps. README: measured s/step and the
-        projected cost of the full recipe."""
+        """The full recipe in miniature (`build-whisper --slice`): 2 domains + 2 speakers,
+        4 rows a step, fewer steps (docs/models.md, Training HRA on Whisper)."""
         return cls(
             rows=4,
             domains=("telephone", "accent-de"),
