@@ -23,7 +23,7 @@ def register(sub) -> None:
     )
     p.add_argument("--quick", action="store_true", help="tiny data and steps (smoke test)")
     p.add_argument(
-        "--slice", action="store_true", help="2 domains + 2 speakers, fewer steps (as committed)"
+        "--slice", action="store_true", help="2 domains + 2 speakers, fewer steps (a quick rebuild)"
     )
     p.set_defaults(run=build_whisper)
 
