@@ -25,11 +25,16 @@ run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127
 	$(PY) -m server.model.whisper.install "$${HRA_MODEL_DIR:-models/default}"
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) -m server.cli serve
 
+# The suite mostly waits (servers, subprocesses, job polling), so more pytest-xdist workers
+# than cores finish sooner; each worker has its own redis-server, temp dirs and models.
+# Plain `python -m pytest` still runs serially.
+TEST_WORKERS ?= 4
+
 test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(VENV_OK)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 stack: $(VENV_OK)  ## redis-server + two replicas on :8001 :8002 sharing it (Ctrl-C stops all), keyless
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) docker/local_stack.py
