@@ -25,11 +25,16 @@ run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127
 	$(PY) -m server.models.whisper.install "$${HRA_MODEL_DIR:-models/default}"
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) -m server.cli serve
 
+# The suite mostly waits (servers, subprocesses, job polling), so more pytest-xdist workers
+# than cores finish sooner; each worker has its own redis-server, temp dirs and models.
+# Plain `python -m pytest` still runs serially.
+TEST_WORKERS ?= 4
+
 test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(VENV_OK)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 docs: $(VENV_OK)  ## the documentation site into site/ (strict: a broken link or anchor fails); generated pages: python docs/generate.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
