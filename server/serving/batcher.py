@@ -210,8 +210,9 @@ class Batcher:
 
     def _form_batch(self) -> list[_Pending]:
         """The next batch: the least-served tenant's oldest item, then items of its own
-        kind taken turn by turn from the tenant whose counter (with what this batch
-        already gives it) is least, each tenant's nearest in length to the first.
+        kind and of tenants of like cost per audio second (FairShare.compatible), taken
+        turn by turn from the tenant whose counter (with what this batch already gives it)
+        is least, each tenant's nearest in length to the first.
 
         Long files' windows and whole requests never share a batch: a short request
         would wait for its batch-mate windows' forward passes (engine.run answers when
@@ -227,7 +228,9 @@ class Batcher:
         length = anchor.work.audio.seconds
         queues: dict[str, list[_Pending]] = {}
         for p in sorted(waiting, key=lambda p: abs(p.work.audio.seconds - length)):
-            if p is not anchor and (p.work.window_of is not None) == windows:
+            if p is anchor or (p.work.window_of is not None) != windows:
+                continue
+            if fair.compatible(p.work.tenant, anchor.work.tenant):
                 queues.setdefault(p.work.tenant or ADMIN, []).append(p)
         tentative = {t: fair.counter(t) for t in queues}
         budget = self.settings.max_batch_audio_s

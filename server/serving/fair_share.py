@@ -14,6 +14,12 @@ tenants waiting, or of the last one served), not at the counter it left with: id
 banks no credit, and a heavy tenant's past use is not held against it forever. So an
 idle tenant's next request goes ahead of a heavy tenant's backlog, and then takes turns.
 
+Batches are not preemptible: a request waits for the batch on the engine, and for the
+rows of its own batch. So tenants whose items cost far more per second of audio than
+another's (Whisper rows that loop through every fallback temperature) do not share that
+other tenant's batches: `compatible` keeps each tenant's recent cost per audio second and
+fuses tenants within a factor of `MIX_FACTOR` of each other.
+
 Admin and open-access work (tenant None) is accounted as a tenant of its own.
 """
 
@@ -25,6 +31,7 @@ from collections.abc import Iterable, Mapping
 logger = logging.getLogger(__name__)
 
 ADMIN = ""  # the account of work with no tenant (admin keys, open access)
+MIX_FACTOR = 4.0  # tenants share a batch while their costs per audio second are this close
 
 
 class FairShare:
@@ -41,6 +48,7 @@ class FairShare:
         self.used: dict[str, float] = {}  # engine seconds actually charged (not weighted)
         self._clock = 0.0  # the counter of the tenant served last
         self._per_unit = 0.05  # engine seconds per work unit, learned from batches
+        self.intensity: dict[str, float] = {}  # work units per audio second, recent items
 
     def weight(self, tenant: str | None) -> float:
         return self.weights.get(tenant or ADMIN, self.default_weight)
@@ -55,6 +63,11 @@ class FairShare:
         now = min(others) if others else self._clock
         self.counters[key] = max(self.counters.get(key, now), now)
 
+    def compatible(self, a: str | None, b: str | None) -> bool:
+        """Whether items of tenants `a` and `b` may share a batch (module docstring)."""
+        ia, ib = self.intensity.get(a or ADMIN, 1.0), self.intensity.get(b or ADMIN, 1.0)
+        return max(ia, ib) <= MIX_FACTOR * min(ia, ib)
+
     def estimate(self, tenant: str | None, seconds: float) -> float:
         """What an item of `seconds` of audio will add to its tenant's counter."""
         return self._per_unit * seconds / self.weight(tenant)
@@ -67,8 +80,11 @@ class FairShare:
             return
         self._per_unit = 0.8 * self._per_unit + 0.2 * engine_s / total
         served = set()
-        for (tenant, _, _), unit in zip(items, units):
+        for (tenant, seconds, _), unit in zip(items, units):
             key = tenant or ADMIN
+            if seconds > 0:
+                recent = self.intensity.get(key, unit / seconds)
+                self.intensity[key] = 0.7 * recent + 0.3 * unit / seconds
             cost = engine_s * unit / total
             self.used[key] = self.used.get(key, 0.0) + cost
             self.counters[key] = self.counter(key) + cost / self.weight(key)
@@ -84,3 +100,4 @@ class FairShare:
         for key in [k for k in self.counters if k not in live][: len(self.counters) - keep]:
             del self.counters[key]
             self.used.pop(key, None)
+            self.intensity.pop(key, None)

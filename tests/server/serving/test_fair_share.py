@@ -126,3 +126,11 @@ def test_accounts_are_bounded_and_only_idle_tenants_are_dropped():
         fair.charge([(f"t{i}", 1.0, 0)], engine_s=1.0)
     fair.forget_idle(["t0", "t1"], keep=10)
     assert len(fair.counters) == 10 and {"t0", "t1"} <= set(fair.counters)
+
+
+def test_tenants_whose_items_cost_far_more_per_second_do_not_share_others_batches():
+    fair = FairShare(decode_step_cost_s=0.05)
+    for _ in range(3):  # a looping Whisper row: 200 decoder steps for 1 s of audio
+        fair.charge([("looper", 1.0, 200), ("calm", 1.0, 5), ("other", 2.0, 10)], engine_s=3.0)
+    assert not fair.compatible("looper", "calm") and not fair.compatible("calm", "looper")
+    assert fair.compatible("calm", "other") and fair.compatible("new-tenant", "calm")
