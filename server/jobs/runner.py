@@ -42,6 +42,7 @@ from server.jobs.records import JobRecord, JobStopped, JobStore
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
+POLL_EVERY_S = 0.1  # the record is a file: read at most this often between items
 HOLDOUT_SEED = 16
 
 
@@ -100,11 +101,12 @@ def _train_and_register(
     datasets = DatasetStore(settings.jobs_root, settings.jobs, settings.audio)
     train_items, eval_items = _split(record, datasets, settings.jobs.holdout_fraction)
     jobs.event(record.id, f"{len(train_items)} training items, {len(eval_items)} evaluation items")
+    check = _StepCheck(record, settings, jobs, parent_pid)
     model = load_job_model(settings)  # what differs by model kind: server/jobs/model_kinds.py
     hp = record.hyperparameters
-    check = _StepCheck(record, settings, jobs, parent_pid)
-    score = model.scorer(eval_items, between=check.ensure_live)  # checks the items up front
-    new = model.train(record, train_items, on_step=check)
+    check.ensure_live()
+    score = model.scorer(eval_items, between=check.poll)  # checks the items up front
+    new = model.train(record, train_items, on_step=check, between=check.poll)
     check.ensure_live()
     jobs.event(record.id, f"trained {hp.steps} steps in {check.elapsed():.1f} s; evaluating")
 
@@ -196,7 +198,8 @@ async def _register(
 
 
 class _StepCheck:
-    """After every step: progress (at most once a second), cancel, time limit, parent."""
+    """After every step: progress (at most once a second), cancel, time limit, parent;
+    between items of the feature and scoring loops: the same checks (`poll`)."""
 
     def __init__(
         self, record: JobRecord, settings: Settings, jobs: JobStore, parent_pid: int | None
@@ -205,6 +208,7 @@ class _StepCheck:
         self.limit = settings.jobs.max_train_seconds
         self.began = time.monotonic()
         self.last = 0.0
+        self.polled = 0.0
 
     def elapsed(self) -> float:
         return time.monotonic() - self.began
@@ -227,6 +231,14 @@ class _StepCheck:
             )
             self.jobs.event(self.record.id, f"step {step}/{steps}: loss {loss:.4f}", data=progress)
         self.ensure_live()
+
+    def poll(self) -> None:
+        """Between the items of a long loop (features, scoring): `ensure_live` at most
+        every POLL_EVERY_S, so a cancel lands within it plus one item's work."""
+        now = time.monotonic()
+        if now - self.polled >= POLL_EVERY_S:
+            self.polled = now
+            self.ensure_live()
 
     def ensure_live(self) -> None:
         if self.jobs.get(self.record.id).cancel_requested:

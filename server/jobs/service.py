@@ -18,7 +18,7 @@ from server.auth import Principal
 from server.config import Settings
 from server.errors import InvalidRequest, TooManyJobs, UnknownJob
 from server.jobs.datasets import Dataset, DatasetStore
-from server.jobs.model_kinds import refuse_unsupported
+from server.jobs.model_kinds import refuse_too_large, refuse_unsupported
 from server.jobs.queue import make_queue
 from server.jobs.records import (
     ACTIVE,
@@ -33,6 +33,7 @@ from server.serving.heads import HeadRegistry
 
 logger = logging.getLogger(__name__)
 HEAD_TYPES = ("linear", "ffn")
+SPEED_STEPS = 20  # speed factors lie on a 0.05 grid
 UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an hour of audio
 
 
@@ -122,9 +123,13 @@ class JobService:
         if promote not in PROMOTE_POLICIES:
             raise InvalidRequest(f"promote must be one of {', '.join(PROMOTE_POLICIES)}")
         hp = self._hyperparameters(hyperparameters)
-        await self.get_dataset(training_file, caller)
+        train = await self.get_dataset(training_file, caller)
+        validation = None
         if validation_file is not None:
-            await self.get_dataset(validation_file, caller)
+            validation = await self.get_dataset(validation_file, caller)
+        eval_s = validation.audio_seconds if validation else 0.0
+        limit = self.settings.jobs.max_feature_bytes
+        refuse_too_large(self.model_kind, hp, train.audio_seconds, eval_s, limit)
         exists = await self._check_task(task_id, caller)
         if promote == "never" and not exists:
             raise InvalidRequest(
@@ -196,6 +201,10 @@ class JobService:
                 raise InvalidRequest(f"{name}: at most 4 factors, each in 0.5..2.0")
         if not hp.speeds:
             raise InvalidRequest("speeds needs at least one factor (1.0: as recorded)")
+        if any(abs(v * SPEED_STEPS - round(v * SPEED_STEPS)) > 1e-6 for v in hp.speeds):
+            # resampling 16 kHz to 16 kHz x 0.5003 builds a 4,000-phase filter: ~10 s and
+            # ~3 GB per clip (measured); on a 0.05 grid a speed costs at most 20 phases
+            raise InvalidRequest(f"speeds: each a multiple of {1 / SPEED_STEPS:g} (0.9, 1.05)")
         if not isinstance(hp.vocabulary_from_data, bool):
             raise InvalidRequest("vocabulary_from_data must be true or false")
         if not isinstance(hp.max_frames, int) or not 500 <= hp.max_frames <= 20_000:
@@ -203,7 +212,7 @@ class JobService:
         hp = replace(
             hp,
             learning_rate=float(hp.learning_rate),
-            speeds=tuple(float(v) for v in hp.speeds),
+            speeds=tuple(round(v * SPEED_STEPS) / SPEED_STEPS for v in hp.speeds),
             tempos=tuple(float(v) for v in hp.tempos),
         )
         refuse_unsupported(self.model_kind, hp)  # e.g. CTC-only ones on a Whisper model
