@@ -71,7 +71,7 @@ class JobService:
                     self.jobs.event(record.id, f"job failed: {message}", level="error")
                     logger.warning("job %s failed at start: %s", record.id, message)
             elif record.status == "queued" and local:
-                self.queue.submit(record.id)
+                self.queue.submit(record.id, record.owner)
                 logger.info("job %s queued again", record.id)
 
     def _finished(self, job_id: str) -> None:
@@ -158,7 +158,7 @@ class JobService:
                 created_at=time.time(),
             )
             await asyncio.to_thread(self.jobs.create, record)
-        self.queue.submit(record.id)
+        self.queue.submit(record.id, record.owner)
         logger.info("job %s queued", record.id)
         return record
 
