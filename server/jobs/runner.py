@@ -33,7 +33,7 @@ import torch
 from adapters_store.errors import QuotaExceeded, UnknownTask
 from adapters_store.factory import make_store
 from adapters_store.head_format import HeadRecord, decode_head
-from server.config import Settings
+from server.config import JobSettings, Settings
 from server.data.manifest import Utterance
 from server.errors import UnknownJob
 from server.jobs.datasets import DatasetStore
@@ -50,8 +50,7 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
     """Run one queued job to a terminal state; returns that state. `parent_pid`: the
     server that owns this local worker: when it is gone the job stops (failed)."""
     torch.set_num_threads(settings.jobs.torch_threads)
-    if settings.jobs.nice:
-        os.nice(settings.jobs.nice)
+    lower_priority(settings.jobs)
     jobs = JobStore(settings.jobs_root)
     try:
         record = jobs.transition(job_id, "running", heartbeat_at=time.time())
@@ -89,6 +88,40 @@ def run_job(job_id: str, settings: Settings, parent_pid: int | None = None) -> s
         data=result,
     )
     return "succeeded"
+
+
+def lower_priority(limits: JobSettings) -> None:
+    """This process at niceness `limits.nice`, absolute (os.nice would add to a server
+    already at 5 or 10); never below what it inherited (raising niceness needs no
+    privilege, lowering it does). Then, best effort, into the operator's cgroup v2 folder
+    at `cpu.weight` = `limits.cpu_weight`."""
+    pid = os.getpid()
+    if limits.nice:
+        inherited = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(inherited, limits.nice))
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    if limits.cgroup is None:
+        logger.info("job worker %d: niceness %d; no cgroup (HRA_JOBS__CGROUP unset)", pid, niceness)
+        return
+    try:
+        (limits.cgroup / "cpu.weight").write_text(f"{limits.cpu_weight}\n")
+        (limits.cgroup / "cgroup.procs").write_text(f"{pid}\n")
+    except OSError as exc:
+        logger.warning(
+            "job worker %d: niceness %d; cgroup %s not usable (%s): niceness only",
+            pid,
+            niceness,
+            limits.cgroup,
+            exc,
+        )
+        return
+    logger.info(
+        "job worker %d: niceness %d, cgroup %s at cpu.weight %d",
+        pid,
+        niceness,
+        limits.cgroup,
+        limits.cpu_weight,
+    )
 
 
 def _fmt(value: float | None) -> str:
