@@ -16,7 +16,7 @@ Reported per phase: the victim's file p50/p95, its live final latency p95, faile
 requests, and the attacker's share of engine time (hra_tenant_engine_seconds_total).
 Goals: victim p95 within max(2 x idle p95, idle p95 + 250 ms); no victim request fails.
 
-    .venv/bin/python -m load_tests.bench_fair_share [--seconds 20] [--no-whisper]
+    .venv/bin/python -m load_tests.bench_fair_share [--seconds 20] [--no-whisper | --whisper-only]
 Writes load_tests/results/fair-share.json.
 """
 
@@ -298,10 +298,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-whisper", action="store_true")
+    parser.add_argument("--whisper-only", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("load_tests/results/fair-share.json"))
     args = parser.parse_args()
     speech = Speech()
-    rows = asyncio.run(run_server(REPO_ROOT / "models/default", ATTACKS, speech, args, True))
+    rows = []
+    if not args.whisper_only:
+        rows += asyncio.run(run_server(REPO_ROOT / "models/default", ATTACKS, speech, args, True))
     if not args.no_whisper:
         whisper = {"whisper_cost": whisper_cost}
         rows += asyncio.run(

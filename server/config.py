@@ -341,15 +341,27 @@ class JobSettings(BaseModel):
     """Jobs the local queue runs at once (each in its own child process)."""
     torch_threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads of a training job: 1 keeps serving latency on a shared CPU."""
-    nice: int = Field(default=10, ge=0, le=19)
-    """Niceness a training job adds to its process: the OS runs serving first on a
-    shared CPU (0: same priority as serving)."""
+    nice: int = Field(default=19, ge=0, le=19)
+    """Niceness a training job's process runs at, absolute (not added to the server's): the
+    OS runs serving first on a shared CPU whatever the server's own niceness. A server
+    already nicer than this leaves its jobs at its own niceness (never raised above it);
+    0: the job keeps the niceness it inherits."""
+    cgroup: Path | None = None
+    """A cgroup v2 folder (prepared and delegated by the operator, e.g. a systemd slice) a
+    training worker moves itself into, setting its `cpu.weight` to `cpu_weight`: CPU
+    shares on top of niceness. Unset, or not writable: niceness only (logged)."""
+    cpu_weight: int = Field(default=1, ge=1, le=10_000)
+    """cgroup v2 `cpu.weight` written to `cgroup` (1..10000; the kernel's default is 100)."""
     max_dataset_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     """Largest dataset archive (zip) accepted, in bytes."""
     max_dataset_items: int = Field(default=2000, ge=1, le=1_000_000)
     """Most utterances in one dataset."""
     max_dataset_audio_s: float = Field(default=3600.0, gt=0)
     """Most seconds of audio in one dataset, all items together."""
+    max_feature_bytes: int = Field(default=1024**3, ge=1)
+    """Most bytes a job's features may take in memory, estimated at creation from its
+    datasets' seconds of audio x augmented copies (`speeds`, `tempos`) x the model kind's
+    feature bytes per second; past it 413 `job_too_large`, before anything runs."""
     max_datasets_per_tenant: int = Field(default=20, ge=1)
     """Most datasets one tenant may keep (DELETE frees one)."""
     max_concurrent_jobs_per_tenant: int = Field(default=1, ge=1)

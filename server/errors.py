@@ -369,6 +369,13 @@ class InvalidDataset(InvalidRequest):
     code = "invalid_dataset"
 
 
+class JobTooLarge(TooLarge):
+    """A fine-tuning job's features (seconds of audio x augmented copies) would take more
+    memory than the server allows one job."""
+
+    code = "job_too_large"
+
+
 class TooManyJobs(TooMany):
     """A tenant's concurrent fine-tuning jobs or stored datasets are at their limit."""
 

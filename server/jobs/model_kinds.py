@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from server.config import Settings
-from server.errors import InvalidRequest, UnsupportedHyperparameter
+from server.errors import InvalidRequest, JobTooLarge, UnsupportedHyperparameter
 from server.jobs.records import Hyperparameters, JobRecord, JobStopped
 from server.models.registry import HRA_CTC, KINDS, WHISPER, ModelKind, model_kind_of
 from server.models.whisper.frontend import SAMPLE_RATE, WINDOW_SAMPLES
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OnStep = Callable[[int, float], None]
+Between = Callable[[], None]
 Scorer = Callable[["HeadRecord | None"], float]
 
 WHISPER_ROWS = 8  # clips a step: the recipe's (server/training/whisper/recipe.py)
@@ -58,19 +59,23 @@ class JobModel(Protocol):
 
     spec: HeadSpec  # what the store checks the new head (and the current one) against
     unsupported: dict[str, str]  # hyperparameter -> why it does not apply (a class attribute)
+    feature_bytes_per_s: int  # a second of audio's training features, at most (class attribute)
 
     def __init__(self, settings: Settings) -> None:
         """settings.model_dir's model, loaded for training."""
         ...
 
-    def train(self, record: JobRecord, items: list[Utterance], on_step: OnStep) -> HeadRecord:
+    def train(
+        self, record: JobRecord, items: list[Utterance], on_step: OnStep, between: Between
+    ) -> HeadRecord:
         """One head for `record.task_id`, owned by the job's owner (version 0: the store
-        numbers it)."""
+        numbers it); `between` runs before every item's features, `on_step` after every
+        step (either may raise to stop the job)."""
         ...
 
     def scorer(self, items: list[Utterance], between: Callable[[], None]) -> Scorer:
-        """WER of a head (None: base) on `items`; `between` runs between chunks (it may
-        raise to stop the job)."""
+        """WER of a head (None: base) on `items`; `between` runs before every item's
+        features and between chunks (it may raise to stop the job)."""
         ...
 
 
@@ -90,6 +95,34 @@ def refuse_unsupported(kind: ModelKind, hp: Hyperparameters) -> None:
             raise UnsupportedHyperparameter(f"{name} does not apply to {kind.label} models: {why}")
 
 
+def augmented_copies(hp: Hyperparameters) -> float:
+    """Seconds of features per second of audio: each speed s plays 1/s as long, and each
+    tempo t adds a copy of every speed copy 1/t as long (server/training/data.py)."""
+    return sum(1 / s for s in hp.speeds) * (1 + sum(1 / t for t in hp.tempos))
+
+
+def feature_bytes(kind: ModelKind, hp: Hyperparameters, train_s: float, eval_s: float) -> int:
+    """An upper bound on a job's feature memory: its training items with their augmented
+    copies, plus the evaluation items once (a held-out share of the training file is at
+    most one of its copies, so `max(copies, 1)` covers it; `eval_s`: a validation file)."""
+    per_s = TRAINERS[kind].feature_bytes_per_s
+    return math.ceil((train_s * max(augmented_copies(hp), 1.0) + eval_s) * per_s)
+
+
+def refuse_too_large(
+    kind: ModelKind, hp: Hyperparameters, train_s: float, eval_s: float, limit: int
+) -> None:
+    """At job creation: 413 `job_too_large` when the features would pass `limit` bytes."""
+    estimate = feature_bytes(kind, hp, train_s, eval_s)
+    if estimate > limit:
+        raise JobTooLarge(
+            f"this job's features would take about {estimate / 2**20:.0f} MiB "
+            f"({train_s:.0f} s of training audio x {augmented_copies(hp):.2f} augmented copies"
+            f"{f' + {eval_s:.0f} s of validation audio' if eval_s else ''}); the limit is "
+            f"{limit / 2**20:.0f} MiB: use fewer speeds or tempos, or a smaller dataset"
+        )
+
+
 def load_job_model(settings: Settings) -> JobModel:
     kind = model_kind_of(settings.model_dir)
     trainer = TRAINERS.get(kind)
@@ -101,6 +134,9 @@ def load_job_model(settings: Settings) -> JobModel:
 
 class CtcHeads:
     unsupported: dict[str, str] = {}  # every hyperparameter applies
+    # a CTC backbone's input, at most: the raw 16 kHz float32 waveform (wav2vec2-style
+    # backbones); log-mel front ends take less (the default's 64 bands: 25.6 KB/s)
+    feature_bytes_per_s = 16_000 * 4
 
     def __init__(self, settings: Settings) -> None:
         from server.models.checkpoint import head_spec, load_model
@@ -109,7 +145,9 @@ class CtcHeads:
         self.model, self.fp = load_model(settings.model_dir / "model.safetensors")
         self.spec = head_spec(self.model, self.fp, settings.heads.max_ranks)
 
-    def train(self, record: JobRecord, items: list[Utterance], on_step: OnStep) -> HeadRecord:
+    def train(
+        self, record: JobRecord, items: list[Utterance], on_step: OnStep, between: Between
+    ) -> HeadRecord:
         from server.training.new_head import HeadRecipe, train_new_head
 
         hp = record.hyperparameters
@@ -131,6 +169,7 @@ class CtcHeads:
             owner=record.owner,
             vocabulary_from_data=hp.vocabulary_from_data,
             on_step=on_step,
+            between=between,
         )
 
     def scorer(self, items: list[Utterance], between: Callable[[], None]) -> Scorer:
@@ -139,9 +178,12 @@ class CtcHeads:
         from server.training.evaluate import wers
 
         featurize = self.model.backbone.featurize
-        feats = [featurize(load_audio(u.audio, self.settings.audio)) for u in items]
+        feats = []
+        for u in items:
+            between()
+            feats.append(featurize(load_audio(u.audio, self.settings.audio)))
         refs = [CharTokenizer.normalize(u.text) for u in items]
-        return lambda head: wers(self.model, feats, refs, head, ())[0]
+        return lambda head: wers(self.model, feats, refs, head, (), between=between)[0]
 
 
 class WhisperHeads:
@@ -149,6 +191,7 @@ class WhisperHeads:
     check), on the CPU; the same objects train the head and then decode with it."""
 
     unsupported = WHISPER_UNSUPPORTED
+    feature_bytes_per_s = 100 * 128 * 4  # log-mel: 100 frames/s, at most 128 bands, float32
 
     def __init__(self, settings: Settings) -> None:
         import torch
@@ -160,7 +203,9 @@ class WhisperHeads:
         self.recognizer, self.fp = load_recognizer(settings, torch.device("cpu"))
         self.spec = head_spec(self.recognizer.model, self.fp, settings.heads.max_ranks)
 
-    def train(self, record: JobRecord, items: list[Utterance], on_step: OnStep) -> HeadRecord:
+    def train(
+        self, record: JobRecord, items: list[Utterance], on_step: OnStep, between: Between
+    ) -> HeadRecord:
         from adapters_store.head_format import HeadType
         from server.training.trainer import TrainConfig
         from server.training.whisper.data import WhisperSet
@@ -169,7 +214,9 @@ class WhisperHeads:
         hp = record.hyperparameters
         self._check_fits(items, hp.speeds)
         whisper = self.recognizer.whisper
-        data = WhisperSet.build(items, whisper, speeds=hp.speeds, max_tokens=WHISPER_MAX_TOKENS)
+        data = WhisperSet.build(
+            items, whisper, speeds=hp.speeds, max_tokens=WHISPER_MAX_TOKENS, between=between
+        )
         head_type = HeadType(hp.head_type)
         rank = hp.rank if head_type == HeadType.FFN else 0
         config = TrainConfig(steps=hp.steps, lr=hp.learning_rate, warmup=min(50, hp.steps // 5 + 1))
@@ -192,7 +239,10 @@ class WhisperHeads:
 
         self._check_fits(items, (1.0,))
         featurize = self.recognizer.whisper.encoder.featurize
-        feats = [featurize(load_audio(u.audio, self.settings.audio)) for u in items]
+        feats = []
+        for u in items:
+            between()
+            feats.append(featurize(load_audio(u.audio, self.settings.audio)))
         refs = [u.text for u in items]
 
         def score(head: HeadRecord | None) -> float:

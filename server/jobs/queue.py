@@ -5,7 +5,9 @@ never the engine's thread). Cancellation is the record's flag, checked by the jo
 between steps; a job cancelled while queued is never started (run_job sees it).
 
 LocalQueue (HRA_JOBS__QUEUE=local, the embedded default: no Redis): up to
-`local_workers` jobs at once, each a fresh child process (forkserver); a child that
+`local_workers` jobs at once, each a fresh child process (forkserver), the next one
+picked fairly across tenants (server/jobs/scheduling.py: least recently served tenant
+first, not first come first served); a child that
 dies without reaching a terminal state gets its job failed (`worker_lost`); a child whose
 server is gone (killed) stops at its next step; when the
 server stops, running children are ended and their jobs failed, queued ones stay queued
@@ -14,7 +16,9 @@ and are queued again at the next start.
 RqQueue (HRA_JOBS__QUEUE=rq, HRA_STORE=redis): jobs go to RQ queue `<prefix>-training`
 on the store's Redis; `rq worker <prefix>-training` on any machine with the same HRA_*
 environment (model dir, jobs root on a shared volume, Redis URL) runs them, forking a
-work horse per job (RQ's own job timeouts bound a horse that hangs).
+work horse per job (RQ's own job timeouts bound a horse that hangs). RQ runs a queue
+first in, first out, whoever the tenant: fairness there rests on the per-tenant cap on
+jobs queued or running (`max_concurrent_jobs_per_tenant`, default 1).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from server.config import Settings
 from server.errors import UnknownJob
 from server.jobs.records import TERMINAL, JobStore
+from server.jobs.scheduling import FairPending
 
 logger = logging.getLogger(__name__)
 RQ_TIMEOUT_MARGIN_S = 600
@@ -39,7 +44,7 @@ class LocalQueue:
         self.settings = settings
         self.on_done = on_done
         self.jobs = JobStore(settings.jobs_root)
-        self.pending: asyncio.Queue[str] = asyncio.Queue()
+        self.pending = FairPending()  # round-robin by tenant, not first come first served
         self.running: dict[str, multiprocessing.Process] = {}
         self.tasks: list[asyncio.Task] = []
 
@@ -49,8 +54,8 @@ class LocalQueue:
             for i in range(self.settings.jobs.local_workers)
         ]
 
-    def submit(self, job_id: str) -> None:
-        self.pending.put_nowait(job_id)
+    def submit(self, job_id: str, tenant: str | None) -> None:
+        self.pending.add(job_id, tenant)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -70,7 +75,7 @@ class LocalQueue:
     async def _dispatch(self) -> None:
         context = _context()
         while True:
-            job_id = await self.pending.get()
+            job_id = await self.pending.next()
             try:
                 if self.jobs.get(job_id).status in TERMINAL:
                     continue  # cancelled while queued
@@ -134,7 +139,9 @@ class RqQueue:
     def start(self) -> None:
         return None
 
-    def submit(self, job_id: str) -> None:
+    def submit(self, job_id: str, tenant: str | None) -> None:
+        """RQ's queue is first in, first out: `tenant` does not reorder it (each tenant
+        has at most `max_concurrent_jobs_per_tenant` jobs queued or running)."""
         self.queue.enqueue(
             "server.jobs.runner.run_rq_job",
             job_id,

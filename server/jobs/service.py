@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 import weakref
 from dataclasses import replace
@@ -20,7 +21,7 @@ from server.auth import Principal
 from server.config import Settings
 from server.errors import InvalidRequest, TooManyJobs, TranscriptTooLong, UnknownJob
 from server.jobs.datasets import Dataset, DatasetStore
-from server.jobs.model_kinds import refuse_unsupported
+from server.jobs.model_kinds import refuse_too_large, refuse_unsupported
 from server.jobs.queue import make_queue
 from server.jobs.records import (
     ACTIVE,
@@ -37,6 +38,7 @@ from server.serving.heads import HeadRegistry
 logger = logging.getLogger(__name__)
 CTC_KINDS = (HRA_CTC, HF_CTC)
 HEAD_TYPES = ("linear", "ffn")
+SPEED_STEPS = 20  # speed factors lie on a 0.05 grid
 UPLOADS_AT_ONCE = 2  # archives parsed at once, all tenants: each may hold an hour of audio
 
 
@@ -77,7 +79,7 @@ class JobService:
                     self.jobs.event(record.id, f"job failed: {message}", level="error")
                     logger.warning("job %s failed at start: %s", record.id, message)
             elif record.status == "queued" and local:
-                self.queue.submit(record.id)
+                self.queue.submit(record.id, record.owner)
                 logger.info("job %s queued again", record.id)
 
     def _finished(self, job_id: str) -> None:
@@ -129,9 +131,13 @@ class JobService:
         if promote not in PROMOTE_POLICIES:
             raise InvalidRequest(f"promote must be one of {', '.join(PROMOTE_POLICIES)}")
         hp = self._hyperparameters(hyperparameters)
-        await self.get_dataset(training_file, caller)
+        train = await self.get_dataset(training_file, caller)
+        validation = None
         if validation_file is not None:
-            await self.get_dataset(validation_file, caller)
+            validation = await self.get_dataset(validation_file, caller)
+        eval_s = validation.audio_seconds if validation else 0.0
+        limit = self.settings.jobs.max_feature_bytes
+        refuse_too_large(self.model_kind, hp, train.audio_seconds, eval_s, limit)
         if hp.vocabulary_from_data:  # refused now, not after the job has trained
             await asyncio.to_thread(self._check_vocabulary_from, training_file)
         if self.model_kind in CTC_KINDS and self.frame_seconds:
@@ -164,7 +170,7 @@ class JobService:
                 created_at=time.time(),
             )
             await asyncio.to_thread(self.jobs.create, record)
-        self.queue.submit(record.id)
+        self.queue.submit(record.id, record.owner)
         logger.info("job %s queued", record.id)
         return record
 
@@ -186,7 +192,8 @@ class JobService:
                 ids = tokenizer.encode(tokenizer.normalize(item.text))
                 needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
                 info = sf.info(str(item.audio))
-                frames = int(info.frames / info.samplerate / self.frame_seconds)
+                # +1: the front end's rounding at the clip's edges, never refused for it
+                frames = math.ceil(info.frames / info.samplerate / self.frame_seconds) + 1
                 if needed > frames:
                     refused.append(
                         f"{file_id} line {line}: {needed} frames needed, {frames} in audio"
@@ -238,6 +245,10 @@ class JobService:
                 raise InvalidRequest(f"{name}: at most 4 factors, each in 0.5..2.0")
         if not hp.speeds:
             raise InvalidRequest("speeds needs at least one factor (1.0: as recorded)")
+        if any(abs(v * SPEED_STEPS - round(v * SPEED_STEPS)) > 1e-6 for v in hp.speeds):
+            # resampling 16 kHz to 16 kHz x 0.5003 builds a 4,000-phase filter: ~10 s and
+            # ~3 GB per clip (measured); on a 0.05 grid a speed costs at most 20 phases
+            raise InvalidRequest(f"speeds: each a multiple of {1 / SPEED_STEPS:g} (0.9, 1.05)")
         if not isinstance(hp.vocabulary_from_data, bool):
             raise InvalidRequest("vocabulary_from_data must be true or false")
         if not isinstance(hp.max_frames, int) or not 500 <= hp.max_frames <= 20_000:
@@ -245,7 +256,7 @@ class JobService:
         hp = replace(
             hp,
             learning_rate=float(hp.learning_rate),
-            speeds=tuple(float(v) for v in hp.speeds),
+            speeds=tuple(round(v * SPEED_STEPS) / SPEED_STEPS for v in hp.speeds),
             tempos=tuple(float(v) for v in hp.tempos),
         )
         refuse_unsupported(self.model_kind, hp)  # e.g. CTC-only ones on a Whisper model

@@ -6,6 +6,7 @@ default recipe) so a training step is pure model compute.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -42,14 +43,19 @@ class FeatureSet:
         desc: str = "features",
         speeds: tuple[float, ...] = (1.0,),
         tempos: tuple[float, ...] = (),
+        between: Callable[[], None] | None = None,
     ) -> FeatureSet:
         """`speeds` other than 1.0 add speed-perturbed copies (tempo and pitch together);
-        each of `tempos` adds a copy of every one of those at that tempo, pitch kept."""
+        each of `tempos` adds a copy of every one of those at that tempo, pitch kept.
+        `between` runs before every utterance (a job's cancel and time-limit check: it
+        may raise to stop)."""
         tokenizer = CharTokenizer()
         task_ids = task_ids or sorted({u.task for u in utterances})
         index = {t: i for i, t in enumerate(task_ids)}
         feats, labels, tasks, texts = [], [], [], []
         for u in tqdm(utterances, desc=desc, leave=False):
+            if between is not None:
+                between()
             waveform = load_audio(u.audio)
             label = torch.tensor(tokenizer.encode(u.text), dtype=torch.long)
             for speed in speeds:

@@ -10,6 +10,7 @@ vocabulary, for every variant alike, backbone included (a second table).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +89,14 @@ def wers(
     head: HeadRecord | None,
     vocabulary: tuple[str, ...],
     batch_size: int = 32,
+    between: Callable[[], None] | None = None,
 ) -> tuple[float, float | None]:
-    """WER greedy, and within `vocabulary` (None if empty), from one forward per chunk."""
+    """WER greedy, and within `vocabulary` (None if empty), from one forward per chunk;
+    `between` runs before every chunk (it may raise to stop a job)."""
     greedy, constrained = [], []
     for start in range(0, len(feats), batch_size):
+        if between is not None:
+            between()
         chunk = feats[start : start + batch_size]
         logits, lengths = forward_features(model, chunk, [head] * len(chunk))
         fs = model.backbone.frame_seconds

@@ -40,11 +40,14 @@ def train_new_head(
     vocabulary_from_data: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     on_features: Callable[[FeatureSet], None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> HeadRecord:
-    """The trained head as a record (version 0: the store numbers it)."""
+    """The trained head as a record (version 0: the store numbers it). `between` runs
+    before every utterance's features (it may raise to stop a job); `on_step` after every
+    training step."""
     rows = [Utterance(u.audio, u.text, task) for u in utterances]
     data = FeatureSet.build(
-        rows, model.backbone.featurize, speeds=recipe.speeds, tempos=recipe.tempos
+        rows, model.backbone.featurize, speeds=recipe.speeds, tempos=recipe.tempos, between=between
     )
     if on_features is not None:
         on_features(data)

@@ -365,6 +365,7 @@ async def test_job_requests_out_of_bounds_are_refused_before_anything_runs(jobs_
         ({"steps": "10"}, "steps"),
         ({"n_epochs": 3}, "unknown hyperparameters"),
         ({"speeds": [0.1]}, "speeds"),
+        ({"speeds": [0.5003]}, "speeds"),
         ({"speeds": [1.0] * 50}, "speeds"),
         ({"head_type": "residual"}, "head_type"),
         ({"rank": 10_000, "head_type": "ffn"}, "rank"),

@@ -51,6 +51,7 @@ STABLE = {
     "inference_failed": (500, 1011),
     "decode_budget_exceeded": (422, 1008),
     "transcript_too_long": (422, 1008),
+    "job_too_large": (413, 1008),
     "too_many_streams": (429, 1013),
     "stream_error": (500, 1008),
     "invalid_event": (500, 1008),

@@ -8,6 +8,7 @@ cut window's silence margin, so a row count (not a frame budget) bounds the step
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -44,12 +45,16 @@ class WhisperSet:
         speeds: tuple[float, ...] = (1.0,),
         max_tokens: int = 200,
         desc: str = "features",
+        between: Callable[[], None] | None = None,
     ) -> WhisperSet:
-        """Transcripts longer than `max_tokens` tokens are refused (decoder context 448)."""
+        """Transcripts longer than `max_tokens` tokens are refused (decoder context 448).
+        `between` runs before every utterance (it may raise to stop a job)."""
         task_ids = task_ids or sorted({u.task for u in utterances})
         index = {t: i for i, t in enumerate(task_ids)}
         out = cls([], [], [], [], task_ids)
         for u in tqdm(utterances, desc=desc, leave=False):
+            if between is not None:
+                between()
             if len(u.text) > 16 * max_tokens:  # bounded before the tokenizer sees it
                 raise ValueError(f"{u.audio}: transcript of {len(u.text)} characters")
             ids = whisper.tokenizer.encode(target_text(u.text))
