@@ -25,10 +25,11 @@ run: $(VENV_OK)  ## serve the embedded default on HRA_HOST:HRA_PORT (default 127
 	$(PY) -m server.models.whisper.install "$${HRA_MODEL_DIR:-models/default}"
 	HRA_OPEN_ACCESS=$${HRA_OPEN_ACCESS:-true} $(PY) -m server.cli serve
 
-# The suite mostly waits (servers, subprocesses, job polling), so more pytest-xdist workers
-# than cores finish sooner; each worker has its own redis-server, temp dirs and models.
-# Plain `python -m pytest` still runs serially.
-TEST_WORKERS ?= 4
+# pytest-xdist workers (0: one process). The suite is CPU-bound on 2 cores: 4 workers took
+# 9.5 min where one process takes about 7 (torch threads oversubscribe the cores), so the
+# default is serial; on a machine with more cores, TEST_WORKERS=4 (each worker starts its own
+# redis-server, temp dirs and ports).
+TEST_WORKERS ?= 0
 
 test: $(VENV_OK)  ## the whole suite, slow end-to-end tests included
 	$(PY) -m pytest -q -n $(TEST_WORKERS)

@@ -155,8 +155,11 @@ def _read_header(data: bytes) -> dict:
 def decode_head(data: bytes, spec: HeadSpec | None = None) -> HeadRecord:
     """Parse and validate a head file; with `spec`, check it fits the loaded model."""
     header = _read_header(data)
-    raw_meta = (header.get("__metadata__") or {}).get(METADATA_KEY)
-    if raw_meta is None:
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise HeadRejected("safetensors __metadata__ must be an object of strings")
+    raw_meta = metadata.get(METADATA_KEY)
+    if not isinstance(raw_meta, str):
         raise HeadRejected(f"safetensors metadata has no {METADATA_KEY!r} entry")
     if len(raw_meta) > MAX_METADATA_BYTES:
         raise HeadRejected(f"head metadata is {len(raw_meta)} bytes, limit {MAX_METADATA_BYTES}")

@@ -96,6 +96,7 @@ class HeadRegistry:
         metadata = metadata or {}
         check_metadata(metadata)  # refused before the write, never after it
         record = await asyncio.to_thread(decode_head, data, self.spec)
+        check_head_metadata(record.meta)  # the file's own, before the request's merges in
         changes: dict = {"task_id": task_id, "created_at": time.time()}
         for key, value in metadata.items():
             if key in ("owner", "description"):

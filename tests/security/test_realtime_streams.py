@@ -96,7 +96,7 @@ async def test_the_openai_browser_subprotocol_carries_the_key(url):
         assert created["type"] == "transcription_session.created"
 
 
-@pytest.mark.parametrize("task", ["..%2Fetc", "-leading-dash", "bad%20id", "%E2%80%AEx"])
+@pytest.mark.parametrize("task", ["..%2Fetc", "-leading-dash", "bad%20id", "%E2%80%AEx", "a" * 200])
 async def test_an_invalid_task_id_in_the_url_closes_as_the_clients_error_not_the_servers(url, task):
     async with ws(url, ACME, task) as conn:
         events, code = await closed_with(conn)

@@ -18,7 +18,7 @@ from adapters_store.disk_store import DiskStore
 from tests.helpers import DEFAULT_MODEL_DIR, live_server, make_settings
 from tests.server.jobs.archives import fsdd_zip, upload
 
-EXAMPLES = 40
+EXAMPLES = 60
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
@@ -116,8 +116,24 @@ def test_any_head_metadata_gets_a_typed_answer_and_what_is_stored_reads_back(
             files={"file": ("h.safetensors", head)},
             data={"metadata": json.dumps(metadata)},
         )
+        assert r.status_code < 500, (r.text, metadata, in_file, field)
         _typed(r)
         if r.status_code == 200:  # stored: it reads back, listed and inspected
             _typed(client.get("/v1/tasks/fuzzed-head"))
             assert client.get("/v1/tasks/fuzzed-head").status_code == 200
             assert client.get("/v1/tasks").status_code == 200
+
+
+@pytest.mark.parametrize("metadata", [["a", "b"], "text", 7, {"hra_head": 5}])
+def test_a_head_file_whose_safetensors_metadata_is_not_an_object_of_strings_is_refused(
+    base_url, metadata
+):
+    size = struct.unpack("<Q", HEAD[:8])[0]
+    header = json.loads(HEAD[8 : 8 + size])
+    header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    head = struct.pack("<Q", len(raw)) + raw + HEAD[8 + size :]
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        r = client.put("/v1/tasks/odd-metadata", files={"file": ("h.safetensors", head)})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "head_rejected", r.text

@@ -36,7 +36,8 @@ async def realtime(websocket: WebSocket) -> None:
     hub = websocket.app.state.streams
     caller = websocket.scope[PRINCIPAL_KEY]
     query = websocket.query_params
-    task_id = (query.get("model") or query.get("task_id") or BASE_TASK)[:128]
+    # bounded for the log, one past the longest valid id: an overlong id stays invalid
+    task_id = (query.get("model") or query.get("task_id") or BASE_TASK)[:129]
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
     timeout = runtime.settings.streaming.send_timeout_s
