@@ -86,6 +86,24 @@ async def test_tenants_that_all_want_more_get_equal_engine_time_whatever_their_c
     await batcher.stop()
 
 
+async def test_three_tenants_that_all_want_more_each_get_at_least_0_8_over_3_of_the_engine(
+    make_batcher,
+):
+    fair = FairShare()
+    batcher = make_batcher(fair, max_batch_size=2, max_wait_ms=0)
+    until, done = time.monotonic() + 3.0, []
+    lengths = {"long": 6.0, "mid": 2.0, "short": 0.75}
+    clients = [
+        _closed_loop(batcher, tenant, seconds, until, done)
+        for tenant, seconds in lengths.items()
+        for _ in range(3)
+    ]
+    await asyncio.gather(*clients)
+    total = sum(fair.used[t] for t in lengths)
+    assert min(fair.used[t] for t in lengths) >= 0.8 / 3 * total, fair.used
+    await batcher.stop()
+
+
 async def test_a_tenant_of_weight_two_gets_twice_the_engine_time_of_weight_one(make_batcher):
     fair = FairShare(weights={"gold": 2.0})
     batcher = make_batcher(fair, max_batch_size=2, max_wait_ms=0)
